@@ -1,0 +1,302 @@
+"""Command line: `python -m esmeperf -sci 10 -cpi 20 -smi 100 [--config config.json] ...`."""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import logging
+import os
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .config import Gates, Settings, Target, load_target, timespan
+from .errors import ConfigError, EsmePerfError, TargetStartError
+from .status import EXIT_STATUS_HELP, ExitStatus
+
+log = logging.getLogger("esmeperf")
+
+DEFAULT_CONFIG = "config.json"
+CONFIG_HELP = """config.json keys (ESME's own; without a config the embedded target is used):
+  event_id             the event participants ask for help at (int)
+  messenger_ws_url     ws://host:8300 (no trailing slash; /connect is appended)
+  organizer_api_url    http://host:8000
+  organizer_email      an organizer of the event's agency (role 2-4)
+  organizer_password   its password (never logged or written to results)
+  participant_api_url  http://host:8100
+  organizers           optional: [{"email": ..., "password": ...}] for --organizers N"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input in one line (usage stays in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of milliseconds, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def _span(text: str) -> float:
+    try:
+        return timespan(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The esmeperf argument parser (also the source of the man page)."""
+    parser = _Parser(
+        prog="esmeperf",
+        description="Load-test ESME's Messenger API the way ESME's own Go performance test "
+        "does: one organizer starts a chat every SCI ms, a participant arrives every CPI ms, "
+        "signs up, asks for help and sends a message every SMI ms. Without a config.json an "
+        "embedded ESME-compatible target is started on loopback.",
+        epilog=f"{EXIT_STATUS_HELP}\n\n{CONFIG_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scenario = parser.add_argument_group("scenario (the Go test's flags)")
+    scenario.add_argument("-sci", "--start-chat-interval", dest="sci", type=_positive_ms,
+                          default=1000, metavar="MS", help="start chat interval (default 1000)")
+    scenario.add_argument("-cpi", "--create-participant-interval", dest="cpi",
+                          type=_positive_ms, default=1000, metavar="MS",
+                          help="create participant interval (default 1000); arrivals follow "
+                          "a fixed grid however slow sign-up is")
+    scenario.add_argument("-smi", "--send-message-interval", dest="smi", type=_positive_ms,
+                          default=1000, metavar="MS",
+                          help="send message interval per participant (default 1000)")
+    scenario.add_argument("-logWs", "--log-ws", dest="log_ws", action="store_true",
+                          help="log every WebSocket message sent and received")
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", type=Path, default=None, metavar="PATH",
+                     help=f"ESME target config (default: ./{DEFAULT_CONFIG} if it exists, "
+                     "otherwise the embedded target)")
+    run.add_argument("--duration", type=_span, default=None, metavar="SPAN",
+                     help="stop after this long, e.g. 30s, 5m (default: until the first error "
+                     "or a signal, as the original)")
+    run.add_argument("--max-participants", type=_positive_int, default=None, metavar="N",
+                     help="create at most N participants (the run goes on with them)")
+    run.add_argument("--organizers", type=_positive_int, default=1, metavar="N",
+                     help="organizer workers starting chats (default 1)")
+    run.add_argument("--reply", action="store_true",
+                     help="organizers answer every participant message; participants measure "
+                     "the reply latency")
+    run.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
+                     help="directory for the result files (default: current directory)")
+    run.add_argument("--no-plot", dest="plot", action="store_false",
+                     help="do not draw the PNG at the end")
+    run.add_argument("--target-args", default="", metavar="ARGS",
+                     help="extra arguments for the embedded target, e.g. fault flags "
+                     "(see esmeperf-target --help)")
+    timeouts = parser.add_argument_group("timeouts (seconds)")
+    timeouts.add_argument("--http-timeout", type=_positive_float, default=10.0, metavar="S",
+                          help="connect and read timeout of every REST call (default 10)")
+    timeouts.add_argument("--handshake-timeout", type=_positive_float, default=45.0,
+                          metavar="S", help="WebSocket handshake (default 45, as gorilla)")
+    timeouts.add_argument("--chat-timeout", type=_positive_float, default=30.0, metavar="S",
+                          help="wait for a participant's chat to start (default 30)")
+    timeouts.add_argument("--echo-timeout", type=_positive_float, default=5.0, metavar="S",
+                          help="after the stop, wait this long for outstanding echoes "
+                          "(default 5)")
+    timeouts.add_argument("--join-timeout", type=_positive_float, default=10.0, metavar="S",
+                          help="wait this long for threads to end at shutdown (default 10)")
+    gates = parser.add_argument_group("gates (exit status 3 when one fails)")
+    gates.add_argument("--max-p99", type=_positive_float, default=None, metavar="MS",
+                       help="message round-trip p99 must be at most MS")
+    gates.add_argument("--min-delivered-ratio", type=_positive_float, default=None,
+                       metavar="R", help="delivered/sent must be at least R (e.g. 0.99)")
+    gates.add_argument("--min-rate", type=_positive_float, default=None, metavar="N",
+                       help="steady-state messages/s (second half of the run) at least N")
+    output = parser.add_argument_group("output")
+    output.add_argument("-q", "--quiet", action="store_true",
+                        help="no live progress (the final summary line is still printed)")
+    output.add_argument("--debug", action="store_true",
+                        help="debug logs, full tracebacks, thread dumps on SIGUSR1/SIGQUIT")
+    output.add_argument("--version", action="version", version=f"esmeperf {__version__}")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    if args.min_delivered_ratio is not None and args.min_delivered_ratio > 1:
+        raise ConfigError("--min-delivered-ratio must be between 0 and 1")
+    return Settings(
+        sci=args.sci, cpi=args.cpi, smi=args.smi, log_ws=args.log_ws, duration=args.duration,
+        max_participants=args.max_participants, out_dir=args.out,
+        http_timeout=args.http_timeout, handshake_timeout=args.handshake_timeout,
+        chat_timeout=args.chat_timeout, echo_timeout=args.echo_timeout,
+        join_timeout=args.join_timeout, organizers=args.organizers, reply=args.reply,
+        gates=Gates(args.max_p99, args.min_delivered_ratio, args.min_rate),
+        quiet=args.quiet, debug=args.debug, plot=args.plot,
+    )
+
+
+def check_out_dir(path: Path) -> None:
+    """Refuse an output directory we cannot write before the run starts."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".esmeperf-write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--out {path}: not a writable directory ({exc.strerror})") from None
+
+
+def setup_logging(debug: bool) -> None:
+    """Go-style log lines on stderr: `2023/05/01 12:00:00 message`."""
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y/%m/%d %H:%M:%S"))
+    log.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run esmeperf; return the exit status (see EXIT_STATUS_HELP)."""
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.debug)
+    if args.debug:
+        for sig in (signal.SIGUSR1, signal.SIGQUIT):
+            faulthandler.register(sig, all_threads=True)
+    try:
+        settings = settings_from_args(args)
+        check_out_dir(settings.out_dir)
+        config_path = args.config
+        if config_path is None and os.path.exists(DEFAULT_CONFIG):
+            config_path = Path(DEFAULT_CONFIG)
+        target = load_target(config_path) if config_path is not None else None
+        target_args = shlex.split(args.target_args)
+    except ConfigError as exc:
+        print(f"esmeperf: error: {exc}", file=sys.stderr)
+        return ExitStatus.USAGE
+    try:
+        return _run(settings, target, target_args)
+    except EsmePerfError as exc:
+        if args.debug:
+            log.exception("failed")
+        print(f"esmeperf: error: {exc}", file=sys.stderr)
+        return ExitStatus.ERROR
+
+
+def _run(settings: Settings, target: Target | None, target_args: list[str]) -> int:
+    from .run import Run  # imported late: --help and bad input stay fast
+
+    embedded = None
+    if target is None:
+        embedded = _start_embedded(settings, target_args)
+        target = Target.from_mapping(embedded.config, "embedded target", embedded=True)
+        log.info("embedded target on %s (pid %s)", target.messenger_ws_url, embedded.pid)
+    try:
+        run = Run(target, settings,
+                  target_alive=(lambda: embedded.returncode) if embedded else None)
+        result = run.execute()
+        if embedded is not None and embedded.returncode is None:
+            try:
+                result.target_stats = embedded.stats()
+            except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal
+                log.warning("could not read the target's /stats: %s", exc)
+        return _report(result)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _start_embedded(settings: Settings, target_args: list[str]) -> Any:
+    from .target.launcher import TargetError, TargetProcess
+
+    process = TargetProcess(*target_args, "--organizers", str(settings.organizers))
+    try:
+        process.start()
+    except TargetError as exc:
+        process.stop()
+        raise TargetStartError(f"could not start the embedded target: {exc}") from exc
+    return process
+
+
+def _report(result: Any) -> int:
+    from .plot import plot_run
+    from .results import PLOT_SUFFIX, build_summary, series_rows, write_results
+
+    summary = build_summary(result)
+    status = result.status
+    failed = [g for g in summary["gates"] if not g["passed"]]
+    if status == ExitStatus.OK and failed:
+        status = ExitStatus.THRESHOLD
+    summary["exit_status"] = int(status)
+    stamp = int(time.time())
+    out_dir = result.settings.out_dir
+    try:
+        paths = write_results(result, summary, out_dir, stamp)
+    except OSError as exc:
+        # Results survive: fall back to the temp directory rather than lose them.
+        out_dir = Path(tempfile.mkdtemp(prefix="esmeperf-results-"))
+        log.error("cannot write results to %s (%s); writing them to %s", result.settings.out_dir,
+                  exc, out_dir)
+        paths = write_results(result, summary, out_dir, stamp)
+    if result.settings.plot:
+        try:
+            title = (f"sci {result.settings.sci:g} ms, cpi {result.settings.cpi:g} ms, "
+                     f"smi {result.settings.smi:g} ms; ended by {result.end_reason}")
+            paths["plot"] = plot_run(series_rows(result), title, out_dir / f"{stamp}{PLOT_SUFFIX}")
+        except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the results
+            log.error("could not draw the plot: %s", exc)
+    log.info("-" * 80)
+    for kind, path in paths.items():
+        log.info("%s: %s", kind, path)
+    print(final_line(summary, failed), file=sys.stderr)
+    if result.first_error is not None and result.settings.debug:
+        print(result.first_error.traceback, file=sys.stderr, end="")
+    return int(status)
+
+
+def final_line(summary: dict[str, Any], failed: list[dict[str, Any]]) -> str:
+    """The one line every run ends with."""
+    rtt = summary["latency"]["message_rtt"]
+    p99 = f", rtt p99 {rtt['p99_ms']:g} ms" if rtt.get("count") else ""
+    ratio = summary["delivered_ratio"]
+    text = (f"esmeperf: ended by {summary['end_reason']}: "
+            f"{summary['created_participants_count']} participants, "
+            f"{summary['chats_count']} chats, {summary['messages_sent']} sent, "
+            f"{summary['messages_delivered']} delivered"
+            + (f" ({ratio:.4f})" if ratio is not None else "") + p99)
+    error = summary["first_error"]
+    if error:
+        text += f"; error: {error['thread']}: {error['message']}"
+    for gate in failed:
+        text += f"; gate {gate['gate']} failed: {gate['measured']} vs {gate['limit']}"
+    return text

@@ -1,0 +1,56 @@
+"""What every worker thread shares: settings, target, the stop Event, metrics, open sockets."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .api import Connection
+from .config import Settings, Target
+from .stats import Metrics
+
+log = logging.getLogger("esmeperf")
+
+
+class ConnectionRegistry:
+    """The open WebSockets, so the main thread can close them all at shutdown."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[Connection] = set()
+
+    def add(self, conn: Connection) -> None:
+        with self._lock:
+            self._open.add(conn)
+
+    def discard(self, conn: Connection) -> None:
+        with self._lock:
+            self._open.discard(conn)
+
+    def snapshot(self) -> list[Connection]:
+        with self._lock:
+            return list(self._open)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+
+@dataclass
+class Context:
+    """The run as a worker sees it."""
+
+    target: Target
+    settings: Settings
+    start_thread: Callable[[str, Callable[[], None]], None]
+    stamp: int  # Unix second the participants started: part of every participant email
+    stop: threading.Event = field(default_factory=threading.Event)
+    metrics: Metrics = field(default_factory=Metrics)
+    connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+
+    def log_ws(self, text: str) -> None:
+        """Log a WebSocket message when -logWs is on, as the Go test does."""
+        if self.settings.log_ws:
+            log.info("%s", text)

@@ -1,0 +1,39 @@
+"""The exceptions of esmeperf: one root, narrow subclasses, each with a one-line message."""
+
+
+class EsmePerfError(Exception):
+    """Root of every error esmeperf raises on purpose."""
+
+
+class ConfigError(EsmePerfError):
+    """Bad command line or config.json; the run never starts (exit status 2)."""
+
+
+class TargetStartError(EsmePerfError):
+    """The embedded target could not be started."""
+
+
+class RequestError(EsmePerfError):
+    """A REST call failed: transport error, unexpected status or unexpected body."""
+
+
+class UnexpectedStatus(RequestError):
+    """A REST call answered with a status other than the one ESME's test requires."""
+
+    def __init__(self, url: str, got: int, expected: int, body: str = "") -> None:
+        # The wording is the Go test's, so logs of both tools read alike.
+        detail = f" ({body[:200]})" if body else ""
+        super().__init__(f"{url}: responded with status code: {got} instead of: {expected}{detail}")
+        self.url, self.got, self.expected = url, got, expected
+
+
+class WebSocketFailure(EsmePerfError):
+    """A WebSocket could not be opened or broke while in use."""
+
+
+class ServerErrorFrame(WebSocketFailure):
+    """The Messenger API answered with an `error` frame."""
+
+
+class ChatWaitTimeout(WebSocketFailure):
+    """A participant did not learn its chat id in time."""

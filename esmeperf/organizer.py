@@ -1,0 +1,101 @@
+"""The organizer worker: start a chat every `sci` ms and read everything the server sends."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from .api import Closed, Connection, RestClient
+from .config import Credentials
+from .context import Context
+from .errors import ServerErrorFrame
+
+log = logging.getLogger("esmeperf")
+
+START_CHAT = '{"type":"start_chat","payload":""}\n'
+PROBLEM_PREFIX = "Problem description: "
+REPLY_PREFIX = "reply: "
+
+
+class Organizer:
+    """One organizer: signs in, connects, sends start_chat on a fixed grid, drains its socket."""
+
+    def __init__(self, ctx: Context, index: int, creds: Credentials) -> None:
+        self.ctx = ctx
+        self.name = f"organizer-{index}"
+        self.creds = creds
+        self.token = ""
+        self.time_started_ns = 0
+
+    def sign_in(self) -> None:
+        """Sign in before the run starts: a bad password is a clear error, not a nil panic."""
+        rest = RestClient(self.ctx.settings.http_timeout)
+        try:
+            self.token = rest.sign_in(self.ctx.target.organizer_api_url, self.creds)
+        finally:
+            rest.close()
+
+    def run(self) -> None:
+        ctx = self.ctx
+        self.time_started_ns = time.time_ns()
+        conn = Connection.open(ctx.target.messenger_ws_url, self.token,
+                               ctx.settings.handshake_timeout, newline=True)
+        ctx.connections.add(conn)
+        ctx.metrics.count("connections_open")
+        try:
+            self._loop(conn)
+        finally:
+            ctx.metrics.count("connections_open", -1)
+            ctx.connections.discard(conn)
+            conn.abort()
+
+    def _loop(self, conn: Connection) -> None:
+        ctx, interval = self.ctx, self.ctx.settings.sci / 1000
+        start = time.monotonic()
+        slot = 1
+        while True:
+            if ctx.stop.is_set():
+                timeout = None  # keep draining until shutdown closes the socket
+            else:
+                now = time.monotonic()
+                due = start + slot * interval
+                if now >= due:
+                    ctx.log_ws(
+                        f"organizer connection {conn.local_addr}: sending start chat message")
+                    conn.send(START_CHAT)
+                    ctx.metrics.count("start_chat_sent")
+                    # Keep the grid; after a stall skip the slots already missed (no burst).
+                    slot = max(slot + 1, int((now - start) / interval) + 1)
+                    continue
+                timeout = due - now
+            try:
+                frame = conn.recv(timeout)
+            except Closed:
+                if conn.closing:
+                    return
+                raise
+            if frame is not None:
+                self._handle(conn, frame)
+
+    def _handle(self, conn: Connection, frame: str) -> None:
+        ctx = self.ctx
+        message = json.loads(frame)
+        kind = message.get("type")
+        ctx.metrics.count(f"organizer_frames_{kind}")
+        payload = message.get("payload")
+        if kind == "user_message":
+            if payload.get("fromOrganizer") == 0:
+                content = payload.get("content", "")
+                if not content.startswith(PROBLEM_PREFIX):
+                    ctx.metrics.organizer_received.add(int(time.time()))
+                    if ctx.settings.reply:
+                        reply = json.dumps({"type": "send_message", "payload": {
+                            "chatId": payload["chatId"], "message": REPLY_PREFIX + content}})
+                        conn.send(reply + "\n")
+                        ctx.metrics.count("replies_sent")
+        elif kind == "new_chat":
+            ctx.metrics.count("organizer_chats_started")
+        elif kind == "error" and not ctx.stop.is_set():
+            text = payload.get("message") if isinstance(payload, dict) else payload
+            raise ServerErrorFrame(f"organizer connection {conn.local_addr}: server error: {text}")

@@ -1,0 +1,196 @@
+"""The spawner and the participant worker: sign up, ask for help, chat on a fixed schedule."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .api import Closed, Connection, RestClient
+from .context import Context
+from .errors import ChatWaitTimeout, ServerErrorFrame
+from .organizer import REPLY_PREFIX
+
+GET_CHATS = '{"type":"get_chats","payload":""}\n'
+MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
+
+
+class Spawner:
+    """Starts participant k at start + k x cpi (open loop: a slow sign-up delays no one else)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.time_started_ns = 0
+
+    def run(self) -> None:
+        ctx = self.ctx
+        self.time_started_ns = time.time_ns()
+        interval = ctx.settings.cpi / 1000
+        limit = ctx.settings.max_participants
+        start = time.monotonic()
+        number = 0
+        while limit is None or number < limit:
+            number += 1
+            if ctx.stop.wait(max(0.0, start + number * interval - time.monotonic())):
+                return
+            worker = Participant(ctx, number)
+            ctx.start_thread(f"participant-{number}", worker.run)
+            ctx.metrics.count("participants_started")
+
+
+class Participant:
+    """One participant: REST sign-up and chat request, then one WebSocket read and written here."""
+
+    def __init__(self, ctx: Context, number: int) -> None:
+        self.ctx = ctx
+        self.number = number
+        self.arrival = time.monotonic()
+        self.user_id = 0
+        self.pending: dict[int, float] = {}  # message number -> monotonic send time
+        self.awaiting_reply: dict[int, float] = {}  # echoed, organizer's reply not seen yet
+
+    def run(self) -> None:
+        ctx = self.ctx
+        token = self._register()
+        if ctx.stop.is_set():
+            return
+        started = time.monotonic()
+        conn = Connection.open(ctx.target.messenger_ws_url, token,
+                               ctx.settings.handshake_timeout, newline=False)
+        ctx.metrics.handshake.record(0, time.monotonic() - started)
+        ctx.connections.add(conn)
+        ctx.metrics.count("connections_open")
+        try:
+            chat_id = self._wait_for_chat(conn)
+            if chat_id is None:
+                return
+            ctx.metrics.count("chats_count")
+            ctx.metrics.chat_wait.record(0, time.monotonic() - self.arrival)
+            self._chat(conn, chat_id)
+        except Closed:
+            if not conn.closing:
+                raise
+        finally:
+            ctx.metrics.count("connections_open", -1)
+            ctx.connections.discard(conn)
+            conn.abort()
+
+    def _register(self) -> str:
+        """Sign up and file the chat request, as the Go test's manager does."""
+        ctx = self.ctx
+        base = ctx.target.participant_api_url
+        rest = RestClient(ctx.settings.http_timeout)
+        try:
+            email = f"participant_{ctx.stamp}_{self.number}@performance.com"
+            started = time.monotonic()
+            self.user_id, token = rest.sign_up(base, email)
+            middle = time.monotonic()
+            ctx.metrics.signup.record(0, middle - started)
+            rest.chat_request(base, token, ctx.target.event_id)
+            ctx.metrics.chat_request.record(0, time.monotonic() - middle)
+        finally:
+            rest.close()
+        ctx.metrics.count("created_participants_count")
+        return token
+
+    def _wait_for_chat(self, conn: Connection) -> str | None:
+        """Take the `new_chat` push; poll `get_chats` (at most 10, smi apart) as a fallback."""
+        ctx = self.ctx
+        interval = ctx.settings.smi / 1000
+        deadline = time.monotonic() + ctx.settings.chat_timeout
+        polls, next_poll = 0, time.monotonic()
+        while not ctx.stop.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                raise ChatWaitTimeout(
+                    f"connection {conn.local_addr}: error getting chat id: no chat within "
+                    f"{ctx.settings.chat_timeout:g}s ({polls} get_chats polls answered empty)")
+            if polls < MAX_CHAT_POLLS and now >= next_poll:
+                conn.send(GET_CHATS)
+                polls += 1
+                next_poll = now + interval
+            wake = min(deadline, next_poll) if polls < MAX_CHAT_POLLS else deadline
+            frame = conn.recv(max(0.001, wake - now))
+            if frame is None:
+                continue
+            message = json.loads(frame)
+            kind, payload = message.get("type"), message.get("payload")
+            ctx.metrics.count(f"participant_frames_{kind}")
+            if kind == "new_chat" and payload.get("participantId") == self.user_id:
+                return str(payload["id"])
+            if kind == "chats" and payload.get("chats"):
+                return str(payload["chats"][0]["id"])
+            if kind == "error":
+                raise ServerErrorFrame(
+                    f"connection {conn.local_addr}: server error: {payload.get('message')}")
+        return None
+
+    def _chat(self, conn: Connection, chat_id: str) -> None:
+        """Send message n at chat start + n x smi; read every frame in between."""
+        ctx = self.ctx
+        metrics = ctx.metrics
+        interval = ctx.settings.smi / 1000
+        prefix = f"connection {conn.local_addr}: message number "
+        reply_prefix = REPLY_PREFIX + prefix
+        head = ('{"type":"send_message","payload":{"chatId":' + json.dumps(chat_id)
+                + ',"message":' + json.dumps(prefix)[:-1])
+        start = time.monotonic()
+        slot, number = 1, 0
+        while True:
+            if ctx.stop.is_set():
+                timeout = None  # drain echoes until shutdown closes the socket
+            else:
+                now = time.monotonic()
+                due = start + slot * interval
+                if now >= due:
+                    late = now - due
+                    if late >= interval:  # whole slots missed: count them, never burst
+                        skipped = int(late / interval)
+                        metrics.missed.add(int(time.time()), skipped)
+                        slot += skipped
+                        late -= skipped * interval
+                    number += 1
+                    text = f'{head}{number}"}}}}\n'
+                    if ctx.settings.log_ws:
+                        ctx.log_ws(prefix + str(number))
+                    self.pending[number] = now
+                    conn.send(text)
+                    second = int(time.time())
+                    metrics.sent.add(second)
+                    metrics.lateness.record(second, late)
+                    slot += 1
+                    continue
+                timeout = due - now
+            frame = conn.recv(timeout)
+            if frame is not None:
+                self._handle(conn, frame, prefix, reply_prefix)
+
+    def _handle(self, conn: Connection, frame: str, prefix: str, reply_prefix: str) -> None:
+        ctx = self.ctx
+        message = json.loads(frame)
+        kind, payload = message.get("type"), message.get("payload")
+        if ctx.settings.log_ws:
+            ctx.log_ws(f"connection {conn.local_addr}: received message: {frame.rstrip()}")
+        if kind == "user_message":
+            content = payload.get("content", "")
+            if payload.get("fromOrganizer") == 0 and content.startswith(prefix):
+                number = int(content[len(prefix):])
+                sent_at = self.pending.pop(number, None)
+                if sent_at is not None:
+                    second = int(time.time())
+                    ctx.metrics.delivered.add(second)
+                    ctx.metrics.rtt.record(second, time.monotonic() - sent_at)
+                    if ctx.settings.reply:
+                        self.awaiting_reply[number] = sent_at
+                return
+            if payload.get("fromOrganizer") == 1 and content.startswith(reply_prefix):
+                ctx.metrics.count("replies_received")
+                # Participant send -> organizer reply received: the full round trip via the
+                # organizer, on one clock.
+                sent_at = self.awaiting_reply.pop(int(content[len(reply_prefix):]), None)
+                if sent_at is not None:
+                    ctx.metrics.reply_latency.record(int(time.time()), time.monotonic() - sent_at)
+                return
+        ctx.metrics.count(f"participant_frames_{kind}")
+        if kind == "error" and not ctx.stop.is_set():
+            raise ServerErrorFrame(
+                f"connection {conn.local_addr}: server error: {payload.get('message')}")

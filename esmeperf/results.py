@@ -1,0 +1,208 @@
+"""The result files: the Go test's two JSON files (same names and shapes) plus our series CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import __version__, gofmt
+from .run import RunResult
+
+SUMMARY_SUFFIX = "_performance_test_summary.json"
+RATES_SUFFIX = "_performance_test_message_rates.json"
+SERIES_SUFFIX = "_performance_test_series.csv"
+PLOT_SUFFIX = "_performance_test_rates.png"
+SERIES_COLUMNS = (
+    "second", "participants", "chats", "sent", "delivered", "organizer_received", "errors",
+    "missed", "connections", "rtt_p50_ms", "rtt_p99_ms", "lateness_p99_ms",
+)
+
+
+def steady_rate(rates: dict[int, int]) -> float:
+    """Mean messages/s over the second half of the run's whole seconds (the ramp excluded)."""
+    if len(rates) < 3:
+        return 0.0
+    seconds = list(range(min(rates) + 1, max(rates)))  # first and last second are partial
+    half = seconds[len(seconds) // 2:]
+    return sum(rates.get(s, 0) for s in half) / len(half) if half else 0.0
+
+
+def check_gates(result: RunResult, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each configured gate with its measured value and whether it passed."""
+    gates = result.settings.gates
+    out = []
+    p99 = summary["latency"]["message_rtt"].get("p99_ms")
+    if gates.max_p99_ms is not None:
+        ok = p99 is not None and p99 <= gates.max_p99_ms
+        out.append({"gate": "max_p99_ms", "limit": gates.max_p99_ms, "measured": p99,
+                    "passed": ok})
+    if gates.min_delivered_ratio is not None:
+        ratio = summary["delivered_ratio"]
+        out.append({"gate": "min_delivered_ratio", "limit": gates.min_delivered_ratio,
+                    "measured": ratio, "passed": ratio is not None
+                    and ratio >= gates.min_delivered_ratio})
+    if gates.min_rate is not None:
+        rate = summary["steady_rate"]
+        out.append({"gate": "min_rate", "limit": gates.min_rate, "measured": rate,
+                    "passed": rate >= gates.min_rate})
+    return out
+
+
+def build_summary(result: RunResult) -> dict[str, Any]:
+    """The summary: the Go test's keys first, in its order and formats, then ours."""
+    s, m = result.settings, result.ctx.metrics
+    counts = m.counts()
+    rates = m.sent.snapshot()
+    sent = sum(rates.values())
+    delivered = m.delivered.total()
+    summary: dict[str, Any] = {
+        "constants": {
+            "start_chat_interval": gofmt.ms_duration(s.sci),
+            "create_participant_interval": gofmt.ms_duration(s.cpi),
+            "send_message_interval": gofmt.ms_duration(s.smi),
+            "log_ws": s.log_ws,
+        },
+        "description": "performance test summary",
+        "organizer_time_started": gofmt.rfc3339nano(result.organizer_started_ns),
+        "organizer_duration": gofmt.duration(result.stopped_ns - result.organizer_started_ns),
+        "participants_time_started": gofmt.rfc3339nano(result.participants_started_ns),
+        "participants_duration": gofmt.duration(
+            result.stopped_ns - result.participants_started_ns),
+        "messages_sent": sent,
+        "chats_count": counts.get("chats_count", 0),
+        "created_participants_count": counts.get("created_participants_count", 0),
+        # Ours from here on.
+        "run_id": result.run_id,
+        "end_reason": result.end_reason,
+        "exit_status": int(result.status),
+        "first_error": result.first_error.as_dict() if result.first_error else None,
+        "errors_after_stop": result.late_errors,
+        "threads_alive_after_join": result.threads_alive,
+        "messages_delivered": delivered,
+        "messages_unconfirmed": max(0, sent - delivered),
+        "delivered_ratio": round(delivered / sent, 6) if sent else None,
+        "organizer_received": m.organizer_received.total(),
+        "messages_missed": m.missed.total(),
+        "steady_rate": round(steady_rate(rates), 3),
+        "latency": m.latencies(),
+        "counts": counts,
+        "target": result.target.public(),
+        "target_stats": result.target_stats,
+        "cross_check": _cross_check(sent, result.target_stats),
+        "settings": s.public(),
+        "versions": {"esmeperf": __version__, "python": platform.python_version()},
+    }
+    summary.update(_pacing(rates, m.missed.snapshot()))
+    gates = check_gates(result, summary)
+    summary["gates"] = gates
+    return summary
+
+
+def _pacing(rates: dict[int, int], missed: dict[int, int]) -> dict[str, Any]:
+    """Intended (scheduled) against achieved sends: a send slot is either sent or missed."""
+    sent, skipped = sum(rates.values()), sum(missed.values())
+    scheduled = {s: rates.get(s, 0) + missed.get(s, 0) for s in set(rates) | set(missed)}
+    return {
+        "intended_rate": round(steady_rate(scheduled), 3),
+        "achieved_rate": round(steady_rate(rates), 3),
+        "achieved_ratio": round(sent / (sent + skipped), 6) if sent + skipped else None,
+    }
+
+
+def _cross_check(sent: int, stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Compare what we counted as sent with what the embedded target stored."""
+    if not stats or "participant_messages_stored" not in stats:
+        return None
+    stored = stats["participant_messages_stored"]
+    return {"messages_sent": sent, "target_stored": stored, "difference": stored - sent}
+
+
+def series_rows(result: RunResult) -> list[dict[str, Any]]:
+    """One row per second from start to stop, zero-filled."""
+    m = result.ctx.metrics
+    sent, delivered = m.sent.snapshot(), m.delivered.snapshot()
+    received, errors, missed = (m.organizer_received.snapshot(), m.errors.snapshot(),
+                                m.missed.snapshot())
+    first = result.started_ns // 1_000_000_000
+    last = max([result.stopped_ns // 1_000_000_000, *sent, *delivered, *received])
+    rows, gauge = [], None
+    for second in range(first, last + 1):
+        gauge = result.samples.get(second, gauge)
+        rows.append({
+            "second": second,
+            "participants": gauge.participants if gauge else 0,
+            "chats": gauge.chats if gauge else 0,
+            "sent": sent.get(second, 0),
+            "delivered": delivered.get(second, 0),
+            "organizer_received": received.get(second, 0),
+            "errors": errors.get(second, 0),
+            "missed": missed.get(second, 0),
+            "connections": gauge.connections if gauge else 0,
+            "rtt_p50_ms": _blank(m.rtt.second_percentile_ms(second, 50)),
+            "rtt_p99_ms": _blank(m.rtt.second_percentile_ms(second, 99)),
+            "lateness_p99_ms": _blank(m.lateness.second_percentile_ms(second, 99)),
+        })
+    return rows
+
+
+def _blank(value: float | None) -> str | float:
+    return "" if value is None else value
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_results(result: RunResult, summary: dict[str, Any], out_dir: Path,
+                  stamp: int) -> dict[str, Path]:
+    """Write the summary, the message rates and the series; return their paths by kind."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "summary": out_dir / f"{stamp}{SUMMARY_SUFFIX}",
+        "rates": out_dir / f"{stamp}{RATES_SUFFIX}",
+        "series": out_dir / f"{stamp}{SERIES_SUFFIX}",
+    }
+    # Go's json.MarshalIndent: two spaces, no trailing newline, map keys sorted as strings.
+    _write_atomic(paths["summary"], json.dumps(summary, indent=2, ensure_ascii=False))
+    rates = {str(k): v for k, v in result.ctx.metrics.sent.snapshot().items()}
+    _write_atomic(paths["rates"], json.dumps(dict(sorted(rates.items())), indent=2))
+    lines = _csv_text(series_rows(result))
+    _write_atomic(paths["series"], lines)
+    return paths
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SERIES_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_rates(path: str | os.PathLike[str]) -> dict[int, int]:
+    """Read a message-rates file (ours or the Go test's)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {int(k): int(v) for k, v in data.items()}
+
+
+def read_series(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a series CSV back into rows (values as strings, `second` as int)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["second"] = int(row["second"])
+    return rows

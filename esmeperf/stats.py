@@ -1,0 +1,146 @@
+"""Thread-safe measurements: per-second counters, latency histograms and run counters."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+# Latencies are recorded in microseconds, from 1 us up to 10 minutes.
+_LOWEST_US, _HIGHEST_US = 1, 600_000_000
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+class RateCounter:
+    """Counts events per Unix second.
+
+    Invariant: `_counts` is only read or written while holding `_lock`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[int] = Counter()
+
+    def add(self, second: int, n: int = 1) -> None:
+        with self._lock:
+            self._counts[second] += n
+
+    def snapshot(self) -> dict[int, int]:
+        """A copy of the counts, safe to iterate while workers keep counting."""
+        with self._lock:
+            return dict(self._counts)
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    def merge(self, counts: dict[int, int]) -> None:
+        with self._lock:
+            self._counts.update(counts)
+
+
+def new_histogram(digits: int = 3) -> HdrHistogram:
+    return HdrHistogram(_LOWEST_US, _HIGHEST_US, digits)
+
+
+def _clamp(us: int) -> int:
+    return min(max(us, _LOWEST_US), _HIGHEST_US)
+
+
+def summarize(hist: HdrHistogram) -> dict[str, float | int]:
+    """Count, percentiles and max of a histogram, in milliseconds."""
+    count = hist.get_total_count()
+    if not count:
+        return {"count": 0}
+    out: dict[str, float | int] = {"count": count}
+    for pct in PERCENTILES:
+        out[f"p{pct:g}_ms"] = hist.get_value_at_percentile(pct) / 1000
+    out["max_ms"] = hist.get_max_value() / 1000
+    out["mean_ms"] = round(hist.get_mean_value() / 1000, 3)
+    return out
+
+
+class LatencyRecorder:
+    """An HDR histogram of the whole run plus a coarser one per Unix second."""
+
+    def __init__(self, per_second: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._total = new_histogram(3)
+        self._per_second: dict[int, HdrHistogram] | None = {} if per_second else None
+
+    def record(self, second: int, seconds: float) -> None:
+        us = _clamp(int(seconds * 1_000_000))
+        with self._lock:
+            self._total.record_value(us)
+            if self._per_second is not None:
+                hist = self._per_second.get(second)
+                if hist is None:
+                    hist = self._per_second[second] = new_histogram(2)
+                hist.record_value(us)
+
+    def summary(self) -> dict[str, float | int]:
+        with self._lock:
+            return summarize(self._total)
+
+    def percentile_ms(self, pct: float) -> float | None:
+        with self._lock:
+            if not self._total.get_total_count():
+                return None
+            return self._total.get_value_at_percentile(pct) / 1000
+
+    def second_percentile_ms(self, second: int, pct: float) -> float | None:
+        with self._lock:
+            hist = (self._per_second or {}).get(second)
+            if hist is None or not hist.get_total_count():
+                return None
+            return hist.get_value_at_percentile(pct) / 1000
+
+    def seconds(self) -> list[int]:
+        with self._lock:
+            return sorted(self._per_second or {})
+
+
+class Metrics:
+    """Everything a run measures; shared by all worker threads."""
+
+    def __init__(self) -> None:
+        self.sent = RateCounter()
+        self.delivered = RateCounter()
+        self.organizer_received = RateCounter()
+        self.errors = RateCounter()
+        self.missed = RateCounter()
+        self.rtt = LatencyRecorder()
+        self.lateness = LatencyRecorder()
+        self.reply_latency = LatencyRecorder()
+        self.signup = LatencyRecorder(per_second=False)
+        self.chat_request = LatencyRecorder(per_second=False)
+        self.handshake = LatencyRecorder(per_second=False)
+        self.chat_wait = LatencyRecorder(per_second=False)
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Bump a run-wide counter (participants, chats, frames by type, ...)."""
+        with self._lock:
+            self._counts[name] += n
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._counts[name]
+
+    def latencies(self) -> dict[str, Any]:
+        return {
+            "message_rtt": self.rtt.summary(),
+            "send_lateness": self.lateness.summary(),
+            "organizer_reply": self.reply_latency.summary(),
+            "sign_up": self.signup.summary(),
+            "chat_request": self.chat_request.summary(),
+            "ws_handshake": self.handshake.summary(),
+            "arrival_to_chat": self.chat_wait.summary(),
+        }

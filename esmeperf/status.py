@@ -1,0 +1,21 @@
+"""Exit statuses of esmeperf (listed in --help, the man page and the README)."""
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """How a run ended, as the process exit code."""
+
+    OK = 0  # ended as planned (duration reached) with every gate passed
+    ERROR = 1  # stopped by the first error in any worker
+    USAGE = 2  # bad command line or config; nothing ran
+    THRESHOLD = 3  # ended as planned but a gate (--max-p99, ...) failed
+    INTERRUPTED = 130  # stopped by SIGINT or SIGTERM
+
+
+EXIT_STATUS_HELP = """exit status:
+  0    the run ended as planned and every gate passed
+  1    the run was stopped by the first error (results written)
+  2    usage or configuration error (nothing ran)
+  3    the run ended but a gate (--max-p99, --min-delivered-ratio, --min-rate) failed
+  130  interrupted by SIGINT or SIGTERM (results written)"""

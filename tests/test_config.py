@@ -1,0 +1,81 @@
+"""config.json validation and time spans: every problem is one line naming the key."""
+
+import json
+
+import pytest
+
+from esmeperf.config import ConfigError, load_target, timespan
+
+GOOD = {
+    "event_id": 1,
+    "messenger_ws_url": "ws://127.0.0.1:8300",
+    "organizer_api_url": "http://127.0.0.1:8000",
+    "organizer_email": "org@example.com",
+    "organizer_password": "a-password-of-16-chars",
+    "participant_api_url": "http://127.0.0.1:8100/",
+}
+
+
+def write(tmp_path, data):
+    path = tmp_path / "config.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+def test_good_config_loads_without_exposing_the_password(tmp_path):
+    target = load_target(write(tmp_path, GOOD))
+    assert target.event_id == 1
+    assert target.participant_api_url == "http://127.0.0.1:8100"  # trailing slash dropped
+    assert target.organizers[0].email == "org@example.com"
+    assert "a-password-of-16-chars" not in repr(target)
+    assert "a-password-of-16-chars" not in json.dumps(target.public())
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"event_id": "1"}, "'event_id' must be an integer"),
+    ({"event_id": True}, "'event_id' must be an integer"),
+    ({"messenger_ws_url": "http://x:1"}, "'messenger_ws_url' must be a ws:// or wss:// URL"),
+    ({"organizer_api_url": "ftp://x"}, "'organizer_api_url' must be a http:// or https:// URL"),
+    ({"participant_api_url": 8100}, "'participant_api_url' must be a string"),
+    ({"organizer_password": ""}, "'organizer_password' must be a non-empty string"),
+    ({"organizers": {}}, "'organizers' must be a list"),
+])
+def test_bad_values_name_the_key(tmp_path, change, words):
+    with pytest.raises(ConfigError, match=words) as info:
+        load_target(write(tmp_path, {**GOOD, **change}))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_key_is_named(tmp_path):
+    data = dict(GOOD)
+    del data["organizer_email"]
+    with pytest.raises(ConfigError, match="missing key 'organizer_email'"):
+        load_target(write(tmp_path, data))
+
+
+def test_invalid_json_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="invalid JSON at line 1"):
+        load_target(write(tmp_path, "{nope"))
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_target(tmp_path / "absent.json")
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        load_target(write(tmp_path, "[1, 2]"))
+
+
+def test_organizer_pool_from_config(tmp_path):
+    pool = [{"email": "org@example.com", "password": "x" * 16},
+            {"email": "second@example.com", "password": "y" * 16}]
+    target = load_target(write(tmp_path, {**GOOD, "organizers": pool}))
+    assert [c.email for c in target.organizers] == ["org@example.com", "second@example.com"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30s", 30), ("5m", 300), ("1.5h", 5400), ("250ms", 0.25), ("12", 12)])
+def test_timespan(text, seconds):
+    assert timespan(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "0s", "-5s", "5 minutes", "abc", "1d"])
+def test_timespan_rejects(text):
+    with pytest.raises(ValueError, match="positive time span"):
+        timespan(text)

@@ -1,0 +1,58 @@
+"""Per-second counters and HDR latency figures against known inputs."""
+
+import threading
+
+import pytest
+
+from esmeperf.results import steady_rate
+from esmeperf.stats import LatencyRecorder, RateCounter
+
+
+def test_rate_counter_counts_exactly_across_threads():
+    counter = RateCounter()
+    ready = threading.Barrier(8)
+
+    def work(offset):
+        ready.wait(timeout=10)
+        for i in range(5000):
+            counter.add(1_700_000_000 + (i + offset) % 3)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    snap = counter.snapshot()
+    assert sum(snap.values()) == counter.total() == 40_000
+    assert set(snap) == {1_700_000_000, 1_700_000_001, 1_700_000_002}
+    snap.clear()  # a snapshot is a copy
+    assert counter.total() == 40_000
+
+
+def test_latency_percentiles_of_known_inputs():
+    rec = LatencyRecorder()
+    for ms in range(1, 1001):  # 1..1000 ms, uniformly; the n-th of 1001 values
+        rec.record(100, ms / 1000)
+    rec.record(101, 5.0)
+    summary = rec.summary()
+    assert summary["count"] == 1001
+    assert summary["p50_ms"] == pytest.approx(501, rel=0.003)
+    assert summary["p90_ms"] == pytest.approx(901, rel=0.003)
+    assert summary["p99_ms"] == pytest.approx(991, rel=0.003)
+    assert summary["max_ms"] == pytest.approx(5000, rel=0.002)
+    assert rec.second_percentile_ms(100, 99) == pytest.approx(990, rel=0.01)
+    assert rec.second_percentile_ms(101, 50) == pytest.approx(5000, rel=0.01)
+    assert rec.second_percentile_ms(102, 50) is None
+    assert rec.seconds() == [100, 101]
+
+
+def test_empty_recorder():
+    assert LatencyRecorder().summary() == {"count": 0}
+
+
+def test_steady_rate_ignores_partial_edges_and_ramp():
+    # seconds 0..9: ramp 1..5 then flat 50; edges are partial seconds
+    rates = {s: (s * 10 if s < 5 else 50) for s in range(10)}
+    rates[9] = 3  # the last, partial second
+    assert steady_rate(rates) == pytest.approx(50)
+    assert steady_rate({1: 5}) == 0.0
