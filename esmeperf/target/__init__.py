@@ -1,0 +1,1 @@
+"""Embedded ESME-compatible target: organizer, participant and messenger APIs in one process."""

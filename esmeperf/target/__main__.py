@@ -1,0 +1,5 @@
+import sys
+
+from esmeperf.target.cli import main
+
+sys.exit(main())

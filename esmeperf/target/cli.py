@@ -1,0 +1,178 @@
+"""Command line of the embedded target: `get_parser()` for the man page and `main()`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from .hub import Faults
+from .server import Options, run
+
+DEFAULT_PASSWORD = "esmeperf-organizer-pass"
+DEFAULT_EMAIL = "organizer@esmeperf.local"
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _ranged(kind: Callable[[str], int | float], low: float, name: str) -> Callable[[str], object]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {name}: {text!r}") from None
+        if value < low or value != value:
+            raise argparse.ArgumentTypeError(f"must be >= {low:g}: {text!r}")
+        return value
+    return parse
+
+
+def port(text: str) -> int:
+    """A TCP port 0-65535 (0 = ephemeral)."""
+    value = _ranged(int, 0, "port")(text)
+    if not isinstance(value, int) or value > 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535: {text!r}")
+    return value
+
+
+count = _ranged(int, 0, "count")
+positive = _ranged(int, 1, "number")
+seconds = _ranged(float, 0, "seconds")
+
+
+def fd(text: str) -> int:
+    """An inherited, open file descriptor number."""
+    value = int(text) if text.isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid file descriptor: {text!r}")
+    try:
+        os.fstat(value)
+    except OSError:
+        raise argparse.ArgumentTypeError(f"file descriptor {value} is not open") from None
+    return value
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The argument parser (argparse-manpage builds the man page from it)."""
+    p = _Parser(
+        prog="esmeperf-target",
+        description="ESME-compatible stand-in server: organizer API, participant API and "
+        "Messenger API (WebSocket) in one asyncio process backed by SQLite. Wire-compatible "
+        "with ESME's own performance test. Prints nothing on success; readiness is reported "
+        "with --ready-file/--ready-fd as a config.json object.",
+        epilog="Exit status: 0 after SIGTERM, SIGINT or EOF on --watch-fd; 1 if a port cannot "
+        "be bound (the message names it); 2 on bad command-line input.")
+    net = p.add_argument_group("listeners")
+    net.add_argument("--host", default="127.0.0.1",
+                     help="address to bind all three listeners to (default: %(default)s; "
+                     "IPv6 literals such as ::1 are bracketed in the URLs)")
+    net.add_argument("--organizer-port", type=port, default=8000, metavar="PORT",
+                     help="organizer API port, 0 = ephemeral (default: %(default)s)")
+    net.add_argument("--participant-port", type=port, default=8100, metavar="PORT",
+                     help="participant API port, 0 = ephemeral (default: %(default)s)")
+    net.add_argument("--messenger-port", type=port, default=8300, metavar="PORT",
+                     help="Messenger API port (WebSocket /connect, REST, /stats), "
+                     "0 = ephemeral (default: %(default)s)")
+    data = p.add_argument_group("data and accounts")
+    data.add_argument("--db", metavar="PATH",
+                      help="SQLite database file (WAL mode); reused if it exists "
+                      "(default: a temporary directory removed at exit)")
+    data.add_argument("--organizer-email", default=DEFAULT_EMAIL, metavar="EMAIL",
+                      help="email of the first seeded organizer (default: %(default)s)")
+    data.add_argument("--organizer-password", default=DEFAULT_PASSWORD, metavar="PASSWORD",
+                      help="password of every seeded organizer, 16-128 characters as "
+                      "organizer-api requires (default: %(default)s)")
+    data.add_argument("--organizers", type=positive, default=1, metavar="N",
+                      help="seed N organizers of agency 1 with role 2 (agency owner); the k-th "
+                      "(k >= 2) gets the email organizer<k>@esmeperf.local (default: %(default)s)")
+    data.add_argument("--pbkdf2-iterations", type=positive, default=2000, metavar="N",
+                      help="PBKDF2-SHA256 iterations for password hashes. Deliberately cheap: "
+                      "ESME uses bcrypt cost 12 (~0.25 s per hash), which would dominate a "
+                      "load test signing up ~50 participants/s on a small box; hashing runs "
+                      "in a thread pool (default: %(default)s)")
+    ready = p.add_argument_group("readiness and lifetime")
+    ready.add_argument("--ready-file", metavar="PATH",
+                       help="once all listeners accept, atomically write the ready JSON "
+                       "(ESME config.json keys plus 'organizers' and 'pid') to PATH")
+    ready.add_argument("--ready-fd", type=fd, metavar="FD",
+                       help="write the ready JSON as one line to the inherited FD, then close it")
+    ready.add_argument("--watch-fd", type=fd, metavar="FD",
+                       help="inherited read end of a pipe; shut down cleanly when it reports "
+                       "EOF (the parent died or closed it)")
+    ws = p.add_argument_group("messenger limits")
+    ws.add_argument("--send-buffer", type=positive, default=256 * 1024, metavar="BYTES",
+                    help="per-connection bound on unsent outbound bytes. A frame that would "
+                    "exceed it is dropped for that connection only and counted in "
+                    "frames_dropped, so a client that never reads cannot slow other chats "
+                    "(default: %(default)s)")
+    ws.add_argument("--max-frame", type=positive, default=64 * 1024, metavar="BYTES",
+                    help="largest accepted inbound WebSocket message; a bigger one closes the "
+                    "connection with code 1009 (default: %(default)s)")
+    ws.add_argument("--auth-timeout", type=seconds, default=60.0, metavar="S",
+                    help="how long a new connection may take to send its authorization "
+                    "frame before it is dropped silently, as ESME (default: %(default)s)")
+    faults = p.add_argument_group("fault injection (for tests)")
+    faults.add_argument("--refuse-ws-after", type=count, metavar="N",
+                        help="refuse WebSocket handshakes after the first N with HTTP 503 "
+                        "before the upgrade (counted in handshakes_refused)")
+    faults.add_argument("--ws-handshake-delay", type=seconds, default=0.0, metavar="S",
+                        help="delay every WebSocket handshake by S seconds")
+    faults.add_argument("--close-after-messages", type=positive, metavar="N",
+                        help="silently close a participant connection (no close frame) once it "
+                        "has sent N send_message frames on it")
+    faults.add_argument("--error-frame-after", type=count, metavar="N",
+                        help="answer the (N+1)-th send_message frame of each participant "
+                        "connection with error 'internal server error' instead of storing it")
+    faults.add_argument("--fail-signup-after", type=count, metavar="N",
+                        help="sign-ups after the first N valid ones get 500 'database error'")
+    faults.add_argument("--fail-chat-request-after", type=count, metavar="N",
+                        help="chat requests after the first N valid ones get 500 "
+                        "'database error'")
+    faults.add_argument("--garbage-signup-after", type=count, metavar="N",
+                        help="sign-ups after the first N valid ones get 201 with the body "
+                        "{\"unexpected\": true} and create no user")
+    p.add_argument("--log-level", default="warning",
+                   choices=["debug", "info", "warning", "error"],
+                   help="stderr log level; nothing is logged per message at any level "
+                   "(default: %(default)s)")
+    return p
+
+
+def organizer_accounts(email: str, password: str, n: int) -> list[tuple[str, str]]:
+    """The seeded organizers: the given email first, then organizer<k>@esmeperf.local."""
+    return [(email, password)] + [(f"organizer{k}@esmeperf.local", password)
+                                  for k in range(2, n + 1)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the target, return the exit status."""
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not 16 <= len(args.organizer_password) <= 128:
+        parser.error("--organizer-password must be 16-128 characters (organizer-api rule)")
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="esmeperf-target: %(levelname)s %(name)s: %(message)s")
+    opts = Options(
+        host=args.host, organizer_port=args.organizer_port,
+        participant_port=args.participant_port, messenger_port=args.messenger_port,
+        db=args.db,
+        organizers=organizer_accounts(args.organizer_email, args.organizer_password,
+                                      args.organizers),
+        ready_file=args.ready_file, ready_fd=args.ready_fd, watch_fd=args.watch_fd,
+        pbkdf2_iterations=args.pbkdf2_iterations, send_buffer=args.send_buffer,
+        max_frame=args.max_frame, auth_timeout=args.auth_timeout,
+        faults=Faults(refuse_ws_after=args.refuse_ws_after,
+                      ws_handshake_delay=args.ws_handshake_delay,
+                      close_after_messages=args.close_after_messages,
+                      error_frame_after=args.error_frame_after,
+                      fail_signup_after=args.fail_signup_after,
+                      fail_chat_request_after=args.fail_chat_request_after,
+                      garbage_signup_after=args.garbage_signup_after))
+    return run(opts)

@@ -1,0 +1,169 @@
+"""Build the three apps, bind them, announce readiness, and shut down on signal or watch-fd EOF."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from .auth import hash_password
+from .hub import Faults, Hub
+from .messenger import Messenger
+from .organizer_api import OrganizerApi
+from .participant_api import ParticipantApi
+from .store import Store
+from .wire import now_ms
+
+log = logging.getLogger("esmeperf.target")
+
+
+class BindError(Exception):
+    """A listener could not bind; the message names the address and port."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything the server needs, already validated by the CLI."""
+
+    host: str
+    organizer_port: int
+    participant_port: int
+    messenger_port: int
+    db: str | None
+    organizers: list[tuple[str, str]]  # (email, password)
+    ready_file: str | None
+    ready_fd: int | None
+    watch_fd: int | None
+    pbkdf2_iterations: int
+    send_buffer: int
+    max_frame: int
+    auth_timeout: float
+    faults: Faults
+
+
+def url(scheme: str, host: str, port: int) -> str:
+    """A URL with IPv6 literals bracketed and no trailing slash."""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def ready_document(opts: Options, ports: dict[str, int]) -> dict[str, Any]:
+    """ESME's config.json keys, then our extras."""
+    email, password = opts.organizers[0]
+    return {
+        "event_id": 1,
+        "messenger_ws_url": url("ws", opts.host, ports["messenger"]),
+        "organizer_api_url": url("http", opts.host, ports["organizer"]),
+        "organizer_email": email,
+        "organizer_password": password,
+        "participant_api_url": url("http", opts.host, ports["participant"]),
+        "organizers": [{"email": e, "password": p} for e, p in opts.organizers],
+        "pid": os.getpid(),
+    }
+
+
+def announce(opts: Options, document: dict[str, Any]) -> None:
+    """Write the ready JSON to --ready-file (atomically) and/or --ready-fd (then close it)."""
+    line = json.dumps(document) + "\n"
+    if opts.ready_file:
+        directory = os.path.dirname(os.path.abspath(opts.ready_file))
+        fd, tmp = tempfile.mkstemp(prefix=".ready-", dir=directory)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(line)
+        os.replace(tmp, opts.ready_file)
+    if opts.ready_fd is not None:
+        data = line.encode()
+        while data:
+            data = data[os.write(opts.ready_fd, data):]
+        os.close(opts.ready_fd)
+
+
+async def serve(opts: Options) -> int:
+    """Run until SIGTERM/SIGINT or EOF on --watch-fd; return the exit status."""
+    loop = asyncio.get_running_loop()
+    tmpdir = None
+    db_path = opts.db
+    if db_path is None:
+        tmpdir = tempfile.mkdtemp(prefix="esmeperf-target-")
+        db_path = os.path.join(tmpdir, "target.sqlite3")
+    store = Store(db_path)
+    runners: list[web.AppRunner] = []
+    messenger: Messenger | None = None
+    try:
+        hashes = await asyncio.gather(*(
+            loop.run_in_executor(None, hash_password, pw, opts.pbkdf2_iterations)
+            for _, pw in opts.organizers))
+        store.seed([(email, h) for (email, _), h in zip(opts.organizers, hashes, strict=True)],
+                   now_ms())
+        hub = Hub(store, opts.faults, opts.send_buffer, opts.pbkdf2_iterations)
+        hub.load()
+        messenger = Messenger(hub, opts.max_frame, opts.auth_timeout)
+        ports: dict[str, int] = {}
+        for name, app, port in (("organizer", OrganizerApi(hub).app(), opts.organizer_port),
+                                ("participant", ParticipantApi(hub).app(), opts.participant_port),
+                                ("messenger", messenger.app(), opts.messenger_port)):
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+            await runner.setup()
+            runners.append(runner)
+            try:
+                await web.TCPSite(runner, opts.host, port, backlog=2048).start()
+            except OSError as exc:
+                raise BindError(f"cannot listen on {url('tcp', opts.host, port)[6:]} "
+                                f"({name} API): {exc.strerror or exc}") from exc
+            ports[name] = runner.addresses[0][1]
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        if opts.watch_fd is not None:
+            watch_parent(loop, opts.watch_fd, stop)
+        announce(opts, ready_document(opts, ports))
+        log.info("ready: %s", ports)
+        await stop.wait()
+        log.info("shutting down")
+        return 0
+    finally:
+        if messenger is not None:
+            for transport in list(messenger.sockets):
+                transport.abort()
+        for runner in reversed(runners):
+            await runner.cleanup()
+        store.close()
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def watch_parent(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Event) -> None:
+    """Set `stop` when the parent's end of the pipe closes (EOF) or fails."""
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stop.set()
+
+    loop.add_reader(fd, readable)
+
+
+def run(opts: Options) -> int:
+    """Run the server; map bind failures to exit status 1 with one line on stderr."""
+    try:
+        return asyncio.run(serve(opts))
+    except BindError as exc:
+        print(f"esmeperf-target: error: {exc}", file=sys.stderr)
+        return 1
