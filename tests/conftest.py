@@ -1,0 +1,169 @@
+"""Shared fixtures: a real target child process on ephemeral loopback ports, and small clients."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+import websocket
+
+from esmeperf.target.launcher import TargetProcess
+
+
+@pytest.fixture
+def target() -> Iterator[TargetProcess]:
+    """A fresh target with default options; stopped (and its exit status checked) afterwards."""
+    proc = TargetProcess()
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def target_factory() -> Iterator[Callable[..., TargetProcess]]:
+    """Start targets with extra CLI arguments, e.g. target_factory("--fail-signup-after", "3")."""
+    started: list[TargetProcess] = []
+
+    def factory(*extra_args: str, **kwargs: Any) -> TargetProcess:
+        proc = TargetProcess(*extra_args, **kwargs)
+        started.append(proc)
+        proc.start()
+        return proc
+
+    yield factory
+    for proc in started:
+        proc.stop()
+
+
+class EsmeClient:
+    """Blocking REST and WebSocket helpers against one target's ready config (timeouts always)."""
+
+    timeout = 5.0
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.http = requests.Session()
+        self.sockets: list[websocket.WebSocket] = []
+
+    def close(self) -> None:
+        for ws in self.sockets:
+            try:
+                ws.close(timeout=1)
+            except (websocket.WebSocketException, OSError):
+                pass  # already dropped by the server: only the socket needs releasing
+            ws.shutdown()
+        self.http.close()
+
+    # REST -----------------------------------------------------------------------------------
+    def post(self, api: str, path: str, body: Any = None, token: str | None = None,
+             data: str | bytes | None = None) -> requests.Response:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token
+        payload = data if data is not None else json.dumps(body)
+        return self.http.post(self.config[api] + path, data=payload, headers=headers,
+                              timeout=self.timeout)
+
+    def get(self, api: str, path: str, token: str | None = None) -> requests.Response:
+        headers = {} if token is None else {"Authorization": "Bearer " + token}
+        base = self.config[api]
+        if base.startswith("ws"):
+            base = "http" + base[2:]
+        return self.http.get(base + path, headers=headers, timeout=self.timeout)
+
+    def organizer_token(self, email: str | None = None) -> str:
+        r = self.post("organizer_api_url", "/auth/sign-in",
+                      {"email": email or self.config["organizer_email"],
+                       "password": self.config["organizer_password"]})
+        assert r.status_code == 200, r.text
+        token: str = r.json()["token"]
+        return token
+
+    def sign_up(self, email: str | None = None) -> tuple[dict[str, Any], str]:
+        email = email or f"p-{uuid.uuid4().hex[:12]}@example.com"
+        r = self.post("participant_api_url", "/auth/sign-up",
+                      {"email": email, "password": "performance",
+                       "confirmPassword": "performance", "phoneNumber": "+48100200300"})
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return body["user"], body["token"]
+
+    def request_chat(self, token: str, description: str = "Performance test chat request",
+                     event_id: int = 1) -> None:
+        r = self.post("participant_api_url", "/chat-requests",
+                      {"eventId": event_id, "description": description}, token=token)
+        assert r.status_code == 200, r.text
+
+    # WebSocket ------------------------------------------------------------------------------
+    def raw_ws(self) -> websocket.WebSocket:
+        ws = websocket.create_connection(self.config["messenger_ws_url"] + "/connect",
+                                         timeout=self.timeout)
+        self.sockets.append(ws)
+        return ws
+
+    def ws(self, token: str) -> websocket.WebSocket:
+        ws = self.raw_ws()
+        ws.send(json.dumps({"Authorization": "Bearer " + token}))
+        return ws
+
+    @staticmethod
+    def send(ws: websocket.WebSocket, kind: str, payload: Any = "") -> None:
+        ws.send(json.dumps({"type": kind, "payload": payload}) + "\n")
+
+    @staticmethod
+    def recv(ws: websocket.WebSocket) -> dict[str, Any]:
+        text = ws.recv()
+        assert isinstance(text, str) and text.endswith("\n"), text
+        frame: dict[str, Any] = json.loads(text)
+        return frame
+
+    def request(self, ws: websocket.WebSocket, kind: str, payload: Any = "") -> dict[str, Any]:
+        self.send(ws, kind, payload)
+        return self.recv(ws)
+
+    def chat(self, description: str = "Performance test chat request") -> dict[str, Any]:
+        """Set up one live chat; returns the sockets, tokens, ids and the new_chat payload."""
+        user, p_token = self.sign_up()
+        self.request_chat(p_token, description)
+        o_token = self.organizer_token()
+        org = self.ws(o_token)
+        part = self.ws(p_token)
+        self.send(part, "get_chats")  # proves the participant is attached before start_chat
+        assert self.recv(part) == {"type": "chats", "payload": {"chats": []}}
+        new_chat = self.request(org, "start_chat")
+        assert new_chat["type"] == "new_chat", new_chat
+        assert self.recv(part)["type"] == "new_chat"
+        if description:
+            for ws in (org, part):
+                assert self.recv(ws)["type"] == "user_message"
+        return {"org": org, "part": part, "o_token": o_token, "p_token": p_token,
+                "user": user, "chat": new_chat["payload"], "chat_id": new_chat["payload"]["id"]}
+
+
+@pytest.fixture
+def esme(target: TargetProcess) -> Iterator[EsmeClient]:
+    """An EsmeClient bound to the `target` fixture."""
+    client = EsmeClient(target.config)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def client_factory() -> Iterator[Callable[[TargetProcess], EsmeClient]]:
+    """Make EsmeClients for targets from target_factory; all are closed at teardown."""
+    clients: list[EsmeClient] = []
+
+    def factory(proc: TargetProcess) -> EsmeClient:
+        client = EsmeClient(proc.config)
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.close()
