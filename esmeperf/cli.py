@@ -188,7 +188,10 @@ def setup_logging(debug: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run esmeperf; return the exit status (see EXIT_STATUS_HELP)."""
     parser = get_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or bad input already reported in one line
+        return int(exc.code or 0)
     setup_logging(args.debug)
     if args.debug:
         for sig in (signal.SIGUSR1, signal.SIGQUIT):
@@ -225,7 +228,11 @@ def _run(settings: Settings, target: Target | None, target_args: list[str]) -> i
         run = Run(target, settings,
                   target_alive=(lambda: embedded.returncode) if embedded else None)
         result = run.execute()
-        if embedded is not None and embedded.returncode is None:
+        if embedded is not None and embedded.returncode is not None and result.first_error:
+            # Name the root cause: the workers only saw their sockets die.
+            result.first_error.message += (
+                f" (the embedded target had exited with status {embedded.returncode})")
+        elif embedded is not None:
             try:
                 result.target_stats = embedded.stats()
             except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal

@@ -1,0 +1,125 @@
+"""Ways out from outside: signals to esmeperf and the death of its embedded target."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+PROGRESS = re.compile(r"^\s+\d+s participants")
+TARGET_PID = re.compile(r"embedded target on \S+ \(pid (\d+)\)")
+
+
+class Esmeperf:
+    """`python -m esmeperf` as a child process whose stderr is read line by line."""
+
+    def __init__(self, out: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "esmeperf", "--out", str(out), *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, cwd=out.parent)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
+        """Block until a stderr line matches (a condition with a timeout, never a sleep)."""
+        while True:
+            line = self.lines.get(timeout=timeout)
+            self.seen.append(line)
+            match = pattern.search(line)
+            if match:
+                return match
+
+    def finish(self, timeout: float = 40.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return code
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reader.join(5)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def esmeperf_process():
+    """Start `python -m esmeperf` children; each is killed (if need be) and reaped afterwards."""
+    started: list[Esmeperf] = []
+
+    def start(out: Path, *args: str) -> Esmeperf:
+        started.append(Esmeperf(out, *args))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.cleanup()
+
+
+def summary_of(out: Path) -> dict:
+    (path,) = out.glob("*_performance_test_summary.json")
+    summary = json.loads(path.read_text())
+    (rates,) = out.glob("*_performance_test_message_rates.json")
+    assert sum(json.loads(rates.read_text()).values()) == summary["messages_sent"]
+    return summary
+
+
+def gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.parametrize("signals", [
+    (signal.SIGINT,), (signal.SIGINT, signal.SIGINT), (signal.SIGTERM,)],
+    ids=["sigint", "sigint-twice", "sigterm"])
+def test_signals_stop_the_run_with_files(tmp_path, esmeperf_process, signals):
+    out = tmp_path / "out"
+    run = esmeperf_process(out, "-sci", "10", "-cpi", "50", "-smi", "100")
+    target_pid = int(run.wait_for(TARGET_PID).group(1))
+    run.wait_for(PROGRESS)
+    run.wait_for(PROGRESS)  # two seconds in: participants are chatting
+    for sig in signals:
+        run.proc.send_signal(sig)
+    assert run.finish() == 130, run.seen[-5:]
+    summary = summary_of(out)
+    assert summary["end_reason"] == f"signal {signals[0].name}"
+    assert summary["exit_status"] == 130
+    assert summary["messages_sent"] > 0
+    assert gone(target_pid)
+    assert run.seen[-1].startswith(f"esmeperf: ended by signal {signals[0].name}")
+
+
+def test_target_killed_mid_run(tmp_path, esmeperf_process):
+    out = tmp_path / "out"
+    run = esmeperf_process(out, "-sci", "10", "-cpi", "50", "-smi", "100",
+                           "--handshake-timeout", "5", "--http-timeout", "5")
+    target_pid = int(run.wait_for(TARGET_PID).group(1))
+    run.wait_for(PROGRESS)
+    os.kill(target_pid, signal.SIGKILL)
+    assert run.finish() == 1, run.seen[-5:]
+    summary = summary_of(out)
+    assert summary["end_reason"] == "error"
+    assert "the embedded target had exited with status -9" in summary["first_error"]["message"]
+    assert "error" in run.seen[-1]
