@@ -1,0 +1,277 @@
+"""End-to-end runs of `main([...])` in-process against a real target on loopback."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EsmeClient
+
+from esmeperf.cli import main
+from esmeperf.results import read_series
+
+GO_SUMMARY_KEYS = [
+    "constants", "description", "organizer_time_started", "organizer_duration",
+    "participants_time_started", "participants_duration", "messages_sent", "chats_count",
+    "created_participants_count",
+]
+GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?\d+(\.\d+)?(s|ms|µs|ns)$")
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
+MESSAGE = re.compile(r"^connection 127\.0\.0\.1:(\d+): message number (\d+)$")
+
+
+def write_config(tmp_path: Path, config: dict[str, Any], **changes: Any) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, **changes}))
+    return path
+
+
+def outputs(out: Path) -> dict[str, Path]:
+    """The result files of the single run in `out`, by kind."""
+    files = {}
+    for kind, suffix in (("summary", "_performance_test_summary.json"),
+                         ("rates", "_performance_test_message_rates.json"),
+                         ("series", "_performance_test_series.csv"),
+                         ("plot", "_performance_test_rates.png")):
+        found = list(out.glob(f"*{suffix}"))
+        assert len(found) <= 1, found
+        if found:
+            files[kind] = found[0]
+    return files
+
+
+def load_results(out: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    files = outputs(out)
+    assert {"summary", "rates", "series"} <= set(files), files
+    summary = json.loads(files["summary"].read_text())
+    rates = json.loads(files["rates"].read_text())
+    # The two files agree, whatever the way out was.
+    assert sum(rates.values()) == summary["messages_sent"]
+    return summary, rates
+
+
+def run_main(tmp_path: Path, config: Path | None, *args: str) -> int:
+    out = tmp_path / "out"
+    argv = ["-q", "--out", str(out), *args]
+    if config is not None:
+        argv += ["--config", str(config)]
+    return main(argv)
+
+
+def test_run_writes_go_compatible_files_and_exact_messages(tmp_path, target, capsys):
+    config = write_config(tmp_path, target.config)
+    status = run_main(tmp_path, config, "-sci", "10", "-cpi", "50", "-smi", "100",
+                      "--max-participants", "30", "--duration", "3s")
+    assert status == 0
+    summary, rates = load_results(tmp_path / "out")
+    assert list(summary)[: len(GO_SUMMARY_KEYS)] == GO_SUMMARY_KEYS
+    assert summary["constants"] == {"start_chat_interval": "10ms",
+                                    "create_participant_interval": "50ms",
+                                    "send_message_interval": "100ms", "log_ws": False}
+    assert summary["description"] == "performance test summary"
+    for key in ("organizer_time_started", "participants_time_started"):
+        assert RFC3339.match(summary[key]), summary[key]
+    for key in ("organizer_duration", "participants_duration"):
+        assert GO_DURATION.match(summary[key]), summary[key]
+    assert summary["messages_sent"] > 0
+    assert 0 < summary["chats_count"] == summary["created_participants_count"]
+    assert summary["end_reason"] == "duration" and summary["first_error"] is None
+    assert all(re.fullmatch(r"\d{10}", k) for k in rates) and list(rates) == sorted(rates)
+    assert "organizer_password" not in json.dumps(summary)
+    assert target.config["organizer_password"] not in json.dumps(summary)
+
+    # Every message stored by the target is the Go test's text, numbered 1..n per connection.
+    stats = target.stats()
+    assert stats["participant_messages_stored"] == summary["messages_sent"]
+    assert summary["messages_delivered"] == summary["messages_sent"]
+    texts = stored_participant_messages(target.config)
+    assert len(texts) == summary["messages_sent"]
+    numbers: dict[str, list[int]] = {}
+    for text in texts:
+        match = MESSAGE.match(text)
+        assert match, text
+        numbers.setdefault(match.group(1), []).append(int(match.group(2)))
+    assert len(numbers) == summary["chats_count"]
+    for sequence in numbers.values():
+        assert sorted(sequence) == list(range(1, len(sequence) + 1))
+
+    rows = read_series(outputs(tmp_path / "out")["series"])
+    assert [r["second"] for r in rows] == list(range(rows[0]["second"], rows[-1]["second"] + 1))
+    assert sum(int(r["sent"]) for r in rows) == summary["messages_sent"]
+    assert "ended by duration" in capsys.readouterr().err
+
+
+def stored_participant_messages(config: dict[str, Any]) -> list[str]:
+    """Message texts the target stored for the organizer's chats (problem descriptions left out)."""
+    client = EsmeClient(config)
+    try:
+        token = client.organizer_token()
+        ws = client.ws(token)
+        try:
+            chats = client.request(ws, "get_chats")["payload"]["chats"]
+            texts = []
+            for chat in chats:
+                response = client.get("messenger_ws_url",
+                                      f"/agency/chats/{chat['id']}/messages", token)
+                assert response.status_code == 200, response.text
+                texts += [m["content"] for m in response.json()
+                          if not m["content"].startswith("Problem description: ")]
+            return texts
+        finally:
+            ws.close()
+    finally:
+        client.close()
+
+
+def test_embedded_target_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no config.json here
+    status = main(["-q", "--out", "out", "-sci", "10", "-cpi", "100", "-smi", "100",
+                   "--duration", "2s"])
+    assert status == 0
+    summary, _ = load_results(tmp_path / "out")
+    assert summary["target"]["embedded"] is True
+    assert summary["messages_sent"] > 0
+    assert summary["cross_check"] == {"messages_sent": summary["messages_sent"],
+                                      "target_stored": summary["messages_sent"], "difference": 0}
+    assert "plot" in outputs(tmp_path / "out")
+    assert not child_targets(), "the embedded target outlived the run"
+
+
+def child_targets() -> list[int]:
+    """PIDs of `esmeperf.target` processes whose parent is this test process."""
+    import os
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if ppid == os.getpid() and b"esmeperf.target" in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_chat_found_by_get_chats_when_push_is_missed(tmp_path, target_factory):
+    # The handshake delay lets the organizer start each chat before its participant connects,
+    # so no new_chat reaches the participant: only the get_chats fallback can find the chat.
+    target = target_factory("--ws-handshake-delay", "0.4")
+    config = write_config(tmp_path, target.config)
+    status = run_main(tmp_path, config, "-sci", "10", "-cpi", "200", "-smi", "100",
+                      "--max-participants", "5", "--duration", "2.5s")
+    summary, _ = load_results(tmp_path / "out")
+    assert status == 0, summary["first_error"]
+    assert summary["chats_count"] == summary["created_participants_count"] > 0
+    assert summary["counts"].get("participant_frames_chats", 0) >= summary["chats_count"]
+
+
+def test_first_error_stops_the_run_and_files_are_written(tmp_path, target_factory, capsys):
+    target = target_factory("--fail-signup-after", "3")
+    config = write_config(tmp_path, target.config)
+    status = run_main(tmp_path, config, "-sci", "10", "-cpi", "50", "-smi", "100")
+    assert status == 1
+    summary, _ = load_results(tmp_path / "out")
+    error = summary["first_error"]
+    assert error["thread"] == "participant-4"
+    assert "responded with status code: 500 instead of: 201" in error["message"]
+    assert "Traceback" in error["traceback"] and "sign_up" in error["traceback"]
+    assert summary["end_reason"] == "error" and summary["exit_status"] == 1
+    assert summary["created_participants_count"] == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err  # the traceback is in the summary, not on the terminal
+    assert "error: participant-4:" in err.splitlines()[-1]
+
+
+def test_server_error_frame_is_the_first_error(tmp_path, target_factory):
+    target = target_factory("--error-frame-after", "5")
+    status = run_main(tmp_path, write_config(tmp_path, target.config),
+                      "-sci", "10", "-cpi", "100", "-smi", "50")
+    assert status == 1
+    summary, _ = load_results(tmp_path / "out")
+    assert "server error: internal server error" in summary["first_error"]["message"]
+    assert summary["messages_sent"] >= 5
+
+
+def test_bad_organizer_password_is_a_clear_error_with_files(tmp_path, target):
+    config = write_config(tmp_path, target.config, organizer_password="wrong-password-123456")
+    assert run_main(tmp_path, config, "--duration", "5s") == 1
+    summary, rates = load_results(tmp_path / "out")
+    assert "/auth/sign-in: responded with status code: 400 instead of: 200" in (
+        summary["first_error"]["message"])
+    assert summary["messages_sent"] == 0 and rates == {}
+    assert "wrong-password-123456" not in json.dumps(summary)
+
+
+def test_unreachable_url_is_a_clear_error(tmp_path, target, unused_port):
+    config = write_config(tmp_path, target.config,
+                          organizer_api_url=f"http://127.0.0.1:{unused_port}")
+    assert run_main(tmp_path, config, "--duration", "5s", "--http-timeout", "2") == 1
+    summary, _ = load_results(tmp_path / "out")
+    assert "error sending request" in summary["first_error"]["message"]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["-sci", "0"], "must be a positive number of milliseconds"),
+    (["-smi", "-5"], "must be a positive number of milliseconds"),
+    (["-cpi", "abc"], "expected milliseconds"),
+    (["--duration", "soon"], "expected a positive time span"),
+    (["--config", "/nonexistent/config.json"], "no such config file"),
+    (["--min-delivered-ratio", "2"], "between 0 and 1"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, words):
+    assert main(["--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not list(tmp_path.glob("*_performance_test_*"))
+
+
+def test_bad_config_file_is_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text('{"event_id": 1}')
+    assert main(["--config", str(path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"esmeperf: error: {path}: missing key 'messenger_ws_url'"
+
+
+def test_unwritable_out_dir_is_refused_before_the_run(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["--out", str(blocker / "sub"), "--duration", "1s"]) == 2
+    assert "not a writable directory" in capsys.readouterr().err
+
+
+def test_ws_refused_stops_the_run(tmp_path, target_factory):
+    target = target_factory("--refuse-ws-after", "3")  # the organizer's + two participants
+    status = run_main(tmp_path, write_config(tmp_path, target.config),
+                      "-sci", "10", "-cpi", "50", "-smi", "100")
+    assert status == 1
+    summary, _ = load_results(tmp_path / "out")
+    assert "could not connect to websocket" in summary["first_error"]["message"]
+    assert summary["chats_count"] == 2
+
+
+def test_server_closing_a_socket_stops_the_run(tmp_path, target_factory):
+    target = target_factory("--close-after-messages", "4")
+    status = run_main(tmp_path, write_config(tmp_path, target.config),
+                      "-sci", "10", "-cpi", "100", "-smi", "50")
+    assert status == 1
+    summary, _ = load_results(tmp_path / "out")
+    assert "error receiving message" in summary["first_error"]["message"]
