@@ -1,0 +1,151 @@
+"""Process-level behaviour: CLI errors, ready JSON, signals, --watch-fd, the launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from esmeperf.target.cli import get_parser
+from esmeperf.target.launcher import TargetError, TargetProcess
+
+READY_KEYS = ["event_id", "messenger_ws_url", "organizer_api_url", "organizer_email",
+              "organizer_password", "participant_api_url", "organizers", "pid"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def spawn(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, "-m", "esmeperf.target", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+
+
+def test_ready_file_format_and_sigterm_exit_0(tmp_path) -> None:
+    ready = tmp_path / "ready.json"
+    # the file is written before the fd, so EOF on the fd pipe means the file is complete
+    read_end, write_end = os.pipe()
+    proc = spawn("--organizer-port", "0", "--participant-port", "0", "--messenger-port", "0",
+                 "--ready-file", str(ready), "--ready-fd", str(write_end),
+                 pass_fds=(write_end,))
+    os.close(write_end)
+    try:
+        assert select.select([read_end], [], [], 20)[0], "target never became ready"
+        line = os.read(read_end, 65536)
+        os.close(read_end)
+        text = ready.read_text()
+        assert text.endswith("\n") and text.count("\n") == 1
+        doc = json.loads(text)
+        assert list(doc) == READY_KEYS
+        assert doc["event_id"] == 1 and doc["pid"] == proc.pid
+        assert doc["messenger_ws_url"].startswith("ws://127.0.0.1:")
+        assert not doc["messenger_ws_url"].endswith("/")
+        assert doc["organizer_api_url"].startswith("http://127.0.0.1:")
+        assert doc["organizer_email"] == "organizer@esmeperf.local"
+        assert len(doc["organizer_password"]) >= 16
+        assert doc["organizers"] == [{"email": doc["organizer_email"],
+                                      "password": doc["organizer_password"]}]
+        assert json.loads(line) == doc
+        assert not [p for p in os.listdir(tmp_path) if p.startswith(".ready-")]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_sigint_exit_0_and_db_persists(tmp_path) -> None:
+    db = tmp_path / "t.sqlite3"
+    with TargetProcess("--db", str(db)) as first:
+        from conftest import EsmeClient
+        client = EsmeClient(first.config)
+        client.sign_up("keep@example.com")
+        client.close()
+        os.kill(first.pid, signal.SIGINT)  # type: ignore[arg-type]
+        assert first.stop() == 0
+    with TargetProcess("--db", str(db)) as second:
+        assert second.stats()["participants"] == 1
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--organizer-port", "abc"], "invalid port"),
+    (["--messenger-port", "70000"], "port must be 0-65535"),
+    (["--organizers", "0"], "must be >= 1"),
+    (["--ready-fd", "999"], "file descriptor 999 is not open"),
+    (["--organizer-password", "short"], "16-128 characters"),
+    (["--nope"], "unrecognized arguments"),
+])
+def test_bad_cli_is_one_line_exit_2(args: list[str], needle: str) -> None:
+    proc = spawn(*args)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("esmeperf-target: ")
+
+
+def test_port_in_use_exit_1_names_port() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = spawn("--organizer-port", "0", "--participant-port", str(port),
+                     "--messenger-port", "0")
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "participant" in lines[0]
+
+
+def test_watch_fd_eof_shuts_down_cleanly() -> None:
+    target = TargetProcess()
+    target.start()
+    try:
+        target.close_watch_pipe()
+        assert target._wait(10) == 0  # exits by itself, no signal sent
+    finally:
+        target.stop()
+
+
+def test_launcher_reports_child_failure_and_timeout() -> None:
+    with pytest.raises(TargetError, match="exited with status 2.*unrecognized"):
+        TargetProcess("--bogus").start()
+    slow = TargetProcess("--pbkdf2-iterations", "300000000", ready_timeout=0.5)
+    with pytest.raises(TargetError, match="not ready after 0.5 s"):
+        slow.start()
+    assert slow.returncode is not None and slow.stop() == slow.returncode
+
+
+def test_launcher_is_idempotent_and_kill_works() -> None:
+    target = TargetProcess()
+    config = target.start()
+    assert config is target.config and target.pid == config["pid"]
+    with pytest.raises(TargetError):
+        target.start()
+    target.kill()
+    assert target.returncode == -signal.SIGKILL
+    assert target.stop() == -signal.SIGKILL  # idempotent after kill
+
+
+def test_ipv6_urls_are_bracketed() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 not available")
+    with TargetProcess(host="::1") as target:
+        assert target.config["messenger_ws_url"].startswith("ws://[::1]:")
+        assert target.stats()["participants"] == 0
+
+
+def test_every_option_has_help() -> None:
+    for action in get_parser()._actions:
+        assert action.help, action.dest
