@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
+import struct
 import threading
 from typing import Any
 
 import requests
 import websocket
 
+from . import wsframe
 from .config import Credentials
 from .errors import RequestError, UnexpectedStatus, WebSocketFailure
 
@@ -95,17 +98,29 @@ class Closed(WebSocketFailure):
 class Connection:
     """One authorized WebSocket to the Messenger API, used by one worker thread.
 
+    websocket-client does the handshake; frames then go through `wsframe` (see there why).
+    On a plain TCP socket a receive deadline is set with SO_RCVTIMEO, so waiting for a frame
+    is one recv() syscall: Python's own socket timeouts add a poll() and, when the timeout
+    changes, an ioctl() per call, each a GIL hand-off. TLS sockets use Python's timeouts.
     `close()` and `abort()` may be called from the main thread to wake the worker at shutdown.
     """
 
-    def __init__(self, ws: websocket.WebSocket, url: str) -> None:
+    def __init__(self, ws: websocket.WebSocket, url: str, send_timeout: float) -> None:
         self.ws = ws
         self.url = url
         assert ws.sock is not None  # a connected WebSocket has its socket
         self.sock: socket.socket = ws.sock
         self.local_addr = go_addr(self.sock.getsockname())
-        self._timeout: float | None = None
+        self._lock = threading.Lock()  # one frame at a time: the worker, pongs, close()
+        self._reader = wsframe.FrameReader(self.sock, self._send_raw)
+        self._plain = not isinstance(self.sock, ssl.SSLSocket)
+        self._timeout: float | None = -1.0  # not set yet
         self._closing = threading.Event()
+        if self._plain:
+            self.sock.settimeout(None)  # blocking; deadlines come from SO_RCVTIMEO/SO_SNDTIMEO
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
+        else:
+            self.sock.settimeout(send_timeout)
 
     @classmethod
     def open(cls, ws_url: str, token: str, timeout: float, newline: bool) -> Connection:
@@ -120,39 +135,59 @@ class Connection:
             ws = websocket.create_connection(url, timeout=timeout, skip_utf8_validation=True)
         except (OSError, websocket.WebSocketException) as exc:
             raise WebSocketFailure(f"{url}: could not connect to websocket: {exc}") from exc
-        conn = cls(ws, url)
+        conn = cls(ws, url, send_timeout=timeout)
         auth = json.dumps({"Authorization": f"Bearer {token}"}) + ("\n" if newline else "")
         try:
-            ws.send(auth)
-        except (OSError, websocket.WebSocketException) as exc:
+            conn._send_raw(wsframe.encode(auth.encode()))
+        except OSError as exc:
             conn.abort()
             raise WebSocketFailure(f"{url}: error sending authorization message: {exc}") from exc
         return conn
 
+    def _send_raw(self, frame: bytes) -> None:
+        with self._lock:
+            self.sock.sendall(frame)
+
     def send(self, text: str) -> None:
         try:
-            self.ws.send(text)
-        except (OSError, websocket.WebSocketException) as exc:
+            self._send_raw(wsframe.encode(text.encode()))
+        except OSError as exc:
             raise WebSocketFailure(
-                f"connection {self.local_addr}: error sending message: {exc}"
-            ) from exc
+                f"connection {self.local_addr}: error sending message: {exc}") from exc
 
     def recv(self, timeout: float | None) -> str | None:
-        """The next text or binary frame as text, or None when `timeout` passes first."""
-        if timeout != self._timeout:
+        """The next text or binary message as text, or None when `timeout` passes first."""
+        reader = self._reader
+        while True:
+            try:
+                message = reader.next_message()
+            except wsframe.ProtocolError as exc:
+                raise Closed(f"connection {self.local_addr}: error receiving message: {exc}"
+                             ) from exc
+            if message is not None:
+                opcode, payload = message
+                if opcode == wsframe.OP_CLOSE:
+                    raise Closed(
+                        f"connection {self.local_addr}: error receiving message: closed by server")
+                return payload.decode("utf-8", "replace")
+            if timeout != self._timeout:
+                self._set_recv_timeout(timeout)
+            try:
+                reader.fill()
+            except (BlockingIOError, TimeoutError):
+                return None
+            except OSError as exc:
+                raise Closed(f"connection {self.local_addr}: error receiving message: "
+                             f"{exc.strerror or exc}") from exc
+
+    def _set_recv_timeout(self, timeout: float | None) -> None:
+        if self._plain:
+            # A zero timeval means "block forever": only None may ask for that.
+            value = _timeval(max(timeout, 1e-6)) if timeout is not None else _FOREVER
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        else:
             self.sock.settimeout(timeout)
-            self._timeout = timeout
-        try:
-            opcode, data = self.ws.recv_data()
-        except websocket.WebSocketTimeoutException:
-            return None
-        except (OSError, websocket.WebSocketException) as exc:
-            raise Closed(
-                f"connection {self.local_addr}: error receiving message: {exc or 'connection lost'}"
-            ) from exc
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise Closed(f"connection {self.local_addr}: error receiving message: closed by server")
-        return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        self._timeout = timeout
 
     @property
     def closing(self) -> bool:
@@ -160,11 +195,11 @@ class Connection:
         return self._closing.is_set()
 
     def close(self) -> None:
-        """Send a close frame (thread-safe: websocket-client locks its sends)."""
+        """Send a close frame (1000, normal closure); the server answers by closing."""
         self._closing.set()
         try:
-            self.ws.send_close()
-        except (OSError, websocket.WebSocketException):
+            self._send_raw(wsframe.encode(struct.pack("!H", 1000), wsframe.OP_CLOSE))
+        except OSError:
             pass  # already gone: the worker sees that itself
 
     def abort(self) -> None:
@@ -175,3 +210,12 @@ class Connection:
         except OSError:
             pass  # not connected any more
         self.ws.shutdown()
+
+
+_FOREVER = struct.pack("ll", 0, 0)
+
+
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval for a positive timeout (never rounded down to 0, which means forever)."""
+    micro = max(1, round(seconds * 1_000_000))
+    return struct.pack("ll", *divmod(micro, 1_000_000))
