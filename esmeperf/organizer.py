@@ -96,6 +96,7 @@ class Organizer:
                         ctx.metrics.count("replies_sent")
         elif kind == "new_chat":
             ctx.metrics.count("organizer_chats_started")
+            ctx.metrics.count(f"chats_started_by_{self.name}")
         elif kind == "error" and not ctx.stop.is_set():
             text = payload.get("message") if isinstance(payload, dict) else payload
             raise ServerErrorFrame(f"organizer connection {conn.local_addr}: server error: {text}")

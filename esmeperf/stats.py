@@ -49,16 +49,21 @@ def _clamp(us: int) -> int:
     return min(max(us, _LOWEST_US), _HIGHEST_US)
 
 
-def summarize(hist: HdrHistogram) -> dict[str, float | int]:
-    """Count, percentiles and max of a histogram, in milliseconds."""
+def summarize(hist: HdrHistogram, total_us: int) -> dict[str, float | int]:
+    """Count, percentiles, max and mean of a histogram, in milliseconds.
+
+    One pass over the buckets for all percentiles; the mean comes from the recorder's own sum
+    (hdrhistogram's get_mean_value walks every bucket again, in pure Python).
+    """
     count = hist.get_total_count()
     if not count:
         return {"count": 0}
+    values = hist.get_percentile_to_value_dict(list(PERCENTILES))
     out: dict[str, float | int] = {"count": count}
     for pct in PERCENTILES:
-        out[f"p{pct:g}_ms"] = hist.get_value_at_percentile(pct) / 1000
+        out[f"p{pct:g}_ms"] = values[pct] / 1000
     out["max_ms"] = hist.get_max_value() / 1000
-    out["mean_ms"] = round(hist.get_mean_value() / 1000, 3)
+    out["mean_ms"] = round(total_us / count / 1000, 3)
     return out
 
 
@@ -68,12 +73,14 @@ class LatencyRecorder:
     def __init__(self, per_second: bool = True) -> None:
         self._lock = threading.Lock()
         self._total = new_histogram(3)
+        self._sum_us = 0
         self._per_second: dict[int, HdrHistogram] | None = {} if per_second else None
 
     def record(self, second: int, seconds: float) -> None:
         us = _clamp(int(seconds * 1_000_000))
         with self._lock:
             self._total.record_value(us)
+            self._sum_us += us
             if self._per_second is not None:
                 hist = self._per_second.get(second)
                 if hist is None:
@@ -82,13 +89,7 @@ class LatencyRecorder:
 
     def summary(self) -> dict[str, float | int]:
         with self._lock:
-            return summarize(self._total)
-
-    def percentile_ms(self, pct: float) -> float | None:
-        with self._lock:
-            if not self._total.get_total_count():
-                return None
-            return self._total.get_value_at_percentile(pct) / 1000
+            return summarize(self._total, self._sum_us)
 
     def second_percentile_ms(self, second: int, pct: float) -> float | None:
         with self._lock:
