@@ -51,6 +51,11 @@ def _positive_ms(text: str) -> float:
     return value
 
 
+def _ms_list(text: str) -> list[float]:
+    """One interval, or a comma list of them for a sweep: "100" or "100,1000,10000"."""
+    return [_positive_ms(part.strip()) for part in text.split(",")]
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -90,14 +95,15 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     scenario = parser.add_argument_group("scenario (the Go test's flags)")
-    scenario.add_argument("-sci", "--start-chat-interval", dest="sci", type=_positive_ms,
-                          default=1000, metavar="MS", help="start chat interval (default 1000)")
+    scenario.add_argument("-sci", "--start-chat-interval", dest="sci", type=_ms_list,
+                          default=[1000.0], metavar="MS",
+                          help="start chat interval (default 1000); a comma list sweeps")
     scenario.add_argument("-cpi", "--create-participant-interval", dest="cpi",
-                          type=_positive_ms, default=1000, metavar="MS",
+                          type=_ms_list, default=[1000.0], metavar="MS",
                           help="create participant interval (default 1000); arrivals follow "
                           "a fixed grid however slow sign-up is")
-    scenario.add_argument("-smi", "--send-message-interval", dest="smi", type=_positive_ms,
-                          default=1000, metavar="MS",
+    scenario.add_argument("-smi", "--send-message-interval", dest="smi", type=_ms_list,
+                          default=[1000.0], metavar="MS",
                           help="send message interval per participant (default 1000)")
     scenario.add_argument("-logWs", "--log-ws", dest="log_ws", action="store_true",
                           help="log every WebSocket message sent and received")
@@ -110,6 +116,9 @@ def get_parser() -> argparse.ArgumentParser:
                      "or a signal, as the original)")
     run.add_argument("--max-participants", type=_positive_int, default=None, metavar="N",
                      help="create at most N participants (the run goes on with them)")
+    run.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
+                     help="run every interval combination N times; the embedded target is "
+                     "restarted between runs; overlay graphs, a scatter and report.md follow")
     run.add_argument("--organizers", type=_positive_int, default=1, metavar="N",
                      help="organizer workers starting chats (default 1)")
     run.add_argument("--reply", action="store_true",
@@ -154,8 +163,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.min_delivered_ratio is not None and args.min_delivered_ratio > 1:
         raise ConfigError("--min-delivered-ratio must be between 0 and 1")
     return Settings(
-        sci=args.sci, cpi=args.cpi, smi=args.smi, log_ws=args.log_ws, duration=args.duration,
-        max_participants=args.max_participants, out_dir=args.out,
+        sci=args.sci[0], cpi=args.cpi[0], smi=args.smi[0], log_ws=args.log_ws,
+        duration=args.duration, max_participants=args.max_participants, out_dir=args.out,
         http_timeout=args.http_timeout, handshake_timeout=args.handshake_timeout,
         chat_timeout=args.chat_timeout, echo_timeout=args.echo_timeout,
         join_timeout=args.join_timeout, organizers=args.organizers, reply=args.reply,
@@ -207,10 +216,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"esmeperf: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
+    runs = len(args.sci) * len(args.cpi) * len(args.smi) * args.repeat
+    if runs > 1:
+        from .sweep import matrix, run_sweep
+
+        if settings.duration is None:
+            print("esmeperf: error: a sweep or --repeat needs --duration", file=sys.stderr)
+            return ExitStatus.USAGE
+        plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
+        return run_sweep(plan, lambda s: _run_reporting(s, target, target_args, args.debug),
+                         settings.out_dir)
+    return _run_reporting(settings, target, target_args, args.debug)
+
+
+def _run_reporting(settings: Settings, target: Target | None, target_args: list[str],
+                   debug: bool) -> int:
+    """One run; an error before it started (the embedded target) is one line, exit 1."""
     try:
         return _run(settings, target, target_args)
     except EsmePerfError as exc:
-        if args.debug:
+        if debug:
             log.exception("failed")
         print(f"esmeperf: error: {exc}", file=sys.stderr)
         return ExitStatus.ERROR

@@ -9,10 +9,12 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, gofmt
-from .run import RunResult
+
+if TYPE_CHECKING:
+    from .run import RunResult
 
 SUMMARY_SUFFIX = "_performance_test_summary.json"
 RATES_SUFFIX = "_performance_test_message_rates.json"

@@ -1,0 +1,94 @@
+"""Repeats and sweeps: run a matrix of intervals back to back, then compare the runs."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from .config import Settings
+from .plot import RunData, load_run, plot_overlay, plot_scatter
+from .status import ExitStatus
+
+log = logging.getLogger("esmeperf")
+
+# Worst first: the sweep's exit status is the most serious of its runs'.
+_SEVERITY = (ExitStatus.INTERRUPTED, ExitStatus.ERROR, ExitStatus.THRESHOLD, ExitStatus.OK)
+
+
+def matrix(settings: Settings, scis: Sequence[float], cpis: Sequence[float],
+           smis: Sequence[float], repeat: int) -> list[Settings]:
+    """One Settings per run, each with its own output directory under settings.out_dir."""
+    runs = []
+    for index, (sci, cpi, smi, k) in enumerate(
+            itertools.product(scis, cpis, smis, range(1, repeat + 1)), 1):
+        name = f"{index:02d}_sci{sci:g}_cpi{cpi:g}_smi{smi:g}_r{k}"
+        runs.append(replace(settings, sci=sci, cpi=cpi, smi=smi, out_dir=settings.out_dir / name))
+    return runs
+
+
+def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
+              out_dir: Path) -> int:
+    """Run each Settings with `run_one`; stop early only on a signal; then write the report."""
+    statuses: list[int] = []
+    for number, settings in enumerate(runs, 1):
+        log.info("=== run %d of %d: sci %g cpi %g smi %g ms -> %s", number, len(runs),
+                 settings.sci, settings.cpi, settings.smi, settings.out_dir)
+        status = run_one(settings)
+        statuses.append(status)
+        if status == ExitStatus.INTERRUPTED:
+            log.warning("sweep interrupted after run %d of %d", number, len(runs))
+            break
+    loaded = []
+    for settings in runs[: len(statuses)]:
+        try:
+            loaded.append(load_run(settings.out_dir))
+        except (OSError, ValueError) as exc:
+            log.error("run in %s left no readable results: %s", settings.out_dir, exc)
+    for path in write_report(loaded, out_dir):
+        log.info("report: %s", path)
+    return next((int(s) for s in _SEVERITY if s in statuses), int(ExitStatus.OK))
+
+
+def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
+    """Overlay graphs per parameter set, the rate/chats scatter and a Markdown table."""
+    if not runs:
+        return []
+    paths = []
+    groups: dict[tuple[float, ...], list[RunData]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run.params.values()), []).append(run)
+    for key, group in groups.items():
+        sci, cpi, smi = key
+        name = f"overlay_sci{sci:g}_cpi{cpi:g}_smi{smi:g}.png"
+        paths.append(plot_overlay(group, f"{group[0].label}: {len(group)} run(s)",
+                                  out_dir / name))
+    paths.append(plot_scatter(runs, out_dir / "scatter.png"))
+    report = out_dir / "report.md"
+    report.write_text(markdown_table(runs), encoding="utf-8")
+    paths.append(report)
+    return paths
+
+
+def markdown_table(runs: Sequence[RunData]) -> str:
+    """One row per run: parameters, duration, counts, max rate, delivery, p99, end reason."""
+    lines = [
+        "| run | sci ms | cpi ms | smi ms | duration | participants | chats | max msg/s | "
+        "delivered/sent | rtt p99 ms | ended by |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in runs:
+        s, p = run.summary, run.params
+        rate, _ = run.max_rate()
+        ratio = s.get("delivered_ratio")
+        p99 = (s.get("latency") or {}).get("message_rtt", {}).get("p99_ms")
+        intervals = " | ".join(f"{p.get(k, 0):g}" for k in ("sci", "cpi", "smi"))
+        lines.append(
+            f"| {run.folder or run.stem} | {intervals} "
+            f"| {s.get('participants_duration', '')} | {s.get('created_participants_count', '')}"
+            f" | {s.get('chats_count', '')} | {rate} "
+            f"| {'' if ratio is None else f'{ratio:.4f}'} | {'' if p99 is None else p99} "
+            f"| {s.get('end_reason', '')} |")
+    return "\n".join(lines) + "\n"
