@@ -132,16 +132,17 @@ def plot_run(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
                  color="tab:green", linestyle="--")
     top.set_ylabel("messages per second")
     top.grid(alpha=0.3)
-    right = top.twinx()
-    if any("chats" in r for r in rows):
+    handles, labels = top.get_legend_handles_labels()
+    if any("chats" in r for r in rows):  # esmeperf's series; the Go test's rates have none
+        right = top.twinx()
         right.plot(xs, [int(r.get("chats") or 0) for r in rows], label="active chats",
                    color="tab:orange")
         right.plot(xs, [int(r.get("participants") or 0) for r in rows], label="participants",
                    color="tab:gray", linestyle=":")
         right.set_ylabel("chats / participants")
-    handles, labels = top.get_legend_handles_labels()
-    more_handles, more_labels = right.get_legend_handles_labels()
-    top.legend(handles + more_handles, labels + more_labels, loc="upper left")
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    top.legend(handles, labels, loc="upper left")
     for column, label in (("rtt_p50_ms", "round trip p50"), ("rtt_p99_ms", "round trip p99")):
         points = [(x, _num(r.get(column))) for x, r in zip(xs, rows, strict=True)]
         shown = [(x, y) for x, y in points if y is not None]
