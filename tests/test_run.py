@@ -48,8 +48,9 @@ def load_results(out: Path) -> tuple[dict[str, Any], dict[str, int]]:
     assert {"summary", "rates", "series"} <= set(files), files
     summary = json.loads(files["summary"].read_text())
     rates = json.loads(files["rates"].read_text())
-    # The two files agree, whatever the way out was.
+    # The two files agree, whatever the way out was, and no worker outlived the shutdown.
     assert sum(rates.values()) == summary["messages_sent"]
+    assert summary["threads_alive_after_join"] == []
     return summary, rates
 
 
