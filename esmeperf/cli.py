@@ -121,6 +121,9 @@ def get_parser() -> argparse.ArgumentParser:
                      "restarted between runs; overlay graphs, a scatter and report.md follow")
     run.add_argument("--organizers", type=_positive_int, default=1, metavar="N",
                      help="organizer workers starting chats (default 1)")
+    run.add_argument("--processes", type=_positive_int, default=1, metavar="N",
+                     help="spread the participant workers over N processes (each with its own "
+                     "GIL); the organizers, the stop and the results stay in this one")
     run.add_argument("--reply", action="store_true",
                      help="organizers answer every participant message; participants measure "
                      "the reply latency")
@@ -167,7 +170,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         duration=args.duration, max_participants=args.max_participants, out_dir=args.out,
         http_timeout=args.http_timeout, handshake_timeout=args.handshake_timeout,
         chat_timeout=args.chat_timeout, echo_timeout=args.echo_timeout,
-        join_timeout=args.join_timeout, organizers=args.organizers, reply=args.reply,
+        join_timeout=args.join_timeout, organizers=args.organizers,
+        processes=args.processes, reply=args.reply,
         gates=Gates(args.max_p99, args.min_delivered_ratio, args.min_rate),
         quiet=args.quiet, debug=args.debug, plot=args.plot,
     )

@@ -148,6 +148,7 @@ class Settings:
     echo_timeout: float = 5.0
     join_timeout: float = 10.0
     organizers: int = 1
+    processes: int = 1
     reply: bool = False
     gates: Gates = Gates()
     quiet: bool = False
@@ -163,6 +164,7 @@ class Settings:
             "duration_s": self.duration,
             "max_participants": self.max_participants,
             "organizers": self.organizers,
+            "processes": self.processes,
             "reply": self.reply,
             "http_timeout_s": self.http_timeout,
             "handshake_timeout_s": self.handshake_timeout,

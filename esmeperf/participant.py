@@ -15,10 +15,16 @@ MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
 
 
 class Spawner:
-    """Starts participant k at start + k x cpi (open loop: a slow sign-up delays no one else)."""
+    """Starts participant n at start + n x cpi (open loop: a slow sign-up delays no one else).
 
-    def __init__(self, ctx: Context) -> None:
+    With shards, spawner i of N starts the participants n = i+1, i+1+N, ... on the same grid,
+    whose origin `start_wall` (Unix time) the parent chose.
+    """
+
+    def __init__(self, ctx: Context, offset: int = 0, stride: int = 1,
+                 start_wall: float | None = None) -> None:
         self.ctx = ctx
+        self.offset, self.stride, self.start_wall = offset, stride, start_wall
         self.time_started_ns = 0
 
     def run(self) -> None:
@@ -27,14 +33,16 @@ class Spawner:
         interval = ctx.settings.cpi / 1000
         limit = ctx.settings.max_participants
         start = time.monotonic()
-        number = 0
-        while limit is None or number < limit:
-            number += 1
+        if self.start_wall is not None:
+            start -= time.time() - self.start_wall
+        number = self.offset + 1
+        while limit is None or number <= limit:
             if ctx.stop.wait(max(0.0, start + number * interval - time.monotonic())):
                 return
             worker = Participant(ctx, number)
             ctx.start_thread(f"participant-{number}", worker.run)
             ctx.metrics.count("participants_started")
+            number += self.stride
 
 
 class Participant:

@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,25 +17,12 @@ from .config import Settings, Target
 from .context import Context
 from .organizer import Organizer
 from .participant import Spawner
+from .shard import ShardHandle, ShardSpec
 from .status import ExitStatus
+from .workers import CLOSE_GRACE, WORKER_STACK_SIZE, FirstError, Workers
 
 log = logging.getLogger("esmeperf")
 
-WORKER_STACK_SIZE = 256 * 1024  # thousands of threads: keep their stacks small
-CLOSE_GRACE = 2.0  # seconds the server gets to answer our close frames
-
-
-@dataclass
-class FirstError:
-    """The error that stopped the run, with the thread it came from and its traceback."""
-
-    thread: str
-    message: str
-    type: str
-    traceback: str
-
-    def as_dict(self) -> dict[str, str]:
-        return dict(vars(self))
 
 
 @dataclass
@@ -71,7 +57,7 @@ class RunResult:
 
 
 class Run:
-    """Runs the ESME scenario once. Not reusable."""
+    """Runs the ESME scenario once, in this process or with participants in shard processes."""
 
     def __init__(self, target: Target, settings: Settings,
                  target_alive: Callable[[], int | None] | None = None) -> None:
@@ -80,59 +66,10 @@ class Run:
         self.run_id = uuid.uuid4().hex[:12]
         # Reports the embedded target's exit code once it has died (None while it runs).
         self._target_exit = target_alive
-        self._lock = threading.Lock()  # guards _threads, _first_error, _late_errors
-        self._threads: list[threading.Thread] = []
-        self._first_error: FirstError | None = None
-        self._late_errors = 0
-        self._end_reason = ""
         self._signals = 0
-        self._force = threading.Event()  # a second signal: skip the graceful waits
-        self.ctx = Context(target, settings, self._start_thread, stamp=int(time.time()))
-
-    # -- threads and errors -------------------------------------------------------------
-
-    def _start_thread(self, name: str, body: Callable[[], None]) -> None:
-        # Daemon only so that a thread stuck past its join timeout (reported by name) cannot
-        # keep the process alive; shutdown itself always stops and joins every thread.
-        thread = threading.Thread(target=self._guard, args=(name, body), name=name, daemon=True)
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
-
-    def _guard(self, name: str, body: Callable[[], None]) -> None:
-        try:
-            body()
-        except BaseException as exc:  # noqa: B036 - every failure must reach the summary
-            self.record_error(name, exc)
-
-    def record_error(self, thread: str, exc: BaseException) -> None:
-        """Keep the first error and stop the run; later ones are only counted."""
-        self.ctx.metrics.errors.add(int(time.time()))
-        with self._lock:
-            if self._first_error is None and not self.ctx.stop.is_set():
-                self._first_error = FirstError(
-                    thread=thread,
-                    message=str(exc) or type(exc).__name__,
-                    type=type(exc).__name__,
-                    traceback="".join(traceback.format_exception(exc)),
-                )
-                self._end_reason = "error"
-                first = True
-            else:
-                self._late_errors += 1
-                first = False
-        if first:
-            log.error("%s error: %s", thread, self._first_error.message if self._first_error
-                      else exc)
-            self.ctx.stop.set()
-        else:
-            log.debug("%s: error after stop: %s", thread, exc)
-
-    def _stop(self, reason: str) -> None:
-        with self._lock:
-            if not self._end_reason:
-                self._end_reason = reason
-        self.ctx.stop.set()
+        self.workers = Workers(target, settings, stamp=int(time.time()))
+        self.ctx = self.workers.ctx
+        self.shards: list[ShardHandle] = []
 
     # -- signals ------------------------------------------------------------------------
 
@@ -141,10 +78,12 @@ class Run:
         name = signal.Signals(signum).name
         if self._signals == 1:
             log.warning("%s: stopping gracefully (again to stop at once)", name)
-            self._stop(f"signal {name}")
+            self.workers.stop(f"signal {name}")
         else:
             log.warning("%s: stopping at once; results are still written", name)
-            self._force.set()
+            self.workers.force.set()
+            for shard in self.shards:
+                shard.send("force")
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -158,27 +97,28 @@ class Run:
 
     def execute(self) -> RunResult:
         """Run until the duration, the first error or a signal; always return a result."""
-        settings, ctx = self.settings, self.ctx
+        settings, ctx, workers = self.settings, self.ctx, self.workers
         started_ns = time.time_ns()
         previous_handlers = self._install_signals()
         previous_stack = threading.stack_size(WORKER_STACK_SIZE)
         samples: dict[int, Sample] = {}
         organizers = [Organizer(ctx, i + 1, creds) for i, creds in
                       enumerate(self.target.organizers[: settings.organizers])]
-        spawner = Spawner(ctx)
+        participants_started_ns = 0
         try:
             self._log_settings()
             for organizer in organizers:
                 organizer.sign_in()
             log.info("organizer initialized")
             for organizer in organizers:
-                self._start_thread(organizer.name, organizer.run)
-            self._start_thread("spawner", spawner.run)
-            self._wait(samples, started_ns)
+                workers.start_thread(organizer.name, organizer.run)
+            participants_started_ns = time.time_ns()
+            self._start_participants(participants_started_ns)
+            self._wait(samples)
         except BaseException as exc:  # noqa: B036 - sign-in errors, KeyboardInterrupt, bugs
-            self.record_error(threading.current_thread().name, exc)
+            workers.record_error(threading.current_thread().name, exc)
         finally:
-            self._stop("error")
+            workers.stop("error")
             stopped_ns = time.time_ns()
             log.info("starting graceful shutdown")
             try:
@@ -187,7 +127,7 @@ class Run:
                 threading.stack_size(previous_stack)
                 for sig, handler in previous_handlers.items():
                     signal.signal(sig, handler)
-        alive = [t.name for t in self._threads if t.is_alive()]
+        alive = workers.alive() + [name for shard in self.shards for name in shard.alive]
         if alive:
             log.warning("threads still running after shutdown: %s", ", ".join(alive[:20]))
         return RunResult(
@@ -195,10 +135,25 @@ class Run:
             stopped_ns=stopped_ns,
             organizer_started_ns=min((o.time_started_ns for o in organizers
                                       if o.time_started_ns), default=started_ns),
-            participants_started_ns=spawner.time_started_ns or started_ns,
-            end_reason=self._end_reason, status=self._status(), ctx=ctx, samples=samples,
-            first_error=self._first_error, late_errors=self._late_errors, threads_alive=alive,
+            participants_started_ns=participants_started_ns or started_ns,
+            end_reason=workers.end_reason, status=self._status(), ctx=ctx, samples=samples,
+            first_error=workers.first_error,
+            late_errors=workers.late_errors + sum(s.late_errors for s in self.shards),
+            threads_alive=alive,
         )
+
+    def _start_participants(self, started_ns: int) -> None:
+        """The spawner here, or one per shard process (participant k goes to shard k mod N)."""
+        count = self.settings.processes
+        if count == 1:
+            self.workers.start_thread("spawner", Spawner(self.ctx).run)
+            return
+        for index in range(count):
+            spec = ShardSpec(index=index, count=count, target=self.target,
+                             settings=self.settings, stamp=self.ctx.stamp,
+                             start_wall=started_ns / 1e9)
+            self.shards.append(ShardHandle(spec, self.workers))
+        log.info("participants spread over %d processes", count)
 
     def _log_settings(self) -> None:
         s = self.settings
@@ -209,7 +164,7 @@ class Run:
         log.info("run id: %s; target: %s", self.run_id, self.target.messenger_ws_url)
         log.info("-" * 80)
 
-    def _wait(self, samples: dict[int, Sample], started_ns: int) -> None:
+    def _wait(self, samples: dict[int, Sample]) -> None:
         """The main thread's loop: a tick a second for gauges, progress and end conditions."""
         settings, ctx = self.settings, self.ctx
         start = time.monotonic()
@@ -228,11 +183,11 @@ class Run:
             if self._target_exit is not None:
                 code = self._target_exit()
                 if code is not None:
-                    self.record_error("main", RuntimeError(
+                    self.workers.record_error("main", RuntimeError(
                         f"the embedded target exited with status {code}"))
                     return
             if deadline is not None and time.monotonic() >= deadline:
-                self._stop("duration")
+                self.workers.stop("duration")
                 return
 
     def _sample(self) -> Sample:
@@ -241,37 +196,27 @@ class Run:
                       m.get("connections_open"))
 
     def _shutdown(self) -> None:
-        """Let echoes arrive, close every socket, join every thread (bounded at each step)."""
-        ctx, settings = self.ctx, self.settings
-        m = ctx.metrics
-        drain_deadline = time.monotonic() + settings.echo_timeout
-        while (not self._force.is_set() and time.monotonic() < drain_deadline
-               and len(ctx.connections) and m.sent.total() > m.delivered.total()):
-            self._force.wait(0.05)
-        for conn in ctx.connections.snapshot():
-            conn.close()
-        self._join(CLOSE_GRACE if not self._force.is_set() else 0.2)
-        for conn in ctx.connections.snapshot():
-            conn.abort()
-        self._join(settings.join_timeout if not self._force.is_set() else 1.0)
+        """Drain, then close: shards first close their own sockets; every wait is bounded."""
+        m = self.ctx.metrics
+        for shard in self.shards:
+            shard.send("stop")
 
-    def _join(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            while thread.is_alive():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                thread.join(min(remaining, 0.2))
-                if self._force.is_set() and timeout > 1.0:
-                    return
+        def drained() -> bool:
+            return m.sent.total() <= m.delivered.total()
+
+        def close_shards() -> None:
+            for shard in self.shards:
+                shard.send("close")
+
+        self.workers.shutdown(drained=drained, on_close=close_shards)
+        deadline = time.monotonic() + CLOSE_GRACE + self.settings.join_timeout + 5
+        for shard in self.shards:
+            shard.wait(max(0.1, deadline - time.monotonic()))
 
     def _status(self) -> ExitStatus:
-        if self._first_error is not None:
+        if self.workers.first_error is not None:
             return ExitStatus.ERROR
-        if self._end_reason.startswith("signal"):
+        if self.workers.end_reason.startswith("signal"):
             return ExitStatus.INTERRUPTED
         return ExitStatus.OK
 

@@ -40,6 +40,12 @@ class RateCounter:
         with self._lock:
             self._counts.update(counts)
 
+    def drain(self) -> dict[int, int]:
+        """Take the counts so far and start again from zero (for shipping to a parent)."""
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+        return dict(counts)
+
 
 def new_histogram(digits: int = 3) -> HdrHistogram:
     return HdrHistogram(_LOWEST_US, _HIGHEST_US, digits)
@@ -102,6 +108,33 @@ class LatencyRecorder:
         with self._lock:
             return sorted(self._per_second or {})
 
+    def drain(self) -> dict[str, Any]:
+        """Take what was recorded so far, HDR-encoded, and start again from empty."""
+        with self._lock:
+            total, self._total = self._total, new_histogram(3)
+            sum_us, self._sum_us = self._sum_us, 0
+            seconds = self._per_second
+            if seconds is not None:
+                self._per_second = {}
+        return {
+            "total": total.encode() if total.get_total_count() else None,
+            "sum_us": sum_us,
+            "seconds": {s: h.encode() for s, h in (seconds or {}).items()},
+        }
+
+    def merge(self, delta: dict[str, Any]) -> None:
+        """Add a drained delta: the histograms merge exactly, bucket by bucket."""
+        with self._lock:
+            if delta["total"] is not None:
+                self._total.decode_and_add(delta["total"])
+            self._sum_us += delta["sum_us"]
+            if self._per_second is not None:
+                for second, encoded in delta["seconds"].items():
+                    hist = self._per_second.get(second)
+                    if hist is None:
+                        hist = self._per_second[second] = new_histogram(2)
+                    hist.decode_and_add(encoded)
+
 
 class Metrics:
     """Everything a run measures; shared by all worker threads."""
@@ -134,6 +167,25 @@ class Metrics:
     def get(self, name: str) -> int:
         with self._lock:
             return self._counts[name]
+
+    def _parts(self) -> dict[str, RateCounter | LatencyRecorder]:
+        return {name: value for name, value in vars(self).items()
+                if isinstance(value, RateCounter | LatencyRecorder)}
+
+    def drain(self) -> dict[str, Any]:
+        """Everything measured since the last drain, picklable, to merge into another Metrics."""
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+        delta: dict[str, Any] = {name: part.drain() for name, part in self._parts().items()}
+        delta["counts"] = dict(counts)
+        return delta
+
+    def merge(self, delta: dict[str, Any]) -> None:
+        """Add a delta from Metrics.drain(); totals stay exactly the sum of the parts."""
+        for name, part in self._parts().items():
+            part.merge(delta[name])
+        with self._lock:
+            self._counts.update(delta["counts"])
 
     def latencies(self) -> dict[str, Any]:
         return {

@@ -56,3 +56,26 @@ def test_steady_rate_ignores_partial_edges_and_ramp():
     rates[9] = 3  # the last, partial second
     assert steady_rate(rates) == pytest.approx(50)
     assert steady_rate({1: 5}) == 0.0
+
+
+def test_metrics_drain_and_merge_are_exact():
+    from esmeperf.stats import Metrics
+
+    shard_a, shard_b, parent = Metrics(), Metrics(), Metrics()
+    for i in range(1, 1001):
+        shard = shard_a if i % 2 else shard_b
+        shard.sent.add(100 + i % 3)
+        shard.rtt.record(100 + i % 3, i / 1000)
+        shard.count("chats_count")
+    first = shard_a.drain()
+    shard_a.sent.add(200, 5)  # recorded after the first drain: goes in the next one
+    for delta in (first, shard_b.drain(), shard_a.drain()):
+        parent.merge(delta)
+    assert parent.sent.total() == 1005 and parent.get("chats_count") == 1000
+    assert parent.sent.snapshot()[200] == 5
+    merged = parent.rtt.summary()
+    assert merged["count"] == 1000
+    assert merged["p50_ms"] == pytest.approx(500, rel=0.003)
+    assert merged["mean_ms"] == pytest.approx(500.5, rel=0.001)
+    assert parent.rtt.second_percentile_ms(101, 50) is not None
+    assert shard_a.sent.total() == 0 and shard_a.rtt.summary() == {"count": 0}

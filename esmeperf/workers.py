@@ -1,0 +1,139 @@
+"""The worker threads of one process: start them, keep the first error, stop and join them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import Settings, Target
+from .context import Context
+
+log = logging.getLogger("esmeperf")
+
+WORKER_STACK_SIZE = 256 * 1024  # thousands of threads: keep their stacks small
+CLOSE_GRACE = 2.0  # seconds the server gets to answer our close frames
+
+
+@dataclass
+class FirstError:
+    """The error that stopped the run, with the thread it came from and its traceback."""
+
+    thread: str
+    message: str
+    type: str
+    traceback: str
+
+    @classmethod
+    def from_exception(cls, thread: str, exc: BaseException) -> FirstError:
+        return cls(thread=thread, message=str(exc) or type(exc).__name__,
+                   type=type(exc).__name__, traceback="".join(traceback.format_exception(exc)))
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(vars(self))
+
+
+class Workers:
+    """Thread bookkeeping shared by a whole run and by one shard of it.
+
+    Invariant: `_threads`, `first_error`, `late_errors` and `end_reason` change only under
+    `_lock`; the stop Event is set after the first error is stored, never before.
+    """
+
+    def __init__(self, target: Target, settings: Settings, stamp: int) -> None:
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.first_error: FirstError | None = None
+        self.late_errors = 0
+        self.end_reason = ""
+        self.force = threading.Event()  # skip the graceful waits (a second signal)
+        self.on_first_error: Callable[[FirstError], None] | None = None
+        self.ctx = Context(target, settings, self.start_thread, stamp=stamp)
+
+    def start_thread(self, name: str, body: Callable[[], None]) -> None:
+        # Daemon only so that a thread stuck past its join timeout (reported by name) cannot
+        # keep the process alive; shutdown itself always stops and joins every thread.
+        thread = threading.Thread(target=self._guard, args=(name, body), name=name, daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def _guard(self, name: str, body: Callable[[], None]) -> None:
+        try:
+            body()
+        except BaseException as exc:  # noqa: B036 - every failure must reach the summary
+            self.record_error(name, exc)
+
+    def record_error(self, thread: str, exc: BaseException) -> None:
+        """Keep the first error and stop; errors after the stop are only counted."""
+        self.record(FirstError.from_exception(thread, exc))
+
+    def record(self, error: FirstError) -> None:
+        self.ctx.metrics.errors.add(int(time.time()))
+        with self._lock:
+            first = self.first_error is None and not self.ctx.stop.is_set()
+            if first:
+                self.first_error = error
+                self.end_reason = "error"
+            else:
+                self.late_errors += 1
+        if first:
+            log.error("%s error: %s", error.thread, error.message)
+            if self.on_first_error is not None:
+                self.on_first_error(error)
+            self.ctx.stop.set()
+        else:
+            log.debug("%s: error after stop: %s", error.thread, error.message)
+
+    def stop(self, reason: str) -> None:
+        """Stop for `reason` unless a reason (the first error, say) is already set."""
+        with self._lock:
+            if not self.end_reason:
+                self.end_reason = reason
+        self.ctx.stop.set()
+
+    def shutdown(self, drained: Callable[[], bool] | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
+        """Let echoes arrive, close every socket, join every thread (bounded at each step).
+
+        `drained` says when every echo is in (default: this process's counts); `on_close` runs
+        when the waiting is over, just before the sockets are closed.
+        """
+        ctx, settings = self.ctx, self.ctx.settings
+        m = ctx.metrics
+        if drained is None:
+            def drained() -> bool:
+                return not len(ctx.connections) or m.sent.total() <= m.delivered.total()
+        deadline = time.monotonic() + settings.echo_timeout
+        while not self.force.is_set() and time.monotonic() < deadline and not drained():
+            self.force.wait(0.05)
+        if on_close is not None:
+            on_close()
+        for conn in ctx.connections.snapshot():
+            conn.close()
+        self.join(CLOSE_GRACE)
+        for conn in ctx.connections.snapshot():
+            conn.abort()
+        self.join(settings.join_timeout)
+
+    def join(self, timeout: float) -> None:
+        """Join all threads until `timeout` passes (much sooner once forced)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            while thread.is_alive():
+                if self.force.is_set():
+                    deadline = min(deadline, time.monotonic() + 0.5)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                thread.join(min(remaining, 0.2))
+
+    def alive(self) -> list[str]:
+        """Names of the threads still running."""
+        with self._lock:
+            return [t.name for t in self._threads if t.is_alive()]
