@@ -168,8 +168,15 @@ async def setup(cfg: dict[str, Any], n: int) -> tuple[list[tuple[str, str]], str
     return [(token, chat_of[uid]) for uid, token in users], org_token
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def one_run(args: argparse.Namespace) -> dict[str, float]:
-    with TargetProcess(*args.target_args, ready_timeout=30) as target:
+    with TargetProcess(*args.target_args, ready_timeout=30, log_path=args.log) as target:
         cfg = target.config
         jobs, org_token = asyncio.run(setup(cfg, args.participants))
 
@@ -178,18 +185,20 @@ def one_run(args: argparse.Namespace) -> dict[str, float]:
         # the organizer reads everything on a raw connection of its own (it only drains)
         procs.append(ctx.Process(target=client_process,
                                  args=(cfg["messenger_ws_url"], [(org_token, "")],
-                                       args.seconds + 5, 0)))
+                                       args.seconds + 60, 0)))
         for k in range(args.clients):
             procs.append(ctx.Process(target=client_process,
                                      args=(cfg["messenger_ws_url"], jobs[k::args.clients],
-                                           args.seconds + 5, args.window)))
+                                           args.seconds + 60, args.window)))
         for p in procs:
             p.start()
         time.sleep(3)  # bench only: let connections and the send rate settle before measuring
-        s0, t0 = target.stats(), time.monotonic()
+        assert target.pid is not None
+        s0, t0, c0 = target.stats(), time.monotonic(), cpu_seconds(target.pid)
         time.sleep(args.seconds)
-        s1, t1 = target.stats(), time.monotonic()
-        for p in procs:
+        s1, t1, c1 = target.stats(), time.monotonic(), cpu_seconds(target.pid)
+        for p in procs:  # they would run on for a minute: end them now the window is over
+            p.terminate()
             p.join(30)
         dt = t1 - t0
         return {
@@ -201,6 +210,7 @@ def one_run(args: argparse.Namespace) -> dict[str, float]:
             "p99_us": s1["handling_us"]["p99"],
             "p50_us": s1["handling_us"]["p50"],
             "connections": s1["connections_open"],
+            "target_cpu_pct": 100 * (c1 - c0) / dt,
         }
 
 
@@ -213,6 +223,7 @@ def main() -> int:
                         help="participant client processes (default: %(default)s)")
     parser.add_argument("--window", type=int, default=4,
                         help="unechoed frames each participant keeps in flight")
+    parser.add_argument("--log", help="keep the target's stderr in this file")
     parser.add_argument("target_args", nargs="*", help="extra target CLI arguments (after --)")
     args = parser.parse_args()
     results = []

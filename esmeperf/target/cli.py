@@ -107,7 +107,7 @@ def get_parser() -> argparse.ArgumentParser:
                        help="inherited read end of a pipe; shut down cleanly when it reports "
                        "EOF (the parent died or closed it)")
     ws = p.add_argument_group("messenger limits")
-    ws.add_argument("--send-buffer", type=positive, default=256 * 1024, metavar="BYTES",
+    ws.add_argument("--send-buffer", type=positive, default=1024 * 1024, metavar="BYTES",
                     help="per-connection bound on unsent outbound bytes. A frame that would "
                     "exceed it is dropped for that connection only and counted in "
                     "frames_dropped, so a client that never reads cannot slow other chats "

@@ -125,6 +125,7 @@ class Messenger:
                 return  # close, error (for example a frame over --max-frame: 1009) or EOF
             counters.frames_received += 1
             if not handle(conn, msg.data):
+                hub.flush_conn(conn)
                 conn.transport.close()  # --close-after-messages: flush, then FIN; no close frame
                 return
 
