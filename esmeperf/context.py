@@ -46,6 +46,7 @@ class Context:
     settings: Settings
     start_thread: Callable[[str, Callable[[], None]], None]
     stamp: int  # Unix second the participants started: part of every participant email
+    email_tag: str = ""  # run id and shard in distributed runs, so emails never collide
     stop: threading.Event = field(default_factory=threading.Event)
     metrics: Metrics = field(default_factory=Metrics)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)

@@ -88,7 +88,8 @@ class Participant:
         base = ctx.target.participant_api_url
         rest = RestClient(ctx.settings.http_timeout)
         try:
-            email = f"participant_{ctx.stamp}_{self.number}@performance.com"
+            tag = f"{ctx.email_tag}_" if ctx.email_tag else ""
+            email = f"participant_{ctx.stamp}_{tag}{self.number}@performance.com"
             started = time.monotonic()
             self.user_id, token = rest.sign_up(base, email)
             middle = time.monotonic()

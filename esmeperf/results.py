@@ -94,6 +94,7 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "steady_rate": round(steady_rate(rates), 3),
         "latency": m.latencies(),
         "counts": counts,
+        "shards": result.shards,
         "target": result.target.public(),
         "target_stats": result.target_stats,
         "cross_check": _cross_check(sent, result.target_stats),

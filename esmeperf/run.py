@@ -17,7 +17,7 @@ from .config import Settings, Target
 from .context import Context
 from .organizer import Organizer
 from .participant import Spawner
-from .shard import ShardHandle, ShardSpec
+from .shard import ProcessShards, ShardGroup, ShardSpec
 from .status import ExitStatus
 from .workers import CLOSE_GRACE, WORKER_STACK_SIZE, FirstError, Workers
 
@@ -54,6 +54,7 @@ class RunResult:
     threads_alive: list[str] = field(default_factory=list)
     target_stats: dict[str, Any] | None = None
     gates: list[dict[str, Any]] = field(default_factory=list)
+    shards: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Run:
@@ -69,7 +70,9 @@ class Run:
         self._signals = 0
         self.workers = Workers(target, settings, stamp=int(time.time()))
         self.ctx = self.workers.ctx
-        self.shards: list[ShardHandle] = []
+        self.shards: ShardGroup | None = None
+        # Starts shards elsewhere (Dask); None: --processes N local processes.
+        self.shard_launcher: Callable[[list[ShardSpec], Workers], ShardGroup] | None = None
 
     # -- signals ------------------------------------------------------------------------
 
@@ -82,8 +85,8 @@ class Run:
         else:
             log.warning("%s: stopping at once; results are still written", name)
             self.workers.force.set()
-            for shard in self.shards:
-                shard.send("force")
+            if self.shards is not None:
+                self.shards.send("force")
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -127,7 +130,9 @@ class Run:
                 threading.stack_size(previous_stack)
                 for sig, handler in previous_handlers.items():
                     signal.signal(sig, handler)
-        alive = workers.alive() + [name for shard in self.shards for name in shard.alive]
+        shard_reports = self.shards.reports() if self.shards is not None else []
+        alive = workers.alive() + [f"shard-{r['shard']}/{name}" for r in shard_reports
+                                   for name in r["alive"]]
         if alive:
             log.warning("threads still running after shutdown: %s", ", ".join(alive[:20]))
         return RunResult(
@@ -138,22 +143,26 @@ class Run:
             participants_started_ns=participants_started_ns or started_ns,
             end_reason=workers.end_reason, status=self._status(), ctx=ctx, samples=samples,
             first_error=workers.first_error,
-            late_errors=workers.late_errors + sum(s.late_errors for s in self.shards),
-            threads_alive=alive,
+            late_errors=workers.late_errors + sum(r["late_errors"] for r in shard_reports),
+            threads_alive=alive, shards=shard_reports,
         )
 
     def _start_participants(self, started_ns: int) -> None:
-        """The spawner here, or one per shard process (participant k goes to shard k mod N)."""
+        """The spawner here, or one per shard (participant n goes to shard (n - 1) mod N)."""
         count = self.settings.processes
-        if count == 1:
+        if count == 1 and self.shard_launcher is None:
             self.workers.start_thread("spawner", Spawner(self.ctx).run)
             return
-        for index in range(count):
-            spec = ShardSpec(index=index, count=count, target=self.target,
-                             settings=self.settings, stamp=self.ctx.stamp,
-                             start_wall=started_ns / 1e9)
-            self.shards.append(ShardHandle(spec, self.workers))
-        log.info("participants spread over %d processes", count)
+        specs = [ShardSpec(index=index, count=count, target=self.target,
+                           settings=self.settings, stamp=self.ctx.stamp,
+                           start_wall=started_ns / 1e9,
+                           email_tag=f"{self.run_id}s{index}" if self.shard_launcher else "")
+                 for index in range(count)]
+        if self.shard_launcher is not None:
+            self.shards = self.shard_launcher(specs, self.workers)
+        else:
+            self.shards = ProcessShards(specs, self.workers)
+        log.info("participants spread over %d shards", count)
 
     def _log_settings(self) -> None:
         s = self.settings
@@ -196,22 +205,18 @@ class Run:
                       m.get("connections_open"))
 
     def _shutdown(self) -> None:
-        """Drain, then close: shards first close their own sockets; every wait is bounded."""
-        m = self.ctx.metrics
-        for shard in self.shards:
-            shard.send("stop")
+        """Drain, then close: shards close their own sockets; every wait is bounded."""
+        m, shards = self.ctx.metrics, self.shards
+        if shards is not None:
+            shards.send("stop")
 
         def drained() -> bool:
             return m.sent.total() <= m.delivered.total()
 
-        def close_shards() -> None:
-            for shard in self.shards:
-                shard.send("close")
-
-        self.workers.shutdown(drained=drained, on_close=close_shards)
-        deadline = time.monotonic() + CLOSE_GRACE + self.settings.join_timeout + 5
-        for shard in self.shards:
-            shard.wait(max(0.1, deadline - time.monotonic()))
+        self.workers.shutdown(drained=drained,
+                              on_close=(lambda: shards.send("close")) if shards else None)
+        if shards is not None:
+            shards.wait(CLOSE_GRACE + self.settings.join_timeout + 5)
 
     def _status(self) -> ExitStatus:
         if self.workers.first_error is not None:

@@ -1,14 +1,14 @@
-"""`--processes N`: participant workers in N child processes, each with its own GIL.
+"""Shards: participant workers in other processes (`--processes N`) or on Dask workers.
 
-The parent keeps the organizers, the stop Event, the signals and the results. A shard runs the
-participants numbered k with k mod N == its index, on the parent's arrival grid, and ships its
+The parent keeps the organizers, the stop, the signals and the results. Shard i of N runs the
+participants numbered n with (n - 1) mod N == i, on the parent's arrival grid, and ships its
 measurements as deltas (Metrics.drain) twice a second, so the parent's totals, per-second counts
-and HDR histograms are exactly the sums of the shards'. Messages on the pipe:
+and HDR histograms are exactly the sums of the shards'. The protocol, whatever carries it:
 
     parent -> shard: "stop" (stop sending, keep reading echoes), "close" (close sockets, join,
-                     report, exit), "force" (skip the graceful waits)
-    shard -> parent: ("delta", metrics delta), ("error", FirstError fields),
-                     ("done", threads still alive, errors after the stop)
+                     report, end), "force" (skip the graceful waits)
+    shard -> parent: ("delta", index, metrics delta), ("error", index, FirstError fields),
+                     ("done", index, {"alive": [...], "late_errors": n, "sent": n, "host": ...})
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from .config import Settings, Target
 from .participant import Spawner
@@ -34,7 +36,7 @@ REPORT_INTERVAL = 0.5  # seconds between deltas: the parent's live view lags at 
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """What one shard process needs to run its share of the participants."""
+    """What one shard needs to run its share of the participants."""
 
     index: int
     count: int
@@ -42,28 +44,110 @@ class ShardSpec:
     settings: Settings
     stamp: int  # the run's Unix second: part of every participant email
     start_wall: float  # Unix time of the arrival grid's origin
+    email_tag: str = ""  # extra email part keeping identities unique across machines
 
 
-def shard_main(conn: Connection, spec: ShardSpec) -> None:
+class ShardRunner:
+    """The shard side, whatever transport carries its messages (`send`) and commands."""
+
+    def __init__(self, spec: ShardSpec, send: Callable[[Any], None]) -> None:
+        self.spec = spec
+        self._send = send
+        self.workers = Workers(spec.target, spec.settings, spec.stamp)
+        self.workers.ctx.email_tag = spec.email_tag
+        self.workers.on_first_error = lambda error: self._send(
+            ("error", spec.index, error.as_dict()))
+        self.closing = threading.Event()
+
+    def command(self, command: str) -> None:
+        """Obey the parent: "stop", "close" or "force"."""
+        self.workers.stop("parent")
+        if command in ("close", "force"):
+            self.closing.set()
+        if command == "force":
+            self.workers.force.set()
+
+    def run(self) -> dict[str, Any]:
+        """Run the participants until told to close; return the shard's final report."""
+        spec, workers = self.spec, self.workers
+        previous_stack = threading.stack_size(WORKER_STACK_SIZE)
+        try:
+            spawner = Spawner(workers.ctx, offset=spec.index, stride=spec.count,
+                              start_wall=spec.start_wall)
+            workers.start_thread(f"spawner-{spec.index}", spawner.run)
+            metrics = workers.ctx.metrics
+            sent = 0
+            while not self.closing.wait(REPORT_INTERVAL):
+                delta = metrics.drain()
+                sent += sum(delta["sent"].values())
+                self._send(("delta", spec.index, delta))
+            workers.shutdown(drained=lambda: True)  # the parent already waited for echoes
+            delta = metrics.drain()
+            sent += sum(delta["sent"].values())
+            self._send(("delta", spec.index, delta))
+        finally:
+            threading.stack_size(previous_stack)
+        report = {"alive": workers.alive(), "late_errors": workers.late_errors, "sent": sent,
+                  "host": socket.gethostname()}
+        self._send(("done", spec.index, report))
+        return report
+
+
+class ShardGroup(Protocol):
+    """The parent's handle on all shards of a run."""
+
+    def send(self, command: str) -> None: ...
+    def wait(self, timeout: float) -> None: ...
+    def reports(self) -> list[dict[str, Any]]: ...
+
+
+class ReportSink:
+    """Parent side: merges what shards send into the run's Workers; remembers final reports."""
+
+    def __init__(self, workers: Workers, count: int) -> None:
+        self.workers = workers
+        self.done: dict[int, dict[str, Any]] = {}
+        self.count = count
+        self._lock = threading.Lock()
+
+    def accept(self, message: Sequence[Any], where: str = "") -> None:
+        kind, index, body = message
+        if kind == "delta":
+            self.workers.ctx.metrics.merge(body)
+        elif kind == "error":
+            error = FirstError(**body)
+            error.thread = f"shard-{index}{where}/{error.thread}"
+            self.workers.record(error)
+        elif kind == "done":
+            with self._lock:
+                self.done[index] = {"shard": index, **body}
+
+    def reports(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self.done[i] for i in sorted(self.done)]
+
+
+# -- --processes N: child processes and pipes -------------------------------------------------
+
+def _process_main(conn: Connection, spec: ShardSpec) -> None:
     """Entry point of a shard process."""
     # Ctrl-C reaches the whole process group: the parent decides and relays the stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _setup_logging(spec)
-    threading.stack_size(WORKER_STACK_SIZE)
-    workers = Workers(spec.target, spec.settings, spec.stamp)
+    log.setLevel(logging.DEBUG if spec.settings.debug else logging.INFO)
+    log.propagate = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s shard-{spec.index}: %(message)s",
+                                           "%Y/%m/%d %H:%M:%S"))
+    log.addHandler(handler)
     send_lock = threading.Lock()
-    close = threading.Event()
+    runner: ShardRunner
 
     def send(message: Any) -> None:
         with send_lock:
             try:
                 conn.send(message)
             except OSError:
-                close.set()  # the parent is gone: wind down
-                workers.stop("parent gone")
-
-    def on_error(error: FirstError) -> None:
-        send(("error", error.as_dict()))
+                runner.command("force")  # the parent is gone
 
     def listen() -> None:
         while True:
@@ -71,97 +155,67 @@ def shard_main(conn: Connection, spec: ShardSpec) -> None:
                 command = conn.recv()
             except (EOFError, OSError):
                 command = "force"  # the parent died: stop at once
-            if command in ("stop", "close", "force"):
-                workers.stop("parent")
+            runner.command(command)
             if command in ("close", "force"):
-                close.set()
-            if command == "force":
-                workers.force.set()
-                return
-            if command == "close":
                 return
 
-    workers.on_first_error = on_error
+    runner = ShardRunner(spec, send)
     threading.Thread(target=listen, name=f"shard-{spec.index}-link", daemon=True).start()
-    spawner = Spawner(workers.ctx, offset=spec.index, stride=spec.count,
-                      start_wall=spec.start_wall)
-    workers.start_thread(f"spawner-{spec.index}", spawner.run)
-    metrics = workers.ctx.metrics
-    while not close.wait(REPORT_INTERVAL):
-        send(("delta", metrics.drain()))
-    workers.shutdown(drained=lambda: True)  # the parent already waited for the echoes
-    send(("delta", metrics.drain()))
-    send(("done", workers.alive(), workers.late_errors))
+    runner.run()
     conn.close()
 
 
-def _setup_logging(spec: ShardSpec) -> None:
-    log.setLevel(logging.DEBUG if spec.settings.debug else logging.INFO)
-    log.propagate = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"%(asctime)s shard-{spec.index}: %(message)s",
-                                           "%Y/%m/%d %H:%M:%S"))
-    log.addHandler(handler)
+class ProcessShards:
+    """`--processes N`: N spawned child processes, one pipe each."""
 
-
-class ShardHandle:
-    """The parent's end of one shard: starts it and merges what it reports."""
-
-    def __init__(self, spec: ShardSpec, workers: Workers) -> None:
-        self.spec = spec
-        self.workers = workers
-        self.alive: list[str] = []
-        self.late_errors = 0
-        self._done = False
-        self._send_lock = threading.Lock()
+    def __init__(self, specs: Sequence[ShardSpec], workers: Workers) -> None:
+        self.sink = ReportSink(workers, len(specs))
         context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        self._conn, child_conn = context.Pipe()
-        self.process = context.Process(target=shard_main, args=(child_conn, spec),
-                                       name=f"esmeperf-shard-{spec.index}", daemon=True)
-        self.process.start()
-        child_conn.close()
-        self._listener = threading.Thread(target=self._listen, daemon=True,
-                                          name=f"shard-{spec.index}-listener")
-        self._listener.start()
+        self._shards = []
+        for spec in specs:
+            conn, child_conn = context.Pipe()
+            process = context.Process(target=_process_main, args=(child_conn, spec),
+                                      name=f"esmeperf-shard-{spec.index}", daemon=True)
+            process.start()
+            child_conn.close()
+            listener = threading.Thread(target=self._listen, args=(spec.index, conn, process),
+                                        name=f"shard-{spec.index}-listener", daemon=True)
+            listener.start()
+            self._shards.append((conn, process, listener, threading.Lock()))
 
-    def _listen(self) -> None:
-        name = f"shard-{self.spec.index}"
+    def _listen(self, index: int, conn: Connection, process: Any) -> None:
         while True:
             try:
-                kind, *body = self._conn.recv()
+                message = conn.recv()
             except (EOFError, OSError):
                 break
-            if kind == "delta":
-                self.workers.ctx.metrics.merge(body[0])
-            elif kind == "error":
-                error = FirstError(**body[0])
-                error.thread = f"{name}/{error.thread}"
-                self.workers.record(error)
-            elif kind == "done":
-                self.alive = [f"{name}/{thread}" for thread in body[0]]
-                self.late_errors = body[1]
-                self._done = True
-        if not self._done:
-            self.process.join(5)
-            self.workers.record(FirstError(
-                thread=name, type="ShardDied", traceback="",
-                message=f"shard process {self.spec.index} ended without reporting "
-                        f"(exit status {self.process.exitcode})"))
+            self.sink.accept(message)
+        if index not in self.sink.done:
+            process.join(5)
+            self.sink.workers.record(FirstError(
+                thread=f"shard-{index}", type="ShardDied", traceback="",
+                message=f"shard process {index} ended without reporting "
+                        f"(exit status {process.exitcode})"))
 
     def send(self, command: str) -> None:
-        with self._send_lock:
-            try:
-                self._conn.send(command)
-            except OSError:
-                pass  # the shard is gone; its listener reports that
+        for conn, _, _, lock in self._shards:
+            with lock:
+                try:
+                    conn.send(command)
+                except OSError:
+                    pass  # that shard is gone; its listener reports it
 
     def wait(self, timeout: float) -> None:
-        """Wait for the shard's final report and exit; kill it past `timeout`."""
+        """Wait for every final report and exit; kill what is left past `timeout`."""
         deadline = time.monotonic() + timeout
-        self._listener.join(timeout)
-        self.process.join(max(0.1, deadline - time.monotonic()))
-        if self.process.is_alive():
-            log.warning("shard %d did not exit; killing it", self.spec.index)
-            self.process.kill()
-            self.process.join(5)
-        self._conn.close()
+        for conn, process, listener, _ in self._shards:
+            listener.join(max(0.1, deadline - time.monotonic()))
+            process.join(max(0.1, deadline - time.monotonic()))
+            if process.is_alive():
+                log.warning("%s did not exit; killing it", process.name)
+                process.kill()
+                process.join(5)
+            conn.close()
+
+    def reports(self) -> list[dict[str, Any]]:
+        return self.sink.reports()

@@ -17,8 +17,11 @@ def test_two_processes_merge_exactly(tmp_path, target):
     assert summary["latency"]["message_rtt"]["count"] == summary["messages_delivered"]
     texts = stored_participant_messages(target.config)
     assert len(texts) == stored
-    # Both shards took part: the participants' numbers cover 1..20 whatever shard ran them.
+    # Both shards took part, and the totals are exactly the sums of theirs.
     assert summary["counts"]["participants_started"] == 20
+    shards = summary["shards"]
+    assert [s["shard"] for s in shards] == [0, 1] and all(s["sent"] > 0 for s in shards)
+    assert sum(s["sent"] for s in shards) == summary["messages_sent"]
 
 
 def test_error_in_a_shard_stops_every_shard(tmp_path, target_factory):
