@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -54,6 +55,15 @@ def _positive_ms(text: str) -> float:
 def _ms_list(text: str) -> list[float]:
     """One interval, or a comma list of them for a sweep: "100" or "100,1000,10000"."""
     return [_positive_ms(part.strip()) for part in text.split(",")]
+
+
+def _cluster(text: str) -> int:
+    from .cluster import parse_cluster
+
+    try:
+        return parse_cluster(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -124,6 +134,12 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("--processes", type=_positive_int, default=1, metavar="N",
                      help="spread the participant workers over N processes (each with its own "
                      "GIL); the organizers, the stop and the results stay in this one")
+    run.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="run the participant shards on this Dask scheduler "
+                     "(e.g. tcp://scheduler:8786), one per worker; needs esmeperf[distributed]")
+    run.add_argument("--cluster", default=None, metavar="local:N", type=_cluster,
+                     help="run the participant shards on a Dask LocalCluster of N worker "
+                     "processes on this machine")
     run.add_argument("--reply", action="store_true",
                      help="organizers answer every participant message; participants measure "
                      "the reply latency")
@@ -217,6 +233,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             config_path = Path(DEFAULT_CONFIG)
         target = load_target(config_path) if config_path is not None else None
         target_args = shlex.split(args.target_args)
+        if (args.scheduler or args.cluster) and args.processes > 1:
+            raise ConfigError("--processes does not go with --scheduler/--cluster "
+                              "(there, one shard runs per Dask worker)")
+        if args.scheduler and args.cluster:
+            raise ConfigError("give --scheduler or --cluster, not both")
+        dask = (args.scheduler, args.cluster) if args.scheduler or args.cluster else None
+        if dask is not None:
+            from .cluster import _import_distributed
+
+            _import_distributed()
     except ConfigError as exc:
         print(f"esmeperf: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
@@ -228,16 +254,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("esmeperf: error: a sweep or --repeat needs --duration", file=sys.stderr)
             return ExitStatus.USAGE
         plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
-        return run_sweep(plan, lambda s: _run_reporting(s, target, target_args, args.debug),
-                         settings.out_dir)
-    return _run_reporting(settings, target, target_args, args.debug)
+        return run_sweep(plan, lambda s: _run_reporting(s, target, target_args, args.debug,
+                                                        dask), settings.out_dir)
+    return _run_reporting(settings, target, target_args, args.debug, dask)
 
 
 def _run_reporting(settings: Settings, target: Target | None, target_args: list[str],
-                   debug: bool) -> int:
+                   debug: bool, dask: tuple[str | None, int | None] | None = None) -> int:
     """One run; an error before it started (the embedded target) is one line, exit 1."""
     try:
-        return _run(settings, target, target_args)
+        if dask is None:
+            return _run(settings, target, target_args)
+        from .cluster import DaskCluster
+
+        with DaskCluster(scheduler=dask[0], local_workers=dask[1]) as cluster:
+            log.info("Dask cluster: %d workers", len(cluster.workers))
+            settings = replace(settings, processes=len(cluster.workers))
+            return _run(settings, target, target_args, cluster.launcher)
     except EsmePerfError as exc:
         if debug:
             log.exception("failed")
@@ -245,7 +278,8 @@ def _run_reporting(settings: Settings, target: Target | None, target_args: list[
         return ExitStatus.ERROR
 
 
-def _run(settings: Settings, target: Target | None, target_args: list[str]) -> int:
+def _run(settings: Settings, target: Target | None, target_args: list[str],
+         shard_launcher: Any = None) -> int:
     from .run import Run  # imported late: --help and bad input stay fast
 
     embedded = None
@@ -256,6 +290,7 @@ def _run(settings: Settings, target: Target | None, target_args: list[str]) -> i
     try:
         run = Run(target, settings,
                   target_alive=(lambda: embedded.returncode) if embedded else None)
+        run.shard_launcher = shard_launcher
         result = run.execute()
         if embedded is not None and embedded.returncode is not None and result.first_error:
             # Name the root cause: the workers only saw their sockets die.

@@ -8,6 +8,7 @@ and HDR histograms are exactly the sums of the shards'. The protocol, whatever c
     parent -> shard: "stop" (stop sending, keep reading echoes), "close" (close sockets, join,
                      report, end), "force" (skip the graceful waits)
     shard -> parent: ("delta", index, metrics delta), ("error", index, FirstError fields),
+                     ("drained", index, None) once stopped and every echo is in,
                      ("done", index, {"alive": [...], "late_errors": n, "sent": n, "host": ...})
 """
 
@@ -76,11 +77,21 @@ class ShardRunner:
                               start_wall=spec.start_wall)
             workers.start_thread(f"spawner-{spec.index}", spawner.run)
             metrics = workers.ctx.metrics
-            sent = 0
+            sent = delivered = 0
+            drained = stopped = False
+            deadline = None
             while not self.closing.wait(REPORT_INTERVAL):
+                # Stopped a whole interval ago: a send racing the stop is in this delta.
+                settled, stopped = stopped, workers.ctx.stop.is_set()
                 delta = metrics.drain()
                 sent += sum(delta["sent"].values())
+                delivered += sum(delta["delivered"].values())
                 self._send(("delta", spec.index, delta))
+                if settled and not drained:
+                    deadline = deadline or time.monotonic() + spec.settings.echo_timeout
+                    if delivered >= sent or time.monotonic() >= deadline:
+                        drained = True
+                        self._send(("drained", spec.index, None))
             workers.shutdown(drained=lambda: True)  # the parent already waited for echoes
             delta = metrics.drain()
             sent += sum(delta["sent"].values())
@@ -96,6 +107,8 @@ class ShardRunner:
 class ShardGroup(Protocol):
     """The parent's handle on all shards of a run."""
 
+    sink: ReportSink
+
     def send(self, command: str) -> None: ...
     def wait(self, timeout: float) -> None: ...
     def reports(self) -> list[dict[str, Any]]: ...
@@ -107,6 +120,7 @@ class ReportSink:
     def __init__(self, workers: Workers, count: int) -> None:
         self.workers = workers
         self.done: dict[int, dict[str, Any]] = {}
+        self.drained: set[int] = set()
         self.count = count
         self._lock = threading.Lock()
 
@@ -118,6 +132,9 @@ class ReportSink:
             error = FirstError(**body)
             error.thread = f"shard-{index}{where}/{error.thread}"
             self.workers.record(error)
+        elif kind == "drained":
+            with self._lock:
+                self.drained.add(index)
         elif kind == "done":
             with self._lock:
                 self.done[index] = {"shard": index, **body}
@@ -125,6 +142,11 @@ class ReportSink:
     def reports(self) -> list[dict[str, Any]]:
         with self._lock:
             return [self.done[i] for i in sorted(self.done)]
+
+    def all_drained(self) -> bool:
+        """Every shard has its echoes in (or gave up waiting), or has ended."""
+        with self._lock:
+            return len(self.drained | set(self.done)) >= self.count
 
 
 # -- --processes N: child processes and pipes -------------------------------------------------
