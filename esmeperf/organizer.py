@@ -6,10 +6,11 @@ import json
 import logging
 import time
 
-from .api import Closed, Connection, RestClient
+from .api import Connection, RestClient
 from .config import Credentials
 from .context import Context
 from .errors import ServerErrorFrame
+from .pacing import run_paced
 
 log = logging.getLogger("esmeperf")
 
@@ -51,32 +52,16 @@ class Organizer:
             conn.abort()
 
     def _loop(self, conn: Connection) -> None:
-        ctx, interval = self.ctx, self.ctx.settings.sci / 1000
-        start = time.monotonic()
-        slot = 1
-        while True:
-            if ctx.stop.is_set():
-                timeout = None  # keep draining until shutdown closes the socket
-            else:
-                now = time.monotonic()
-                due = start + slot * interval
-                if now >= due:
-                    ctx.log_ws(
-                        f"organizer connection {conn.local_addr}: sending start chat message")
-                    conn.send(START_CHAT)
-                    ctx.metrics.count("start_chat_sent")
-                    # Keep the grid; after a stall skip the slots already missed (no burst).
-                    slot = max(slot + 1, int((now - start) / interval) + 1)
-                    continue
-                timeout = due - now
-            try:
-                frame = conn.recv(timeout)
-            except Closed:
-                if conn.closing:
-                    return
-                raise
-            if frame is not None:
-                self._handle(conn, frame)
+        ctx = self.ctx
+
+        def start_chat(now: float, late: float) -> None:
+            ctx.log_ws(f"organizer connection {conn.local_addr}: sending start chat message")
+            conn.send(START_CHAT)
+            ctx.metrics.count("start_chat_sent")
+
+        run_paced(ctx, conn, ctx.settings.sci / 1000, start_chat,
+                  lambda frame: self._handle(conn, frame),
+                  lambda skipped: ctx.metrics.count("start_chat_missed", skipped))
 
     def _handle(self, conn: Connection, frame: str) -> None:
         ctx = self.ctx

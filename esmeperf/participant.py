@@ -9,6 +9,7 @@ from .api import Closed, Connection, RestClient
 from .context import Context
 from .errors import ChatWaitTimeout, ServerErrorFrame
 from .organizer import REPLY_PREFIX
+from .pacing import run_paced
 
 GET_CHATS = '{"type":"get_chats","payload":""}\n'
 MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
@@ -137,41 +138,26 @@ class Participant:
         """Send message n at chat start + n x smi; read every frame in between."""
         ctx = self.ctx
         metrics = ctx.metrics
-        interval = ctx.settings.smi / 1000
         prefix = f"connection {conn.local_addr}: message number "
         reply_prefix = REPLY_PREFIX + prefix
         head = ('{"type":"send_message","payload":{"chatId":' + json.dumps(chat_id)
                 + ',"message":' + json.dumps(prefix)[:-1])
-        start = time.monotonic()
-        slot, number = 1, 0
-        while True:
-            if ctx.stop.is_set():
-                timeout = None  # drain echoes until shutdown closes the socket
-            else:
-                now = time.monotonic()
-                due = start + slot * interval
-                if now >= due:
-                    late = now - due
-                    if late >= interval:  # whole slots missed: count them, never burst
-                        skipped = int(late / interval)
-                        metrics.missed.add(int(time.time()), skipped)
-                        slot += skipped
-                        late -= skipped * interval
-                    number += 1
-                    text = f'{head}{number}"}}}}\n'
-                    if ctx.settings.log_ws:
-                        ctx.log_ws(prefix + str(number))
-                    self.pending[number] = now
-                    conn.send(text)
-                    second = int(time.time())
-                    metrics.sent.add(second)
-                    metrics.lateness.record(second, late)
-                    slot += 1
-                    continue
-                timeout = due - now
-            frame = conn.recv(timeout)
-            if frame is not None:
-                self._handle(conn, frame, prefix, reply_prefix)
+        number = 0
+
+        def send(now: float, late: float) -> None:
+            nonlocal number
+            number += 1
+            if ctx.settings.log_ws:
+                ctx.log_ws(prefix + str(number))
+            self.pending[number] = now
+            conn.send(f'{head}{number}"}}}}\n')
+            second = int(time.time())
+            metrics.sent.add(second)
+            metrics.lateness.record(second, late)
+
+        run_paced(ctx, conn, ctx.settings.smi / 1000, send,
+                  lambda frame: self._handle(conn, frame, prefix, reply_prefix),
+                  lambda skipped: metrics.missed.add(int(time.time()), skipped))
 
     def _handle(self, conn: Connection, frame: str, prefix: str, reply_prefix: str) -> None:
         ctx = self.ctx
