@@ -309,7 +309,8 @@ class Hub:
         return [self.chat_json(c, conn.kind == ORGANIZER) for c in chats]
 
     def stats(self) -> dict[str, Any]:
-        """Exact counters; the store is flushed first so stored counts match the database."""
+        """Exact counters: queued frames are written and the store flushed before counting."""
+        self.flush_writes()
         self.store.flush()
         c = self.counters
         return {

@@ -1,10 +1,10 @@
-"""SQLite persistence (WAL, synchronous=NORMAL); messages batched on a writer thread."""
+"""SQLite persistence (WAL, synchronous=NORMAL): batched commits, checkpoints on a thread."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
 from typing import Any
 
 SCHEMA = """
@@ -42,77 +42,73 @@ MessageRow = tuple[str, str, int, int, str, int, float | None, float | None]
 
 
 class Store:
-    """SQLite persistence for the event-loop thread, with message inserts on a writer thread.
+    """One SQLite connection used only from the event-loop thread.
 
-    Two connections to the same WAL database:
-    - the loop's own connection, in autocommit mode, for the rare writes (participants, chats,
-      locks, requests) and for reads;
-    - a writer thread's connection for messages. Rows wait in a list and go to the writer as one
-      executemany + commit at most `flush_interval` seconds after the first pending row.
-      sqlite3 releases the GIL while SQLite works, so this runs beside the event loop.
-
-    `flush()` hands over pending rows and waits for the writer, so reads after it see everything.
+    Writes are executed immediately but committed in batches: message rows wait in a list and
+    are inserted with one executemany per flush, at most `flush_interval` seconds after the
+    first pending write, so a burst of thousands of messages costs one commit.
     """
 
     def __init__(self, path: str, flush_interval: float = 0.05) -> None:
-        self._path = path
-        self._db = self._connect()
+        self._db = sqlite3.connect(path, isolation_level="DEFERRED")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._db.commit()
+        # Checkpoints copy the WAL into the database and fsync; on a busy disk that can stall
+        # for seconds, so the loop's commits never checkpoint and a thread does it instead.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(path,),
+                                              name="sqlite-checkpoint")
+        self._checkpointer.start()
         self._pending: list[MessageRow] = []
+        self._dirty = False
         self._timer: asyncio.TimerHandle | None = None
         self._interval = flush_interval
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer",
-                                          initializer=self._open_writer)
-        self._writer_db: sqlite3.Connection | None = None
-        self._inflight: Future[None] | None = None
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout=10000")  # the two connections take turns writing
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        return db
-
-    def _open_writer(self) -> None:
-        self._writer_db = self._connect()
-
-    def _insert(self, rows: list[MessageRow]) -> None:
-        """Runs on the writer thread: one transaction per batch."""
-        db = self._writer_db
-        assert db is not None
-        db.execute("BEGIN")
-        db.executemany(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES "
-                       "(?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        db.execute("COMMIT")
-
-    def _hand_over(self) -> None:
-        """Give pending rows to the writer thread without waiting (the timer callback)."""
-        self._timer = None
-        if self._pending:
-            rows, self._pending = self._pending, []
-            self._inflight = self._writer.submit(self._insert, rows)
+    # -- batching --------------------------------------------------------------------------
+    def _touch(self) -> None:
+        self._dirty = True
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self.flush)
 
     def flush(self) -> None:
-        """Make every message written so far visible to reads; blocks until the writer is done."""
+        """Insert pending messages and commit everything written so far."""
         if self._timer is not None:
             self._timer.cancel()
-        self._hand_over()
-        if self._inflight is not None:
-            self._inflight.result()  # the executor runs batches in order: the last covers all
-            self._inflight = None
+            self._timer = None
+        if self._pending:
+            rows, self._pending = self._pending, []
+            self._db.executemany(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES "
+                                 "(?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if self._dirty:
+            self._db.commit()
+            self._dirty = False
+
+    def _checkpoint_loop(self, path: str) -> None:
+        """Every second, a PASSIVE checkpoint (never blocks the writer) on its own connection."""
+        db = sqlite3.connect(path, check_same_thread=False)
+        try:
+            while not self._stop.wait(1.0):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass  # busy or locked: the next round retries; the WAL only grows meanwhile
+        finally:
+            db.close()
 
     def close(self) -> None:
         self.flush()
-        self._writer.submit(self._close_writer).result()
-        self._writer.shutdown()
+        self._stop.set()
+        self._checkpointer.join()
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
 
-    def _close_writer(self) -> None:
-        if self._writer_db is not None:
-            self._writer_db.close()
-
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        return self._db.execute(sql, params)
+        cur = self._db.execute(sql, params)
+        self._touch()
+        return cur
 
     # -- seed and load ---------------------------------------------------------------------
     def seed(self, organizers: list[tuple[str, str]], now_ms: int) -> None:
@@ -121,14 +117,13 @@ class Store:
         self._db.execute("INSERT OR IGNORE INTO events VALUES (1, 1, 'esmeperf event', "
                          "'load test event', 'localhost', NULL, NULL, ?, ?)",
                          (now_ms, now_ms + 86_400_000))
-        self._db.execute("BEGIN")
         for n, (email, password_hash) in enumerate(organizers, 1):
             self._db.execute(
                 "INSERT INTO organizers (email, password, first_name, last_name, phone, "
                 "time_created_ms, role, agency_id) VALUES (?, ?, 'Organizer', ?, '+48100200300', "
                 "?, 2, 1) ON CONFLICT(email) DO UPDATE SET password = excluded.password",
                 (email, password_hash, str(n), now_ms))
-        self._db.execute("COMMIT")
+        self._db.commit()
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a read query after flushing pending writes."""
@@ -170,8 +165,8 @@ class Store:
     def add_message(self, row: MessageRow) -> None:
         """Queue a message row for the next batched insert."""
         self._pending.append(row)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._interval, self._hand_over)
+        if not self._dirty:
+            self._touch()
 
     def messages(self, chat_id: str) -> list[tuple[Any, ...]]:
         return self.rows(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? "
