@@ -19,7 +19,7 @@ from .organizer import Organizer
 from .participant import Spawner
 from .shard import ProcessShards, ShardGroup, ShardSpec
 from .status import ExitStatus
-from .workers import CLOSE_GRACE, WORKER_STACK_SIZE, FirstError, Workers
+from .workers import CLOSE_GRACE, SWITCH_INTERVAL, WORKER_STACK_SIZE, FirstError, Workers
 
 log = logging.getLogger("esmeperf")
 
@@ -104,6 +104,8 @@ class Run:
         started_ns = time.time_ns()
         previous_handlers = self._install_signals()
         previous_stack = threading.stack_size(WORKER_STACK_SIZE)
+        previous_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         samples: dict[int, Sample] = {}
         organizers = [Organizer(ctx, i + 1, creds) for i, creds in
                       enumerate(self.target.organizers[: settings.organizers])]
@@ -128,6 +130,7 @@ class Run:
                 self._shutdown()
             finally:
                 threading.stack_size(previous_stack)
+                sys.setswitchinterval(previous_interval)
                 for sig, handler in previous_handlers.items():
                     signal.signal(sig, handler)
         shard_reports = self.shards.reports() if self.shards is not None else []

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from .config import Settings, Target
 from .participant import Spawner
-from .workers import WORKER_STACK_SIZE, FirstError, Workers
+from .workers import SWITCH_INTERVAL, WORKER_STACK_SIZE, FirstError, Workers
 
 log = logging.getLogger("esmeperf")
 
@@ -72,6 +72,8 @@ class ShardRunner:
         """Run the participants until told to close; return the shard's final report."""
         spec, workers = self.spec, self.workers
         previous_stack = threading.stack_size(WORKER_STACK_SIZE)
+        previous_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             spawner = Spawner(workers.ctx, offset=spec.index, stride=spec.count,
                               start_wall=spec.start_wall)
@@ -98,6 +100,7 @@ class ShardRunner:
             self._send(("delta", spec.index, delta))
         finally:
             threading.stack_size(previous_stack)
+            sys.setswitchinterval(previous_interval)
         report = {"alive": workers.alive(), "late_errors": workers.late_errors, "sent": sent,
                   "host": socket.gethostname()}
         self._send(("done", spec.index, report))

@@ -15,6 +15,11 @@ from .context import Context
 log = logging.getLogger("esmeperf")
 
 WORKER_STACK_SIZE = 256 * 1024  # thousands of threads: keep their stacks small
+# The GIL's forced hand-off interval while a run is on. With a thousand threads, the default
+# 5 ms makes a thread give up the GIL in the middle of handling a frame; 50 ms lets it finish
+# and block on its socket by itself. bench/cost_per_message.py: 20 s -sci 10 -cpi 20 -smi 100,
+# 73-77k messages at 191-209 us each with 5 ms, 89-91k at 180-184 us with 50 ms.
+SWITCH_INTERVAL = 0.05
 CLOSE_GRACE = 2.0  # seconds the server gets to answer our close frames
 
 
