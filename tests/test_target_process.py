@@ -149,3 +149,33 @@ def test_ipv6_urls_are_bracketed() -> None:
 def test_every_option_has_help() -> None:
     for action in get_parser()._actions:
         assert action.help, action.dest
+
+
+def test_sigterm_under_traffic_flushes_messages(tmp_path) -> None:
+    from conftest import EsmeClient
+
+    db = str(tmp_path / "t.sqlite3")
+    target = TargetProcess("--db", db)
+    target.start()
+    client = EsmeClient(target.config)
+    try:
+        c = client.chat()
+        for i in range(200):
+            client.send(c["part"], "send_message", {"chatId": c["chat_id"], "message": str(i)})
+        for _ in range(200):  # all processed; the last rows wait for the 50 ms batch commit
+            client.recv(c["part"])
+        # SIGTERM now: the shutdown path must flush the pending batch
+        assert target.stop() == 0
+    finally:
+        client.close()
+        target.stop()
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    stored = conn.execute("SELECT COUNT(*) FROM messages WHERE description = 0").fetchone()[0]
+    conn.close()
+    assert stored == 200
+    with TargetProcess("--db", db) as again:
+        stats = again.stats()
+        assert stats["participant_messages_stored"] == stored
+        assert stats["messages_stored"] == stored + 1  # plus the problem description

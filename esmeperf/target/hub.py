@@ -143,8 +143,10 @@ class Hub:
         c = self.counters
         c.chats = self.store.count("chats")
         c.chat_requests_total = self.store.count("chat_requests")
-        c.participant_messages = self.store.count("messages", "from_organizer = 0")
+        c.participant_messages = self.store.count("messages",
+                                                  "from_organizer = 0 AND description = 0")
         c.organizer_messages = self.store.count("messages", "from_organizer = 1")
+        c.description_messages = self.store.count("messages", "description = 1")
 
     def _cache(self, chat: Chat) -> None:
         self.active[chat.id] = chat
@@ -268,10 +270,11 @@ class Hub:
         if request.description:
             self.counters.description_messages += 1
             self.message(chat, request.participant_id, 0,
-                         "Problem description: " + request.description, now_ms(), None, None)
+                         "Problem description: " + request.description, now_ms(), None, None,
+                         description=True)
 
     def message(self, chat: Chat, author_id: int, from_organizer: int, content: str, ms: int,
-                lat: float | None, lng: float | None) -> None:
+                lat: float | None, lng: float | None, description: bool = False) -> None:
         """Persist one message (batched) and push the same frame bytes to both pools."""
         mid = self.ids.next()
         payload: dict[str, Any] = {"id": mid, "chatId": chat.id, "authorId": author_id,
@@ -281,7 +284,11 @@ class Hub:
             payload["lat"] = lat
         if lng is not None:
             payload["lng"] = lng
-        self.store.add_message((mid, chat.id, author_id, from_organizer, content, ms, lat, lng))
+        row = (mid, chat.id, author_id, from_organizer, content, ms, lat, lng)
+        if description:
+            self.store.add_description(row)
+        else:
+            self.store.add_message(row)
         self.push(chat, envelope("user_message", payload))
 
     def owned_chat(self, conn: Conn, chat_id: str) -> Chat | None:

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS chats (id TEXT PRIMARY KEY, agency_id INTEGER NOT NUL
     ended INTEGER NOT NULL, lat_start REAL, lng_start REAL, time_start_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (id TEXT NOT NULL, chat_id TEXT NOT NULL,
     author_id INTEGER NOT NULL, from_organizer INTEGER NOT NULL, content TEXT NOT NULL,
-    time_sent_ms INTEGER NOT NULL, lat REAL, lng REAL);
+    time_sent_ms INTEGER NOT NULL, lat REAL, lng REAL,
+    description INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS messages_chat ON messages (chat_id);
 """
 
@@ -167,6 +168,11 @@ class Store:
         self._pending.append(row)
         if not self._dirty:
             self._touch()
+
+    def add_description(self, row: MessageRow) -> None:
+        """Store a problem-description message at once, flagged so /stats can tell it apart."""
+        self._write(f"INSERT INTO messages ({MESSAGE_COLUMNS}, description) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, 1)", row)
 
     def messages(self, chat_id: str) -> list[tuple[Any, ...]]:
         return self.rows(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? "
