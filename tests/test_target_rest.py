@@ -58,7 +58,7 @@ def test_sign_in_errors(esme: EsmeClient, body: dict[str, object], message: obje
     assert r.json() == {"statusCode": 400, "message": message, "error": "Bad Request"}
 
 
-@pytest.mark.parametrize("data", ["{bad", "[]", "5", ""])
+@pytest.mark.parametrize("data", ["{bad", "[]", "5", "", "[" * 50000, "1" * 5000])
 def test_sign_in_malformed_bodies_are_400(esme: EsmeClient, data: str) -> None:
     r = esme.post(ORG, "/auth/sign-in", data=data)
     assert r.status_code == 400 and r.json()["statusCode"] == 400
@@ -135,6 +135,12 @@ def test_sign_up_checks_in_order(esme: EsmeClient, data: str, message: str) -> N
     r = esme.post(PART, "/auth/sign-up", data=data)
     assert r.status_code == 400
     assert r.json() == {"statusCode": 400, "message": message, "error": "Bad Request"}
+
+
+@pytest.mark.parametrize("data", ["[" * 50000, '{"email": ' + "1" * 5000 + "}", b"\xff\xfe{"])
+def test_sign_up_hostile_bodies_are_400(esme: EsmeClient, data: str | bytes) -> None:
+    r = esme.post(PART, "/auth/sign-up", data=data)
+    assert r.status_code == 400 and r.json()["statusCode"] == 400
 
 
 def test_sign_up_duplicate_and_db_limits(esme: EsmeClient) -> None:

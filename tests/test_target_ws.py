@@ -208,6 +208,7 @@ def test_close_chat_releases_lock_and_revokes_access(esme: EsmeClient) -> None:
     ('{"type": "send_message", "payload": {"chatId": "x", "message": "y", "lat": "n"}}',
      "invalid message payload"),
     ('{"type": "get_chat_history", "payload": [1]}', "invalid message payload"),
+    ("[" * 30000, "malformed message"),
 ])
 def test_bad_participant_frames_get_error_and_connection_survives(
         esme: EsmeClient, frame: str, message: str) -> None:

@@ -57,7 +57,7 @@ class Messenger:
         """Validate the first frame {"Authorization": "Bearer <prefix>:<token>"}."""
         try:
             obj = decode_first(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # also bad UTF-8, huge ints, deep nesting
             return None
         if not isinstance(obj, dict):
             return None
@@ -134,7 +134,7 @@ class Messenger:
         hub = self.hub
         try:
             obj = decode_first(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # also bad UTF-8, huge ints, deep nesting
             hub.send(conn, MALFORMED)
             return True
         if obj is None:

@@ -60,7 +60,7 @@ class OrganizerApi:
         if raw.strip():
             try:
                 body = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (ValueError, RecursionError) as exc:  # bad JSON/UTF-8, huge ints, nesting
                 pos = getattr(exc, "pos", getattr(exc, "start", 0))
                 return error_response(400, f"Unexpected token in JSON at position {pos}")
             if not isinstance(body, dict | list):

@@ -147,6 +147,10 @@ def go_unmarshal(text: str, struct: str,
         obj = decode_first(text)
     except json.JSONDecodeError as exc:
         return values, go_syntax_error(text, exc)
+    except RecursionError:
+        return values, "exceeded max depth"  # Go's decoder stops at 10000 levels
+    except ValueError:  # an integer literal beyond Python's 4300-digit conversion limit
+        return values, "json: cannot unmarshal number into Go value of type " + struct
     if obj is None:
         return values, None
     if not isinstance(obj, dict):
