@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .hub import Faults
+from .models import Faults
 from .server import Options, run
 
 DEFAULT_PASSWORD = "esmeperf-organizer-pass"

@@ -10,13 +10,14 @@ from typing import Any, cast
 from aiohttp import WSMsgType, web
 
 from .auth import ORGANIZER, PARTICIPANT, Identity, split_bearer, token_prefix
-from .http import cors_middleware, error_response, json_response
-from .hub import Chat, Conn, Hub
-from .wire import decode_first, envelope, fold, ms_time, now_ms
+from .http import cors_middleware, error_response
+from .hub import Hub
+from .messenger_rest import AGENCY_ROLES, MessengerRest, message_json
+from .models import Conn
+from .wire import decode_first, envelope, fold, now_ms
 
 log = logging.getLogger("esmeperf.target.messenger")
 
-AGENCY_ROLES = frozenset((2, 3, 4))
 MALFORMED = envelope("error", {"message": "malformed message"})
 BAD_TYPE = envelope("error", {"message": "invalid message type"})
 BAD_PAYLOAD = envelope("error", {"message": "invalid message payload"})
@@ -219,67 +220,15 @@ class Messenger:
         messages = [message_json(row) for row in hub.store.messages(chat.id)]
         hub.send(conn, envelope("chat_history", {"chatId": chat.id, "messages": messages}))
 
-    # -- REST ------------------------------------------------------------------------------
-    def rest_user(self, request: web.Request, kind: str) -> Identity | web.Response:
-        """Validate a REST bearer token for a route of `kind`; an error response otherwise."""
-        token = split_bearer(request.headers.get("Authorization", ""))
-        prefix = None if token is None else token_prefix(token)
-        if token is None or prefix not in (ORGANIZER, PARTICIPANT):
-            return error_response(401, "malformed token")
-        if prefix != kind:
-            return error_response(401, "invalid token type")
-        identity = self.hub.tokens.lookup(token)
-        if identity is None:
-            return error_response(401, "unknown user")
-        if kind == ORGANIZER and self.hub.organizers[identity.user_id].role not in AGENCY_ROLES:
-            return error_response(401, "invalid role")
-        return identity
-
-    def _archived(self, where: str, param: int) -> list[dict[str, Any]]:
-        rows = self.hub.store.rows(
-            "SELECT id, agency_id, event_id, organizer_id, participant_id, ended, lat_start, "
-            f"lng_start, time_start_ms FROM chats WHERE ended = 1 AND {where} = ? "
-            "ORDER BY time_start_ms DESC, rowid DESC", (param,))
-        return [self.hub.chat_json(Chat(*row), True) for row in rows]
-
-    async def agency_chats(self, request: web.Request) -> web.Response:
-        who = self.rest_user(request, ORGANIZER)
-        if isinstance(who, web.Response):
-            return who
-        agency_id = self.hub.organizers[who.user_id].agency_id or 0
-        return json_response(self._archived("agency_id", agency_id))
-
-    async def participant_chats(self, request: web.Request) -> web.Response:
-        who = self.rest_user(request, PARTICIPANT)
-        if isinstance(who, web.Response):
-            return who
-        return json_response(self._archived("participant_id", who.user_id))
-
-    async def chat_messages(self, request: web.Request) -> web.Response:
-        kind = ORGANIZER if request.path.startswith("/agency/") else PARTICIPANT
-        who = self.rest_user(request, kind)
-        if isinstance(who, web.Response):
-            return who
-        column = "agency_id" if kind == ORGANIZER else "participant_id"
-        owner = self.hub.organizers[who.user_id].agency_id if kind == ORGANIZER else who.user_id
-        rows = self.hub.store.rows(f"SELECT 1 FROM chats WHERE id = ? AND {column} = ?",
-                                   (request.match_info["chat_id"], owner))
-        if not rows:
-            return error_response(400, "chat not found")
-        return json_response([message_json(r)
-                              for r in self.hub.store.messages(request.match_info["chat_id"])])
-
-    async def stats(self, request: web.Request) -> web.Response:
-        return json_response(self.hub.stats())
-
     def app(self) -> web.Application:
         app = web.Application(middlewares=[cors_middleware("GET, OPTIONS")])
         app.router.add_get("/connect", self.connect)
-        app.router.add_get("/agency/chats", self.agency_chats)
-        app.router.add_get("/agency/chats/{chat_id}/messages", self.chat_messages)
-        app.router.add_get("/participant/chats", self.participant_chats)
-        app.router.add_get("/participant/chats/{chat_id}/messages", self.chat_messages)
-        app.router.add_get("/stats", self.stats)
+        rest = MessengerRest(self.hub)
+        app.router.add_get("/agency/chats", rest.agency_chats)
+        app.router.add_get("/agency/chats/{chat_id}/messages", rest.chat_messages)
+        app.router.add_get("/participant/chats", rest.participant_chats)
+        app.router.add_get("/participant/chats/{chat_id}/messages", rest.chat_messages)
+        app.router.add_get("/stats", rest.stats)
         return app
 
 
@@ -309,16 +258,3 @@ def _message_payload(payload: Any) -> tuple[str, str, float | None, float | None
     if type(chat_id) is not str or type(text) is not str:
         return None
     return chat_id, text, lat, lng
-
-
-def message_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    """A stored message row as ESME's Message object, fields in declaration order."""
-    mid, chat_id, author_id, from_organizer, content, sent_ms, lat, lng = row
-    obj: dict[str, Any] = {"id": mid, "chatId": chat_id, "authorId": author_id,
-                           "fromOrganizer": from_organizer, "content": content,
-                           "timeSent": ms_time(sent_ms)}
-    if lat is not None:
-        obj["lat"] = lat
-    if lng is not None:
-        obj["lng"] = lng
-    return obj

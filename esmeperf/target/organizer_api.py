@@ -11,7 +11,8 @@ from aiohttp import web
 
 from .auth import ORGANIZER, split_bearer, token_prefix, verify_password
 from .http import cors_middleware, error_response, json_response
-from .hub import Hub, Organizer
+from .hub import Hub
+from .models import Organizer
 from .wire import js_time
 
 # Close to validator.js isEmail: a dot-atom local part and a domain with a TLD of 2+ letters.

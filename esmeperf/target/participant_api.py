@@ -11,7 +11,8 @@ from aiohttp import web
 
 from .auth import PARTICIPANT, hash_password, split_bearer, token_prefix
 from .http import cors_middleware, empty_response, error_response, json_response
-from .hub import ChatRequest, Hub, Participant
+from .hub import Hub
+from .models import ChatRequest, Participant
 from .wire import go_unmarshal, ns_time
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"

@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from .auth import hash_password
-from .hub import Faults, Hub
+from .hub import Hub
 from .messenger import Messenger
+from .models import Faults
 from .organizer_api import OrganizerApi
 from .participant_api import ParticipantApi
 from .store import Store
