@@ -22,7 +22,6 @@ MALFORMED = envelope("error", {"message": "malformed message"})
 BAD_TYPE = envelope("error", {"message": "invalid message type"})
 BAD_PAYLOAD = envelope("error", {"message": "invalid message payload"})
 INTERNAL = envelope("error", {"message": "internal server error"})
-NOT_FOUND = envelope("error", {"message": "chat not found"})
 
 
 def _no_access(chat_id: str) -> bytes:
