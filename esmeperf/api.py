@@ -6,6 +6,7 @@ import json
 import socket
 import ssl
 import struct
+import sys
 import threading
 from typing import Any
 
@@ -115,6 +116,7 @@ class Connection:
         self._reader = wsframe.FrameReader(self.sock, self._send_raw)
         self._plain = not isinstance(self.sock, ssl.SSLSocket)
         self._timeout: float | None = -1.0  # not set yet
+        self._batching = False
         self._closing = threading.Event()
         if self._plain:
             self.sock.settimeout(None)  # blocking; deadlines come from SO_RCVTIMEO/SO_SNDTIMEO
@@ -170,6 +172,8 @@ class Connection:
                     raise Closed(
                         f"connection {self.local_addr}: error receiving message: closed by server")
                 return payload.decode("utf-8", "replace")
+            if timeout is None and self._batching:
+                self.batch_reads(False)  # no deadline to wake at: read frames as they come
             if timeout != self._timeout:
                 self._set_recv_timeout(timeout)
             try:
@@ -179,6 +183,30 @@ class Connection:
             except OSError as exc:
                 raise Closed(f"connection {self.local_addr}: error receiving message: "
                              f"{exc.strerror or exc}") from exc
+
+    @property
+    def rx_ns(self) -> int:
+        """Kernel receive time (Unix ns) of the data last read while batching, else 0."""
+        return self._reader.rx_ns if self._batching else 0
+
+    def batch_reads(self, on: bool) -> bool:
+        """Wake only at the recv() deadline, not for each frame; time frames by the kernel.
+
+        A paced participant then wakes once per message instead of twice: the echo of its
+        last message waits in the socket (SO_RCVLOWAT above any echo) until the next send is
+        due, and its arrival time comes from the kernel's receive timestamp (SO_TIMESTAMPNS),
+        not from when this thread got the GIL. A close from the server still wakes at once;
+        anything else (an `error` frame, the stop) is seen at the deadline. Raising or lowering
+        SO_RCVLOWAT does not wake a recv() already waiting: only its deadline does. Plain TCP
+        on Linux only; returns whether batching is on.
+        """
+        if not self._plain or sys.platform != "linux" or on == self._batching:
+            return self._batching
+        if on:
+            self.sock.setsockopt(socket.SOL_SOCKET, wsframe.SO_TIMESTAMPNS, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _BATCH_LOWAT if on else 1)
+        self._reader.timestamps = self._batching = on
+        return on
 
     def _set_recv_timeout(self, timeout: float | None) -> None:
         if self._plain:
@@ -213,6 +241,7 @@ class Connection:
 
 
 _FOREVER = struct.pack("ll", 0, 0)
+_BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends
 
 
 def _timeval(seconds: float) -> bytes:

@@ -13,6 +13,7 @@ from .pacing import run_paced
 
 GET_CHATS = '{"type":"get_chats","payload":""}\n'
 MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
+BATCH_MAX_SMI = 1000  # ms: the longest interval for which reads wait for the next send
 
 
 class Spawner:
@@ -54,8 +55,8 @@ class Participant:
         self.number = number
         self.arrival = time.monotonic()
         self.user_id = 0
-        self.pending: dict[int, float] = {}  # message number -> monotonic send time
-        self.awaiting_reply: dict[int, float] = {}  # echoed, organizer's reply not seen yet
+        self.pending: dict[int, int] = {}  # message number -> send time, Unix ns
+        self.awaiting_reply: dict[int, int] = {}  # echoed, organizer's reply not seen yet
 
     def run(self) -> None:
         ctx = self.ctx
@@ -143,13 +144,17 @@ class Participant:
         head = ('{"type":"send_message","payload":{"chatId":' + json.dumps(chat_id)
                 + ',"message":' + json.dumps(prefix)[:-1])
         number = 0
+        # Wake once per message, not twice (Connection.batch_reads), when that delays nothing
+        # by more than BATCH_MAX_SMI: errors and the stop are seen at the next send. Not with
+        # --reply: echo and reply both arrive between two sends, one timestamp can't tell them.
+        conn.batch_reads(ctx.settings.smi <= BATCH_MAX_SMI and not ctx.settings.reply)
 
         def send(now: float, late: float) -> None:
             nonlocal number
             number += 1
             if ctx.settings.log_ws:
                 ctx.log_ws(prefix + str(number))
-            self.pending[number] = now
+            self.pending[number] = time.time_ns()
             conn.send(f'{head}{number}"}}}}\n')
             second = int(time.time())
             metrics.sent.add(second)
@@ -169,21 +174,24 @@ class Participant:
             content = payload.get("content", "")
             if payload.get("fromOrganizer") == 0 and content.startswith(prefix):
                 number = int(content[len(prefix):])
-                sent_at = self.pending.pop(number, None)
-                if sent_at is not None:
-                    second = int(time.time())
+                sent_ns = self.pending.pop(number, None)
+                if sent_ns is not None:
+                    received_ns = conn.rx_ns or time.time_ns()
+                    second = received_ns // 1_000_000_000
                     ctx.metrics.delivered.add(second)
-                    ctx.metrics.rtt.record(second, time.monotonic() - sent_at)
+                    ctx.metrics.rtt.record(second, (received_ns - sent_ns) / 1e9)
                     if ctx.settings.reply:
-                        self.awaiting_reply[number] = sent_at
+                        self.awaiting_reply[number] = sent_ns
                 return
             if payload.get("fromOrganizer") == 1 and content.startswith(reply_prefix):
                 ctx.metrics.count("replies_received")
                 # Participant send -> organizer reply received: the full round trip via the
                 # organizer, on one clock.
-                sent_at = self.awaiting_reply.pop(int(content[len(reply_prefix):]), None)
-                if sent_at is not None:
-                    ctx.metrics.reply_latency.record(int(time.time()), time.monotonic() - sent_at)
+                sent_ns = self.awaiting_reply.pop(int(content[len(reply_prefix):]), None)
+                if sent_ns is not None:
+                    now_ns = time.time_ns()
+                    ctx.metrics.reply_latency.record(now_ns // 1_000_000_000,
+                                                     (now_ns - sent_ns) / 1e9)
                 return
         ctx.metrics.count(f"participant_frames_{kind}")
         if kind == "error" and not ctx.stop.is_set():

@@ -18,6 +18,10 @@ OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 _CONTROL = OP_CLOSE
 _RECV_SIZE = 65536
+# Linux's SO_TIMESTAMPNS (also the ancillary message type); Python's socket module lacks it.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("ll")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 _COMPACT_AT = 1 << 20  # drop consumed bytes from the buffer once this many piled up
 
 
@@ -64,10 +68,19 @@ class FrameReader:
         self._pos = 0
         self._fragments: list[bytes] = []
         self._fragment_opcode = 0
+        self.timestamps = False  # read kernel receive timestamps (SO_TIMESTAMPNS on)
+        self.rx_ns = 0  # kernel receive time of the last data read, Unix ns (0: unknown)
 
     def fill(self) -> None:
         """Read what the socket has (blocking, with the socket's timeout)."""
-        data = self._sock.recv(_RECV_SIZE)
+        if self.timestamps:
+            data, ancillary, _, _ = self._sock.recvmsg(_RECV_SIZE, _CMSG_SPACE)
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanos = _TIMESPEC.unpack_from(value)
+                    self.rx_ns = seconds * 1_000_000_000 + nanos
+        else:
+            data = self._sock.recv(_RECV_SIZE)
         if not data:
             raise ConnectionResetError("connection closed without a close frame")
         if self._pos >= _COMPACT_AT or self._pos == len(self._buf):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,9 @@ def test_run_writes_go_compatible_files_and_exact_messages(tmp_path, target, cap
     stats = target.stats()
     assert stats["participant_messages_stored"] == summary["messages_sent"]
     assert summary["messages_delivered"] == summary["messages_sent"]
+    rtt = summary["latency"]["message_rtt"]
+    assert rtt["count"] == summary["messages_delivered"]
+    assert 0 < rtt["p50_ms"] <= rtt["p99_ms"] < 100  # a quiet loopback target echoes fast
     texts = stored_participant_messages(target.config)
     assert len(texts) == summary["messages_sent"]
     numbers: dict[str, list[int]] = {}
@@ -276,3 +280,40 @@ def test_server_closing_a_socket_stops_the_run(tmp_path, target_factory):
     assert status == 1
     summary, _ = load_results(tmp_path / "out")
     assert "error receiving message" in summary["first_error"]["message"]
+
+
+def test_echoes_waiting_at_the_stop_are_counted(tmp_path, target):
+    # At -smi 1000 a participant sleeps from one send to the next, its echo waiting in the
+    # socket (batched reads); the stop must still count every echo.
+    config = write_config(tmp_path, target.config)
+    status = run_main(tmp_path, config, "-sci", "10", "-cpi", "100", "-smi", "1000",
+                      "--max-participants", "4", "--duration", "2.5s")
+    assert status == 0
+    summary, _ = load_results(tmp_path / "out")
+    assert summary["messages_sent"] >= 4
+    assert summary["messages_delivered"] == summary["messages_sent"]
+    assert summary["messages_unconfirmed"] == 0
+
+
+def test_batched_reads_wait_for_their_deadline(target):
+    from esmeperf.api import Connection
+
+    token = EsmeClient(target.config).organizer_token()
+    conn = Connection.open(target.config["messenger_ws_url"], token, 5, newline=True)
+    try:
+        assert conn.batch_reads(True)
+        conn.send('{"type":"start_chat","payload":""}\n')  # answered with info "no new chats"
+        started = time.time_ns()
+        frame = conn.recv(0.5)  # the small answer does not end the wait; the deadline does
+        assert time.time_ns() - started >= 450_000_000
+        assert json.loads(frame or "{}") == {"type": "info",
+                                             "payload": {"message": "no new chats"}}
+        # The kernel stamped the answer on arrival, well before the deadline.
+        assert started < conn.rx_ns < started + 400_000_000
+        conn.batch_reads(False)
+        conn.send('{"type":"start_chat","payload":""}\n')
+        started = time.time_ns()
+        assert conn.recv(5) is not None  # unbatched: back as soon as the frame is there
+        assert time.time_ns() - started < 2_000_000_000
+    finally:
+        conn.abort()
