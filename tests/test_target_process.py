@@ -22,8 +22,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def spawn(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.Popen([sys.executable, "-m", "esmeperf.target", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+    return subprocess.Popen(  # type: ignore[call-overload]
+        [sys.executable, "-m", "esmeperf.target", *args], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
 def test_ready_file_format_and_sigterm_exit_0(tmp_path) -> None:
@@ -79,6 +80,7 @@ def test_sigint_exit_0_and_db_persists(tmp_path) -> None:
     (["--messenger-port", "70000"], "port must be 0-65535"),
     (["--organizers", "0"], "must be >= 1"),
     (["--ready-fd", "999"], "file descriptor 999 is not open"),
+    (["--watch-fd", "0"], "not a pipe or socket"),
     (["--organizer-password", "short"], "16-128 characters"),
     (["--nope"], "unrecognized arguments"),
 ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 
@@ -59,6 +60,14 @@ def fd(text: str) -> int:
     return value
 
 
+def pipe_fd(text: str) -> int:
+    """An inherited pipe, FIFO or socket descriptor (something epoll can watch for EOF)."""
+    value = fd(text)
+    if not (stat.S_ISFIFO(os.fstat(value).st_mode) or stat.S_ISSOCK(os.fstat(value).st_mode)):
+        raise argparse.ArgumentTypeError(f"file descriptor {value} is not a pipe or socket")
+    return value
+
+
 def get_parser() -> argparse.ArgumentParser:
     """The argument parser (argparse-manpage builds the man page from it)."""
     p = _Parser(
@@ -103,7 +112,7 @@ def get_parser() -> argparse.ArgumentParser:
                        "(ESME config.json keys plus 'organizers' and 'pid') to PATH")
     ready.add_argument("--ready-fd", type=fd, metavar="FD",
                        help="write the ready JSON as one line to the inherited FD, then close it")
-    ready.add_argument("--watch-fd", type=fd, metavar="FD",
+    ready.add_argument("--watch-fd", type=pipe_fd, metavar="FD",
                        help="inherited read end of a pipe; shut down cleanly when it reports "
                        "EOF (the parent died or closed it)")
     ws = p.add_argument_group("messenger limits")
