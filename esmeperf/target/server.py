@@ -51,11 +51,14 @@ class Options:
     faults: Faults
 
 
+def host_port(host: str, port: int) -> str:
+    """'host:port' with IPv6 literals bracketed."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def url(scheme: str, host: str, port: int) -> str:
-    """A URL with IPv6 literals bracketed and no trailing slash."""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
+    """A URL with no trailing slash."""
+    return f"{scheme}://{host_port(host, port)}"
 
 
 def ready_document(opts: Options, ports: dict[str, int]) -> dict[str, Any]:
@@ -119,7 +122,7 @@ async def serve(opts: Options) -> int:
             try:
                 await web.TCPSite(runner, opts.host, port, backlog=2048).start()
             except OSError as exc:
-                raise BindError(f"cannot listen on {url('tcp', opts.host, port)[6:]} "
+                raise BindError(f"cannot listen on {host_port(opts.host, port)} "
                                 f"({name} API): {exc.strerror or exc}") from exc
             ports[name] = runner.addresses[0][1]
         stop = asyncio.Event()
