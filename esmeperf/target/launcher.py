@@ -35,6 +35,7 @@ class TargetProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._watch_w: int | None = None
+        self._killed = False  # a deliberate SIGKILL is not a crash worth keeping a log for
         self.config: dict[str, Any] = {}
 
     # -- properties --------------------------------------------------------------------------
@@ -118,7 +119,7 @@ class TargetProcess:
         except OSError:
             return ""
         tail = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-        return (": " + " | ".join(tail)) if tail else ""
+        return (": " + " | ".join(tail) if tail else "") + f" (log: {self.log_path})"
 
     def stats(self, timeout: float = 5.0) -> dict[str, Any]:
         """GET /stats from the messenger port."""
@@ -152,6 +153,7 @@ class TargetProcess:
     def kill(self) -> None:
         """SIGKILL the child at once (for fault tests)."""
         if self._proc is not None and self._proc.poll() is None:
+            self._killed = True
             self._proc.kill()
             self._proc.wait()
         self._release()
@@ -163,7 +165,7 @@ class TargetProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
-            if self._temp_log and self.returncode == 0 and self.log_path:
+            if self._temp_log and (self.returncode == 0 or self._killed) and self.log_path:
                 os.unlink(self.log_path)
 
     def close_watch_pipe(self) -> None:
