@@ -9,9 +9,6 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 
-from .models import Faults
-from .server import Options, run
-
 DEFAULT_PASSWORD = "esmeperf-organizer-pass"
 DEFAULT_EMAIL = "organizer@esmeperf.local"
 
@@ -168,6 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--organizer-password must be 16-128 characters (organizer-api rule)")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="esmeperf-target: %(levelname)s %(name)s: %(message)s")
+    # Imported here: argparse-manpage builds the man page from get_parser() at install time,
+    # where aiohttp may not be importable yet.
+    from .models import Faults
+    from .server import Options, run
+
     opts = Options(
         host=args.host, organizer_port=args.organizer_port,
         participant_port=args.participant_port, messenger_port=args.messenger_port,
