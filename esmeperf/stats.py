@@ -11,6 +11,10 @@ from hdrh.histogram import HdrHistogram
 # Latencies are recorded in microseconds, from 1 us up to 10 minutes.
 _LOWEST_US, _HIGHEST_US = 1, 600_000_000
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+SECOND_PERCENTILES = (50.0, 99.0)  # what the per-second series keeps of each second
+# Seconds older than this (behind the newest one recorded) are summarised and their histograms
+# freed: a long run would otherwise hold a 20 KiB histogram per recorder per second.
+LIVE_SECONDS = 30
 
 
 class RateCounter:
@@ -74,13 +78,19 @@ def summarize(hist: HdrHistogram, total_us: int) -> dict[str, float | int]:
 
 
 class LatencyRecorder:
-    """An HDR histogram of the whole run plus a coarser one per Unix second."""
+    """An HDR histogram of the whole run plus a coarser one per Unix second.
+
+    A second's histogram is kept while it may still change (LIVE_SECONDS); after that only its
+    SECOND_PERCENTILES are kept, so memory stays flat however long the run.
+    """
 
     def __init__(self, per_second: bool = True) -> None:
         self._lock = threading.Lock()
         self._total = new_histogram(3)
         self._sum_us = 0
         self._per_second: dict[int, HdrHistogram] | None = {} if per_second else None
+        self._done: dict[int, dict[float, float]] = {}  # second -> percentile -> ms
+        self._newest = 0
 
     def record(self, second: int, seconds: float) -> None:
         us = _clamp(int(seconds * 1_000_000))
@@ -91,22 +101,36 @@ class LatencyRecorder:
                 hist = self._per_second.get(second)
                 if hist is None:
                     hist = self._per_second[second] = new_histogram(2)
+                    self._retire(second)
                 hist.record_value(us)
+
+    def _retire(self, second: int) -> None:
+        """Summarise and free the seconds that fell out of the live window (lock held)."""
+        if second <= self._newest or self._per_second is None:
+            return
+        self._newest = second
+        for old in [s for s in self._per_second if s < second - LIVE_SECONDS]:
+            hist = self._per_second.pop(old)
+            values = hist.get_percentile_to_value_dict(list(SECOND_PERCENTILES))
+            self._done[old] = {pct: values[pct] / 1000 for pct in SECOND_PERCENTILES}
 
     def summary(self) -> dict[str, float | int]:
         with self._lock:
             return summarize(self._total, self._sum_us)
 
     def second_percentile_ms(self, second: int, pct: float) -> float | None:
+        """A percentile of one second's latencies (only SECOND_PERCENTILES once retired)."""
         with self._lock:
             hist = (self._per_second or {}).get(second)
-            if hist is None or not hist.get_total_count():
+            if hist is None:
+                return self._done.get(second, {}).get(pct)
+            if not hist.get_total_count():
                 return None
             return hist.get_value_at_percentile(pct) / 1000
 
     def seconds(self) -> list[int]:
         with self._lock:
-            return sorted(self._per_second or {})
+            return sorted(set(self._per_second or {}) | set(self._done))
 
     def drain(self) -> dict[str, Any]:
         """Take what was recorded so far, HDR-encoded, and start again from empty."""
@@ -129,10 +153,11 @@ class LatencyRecorder:
                 self._total.decode_and_add(delta["total"])
             self._sum_us += delta["sum_us"]
             if self._per_second is not None:
-                for second, encoded in delta["seconds"].items():
+                for second, encoded in sorted(delta["seconds"].items()):
                     hist = self._per_second.get(second)
                     if hist is None:
                         hist = self._per_second[second] = new_histogram(2)
+                        self._retire(second)
                     hist.decode_and_add(encoded)
 
 

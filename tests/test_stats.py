@@ -79,3 +79,19 @@ def test_metrics_drain_and_merge_are_exact():
     assert merged["mean_ms"] == pytest.approx(500.5, rel=0.001)
     assert parent.rtt.second_percentile_ms(101, 50) is not None
     assert shard_a.sent.total() == 0 and shard_a.rtt.summary() == {"count": 0}
+
+
+def test_old_seconds_are_retired_to_their_percentiles():
+    from esmeperf.stats import LIVE_SECONDS
+
+    rec = LatencyRecorder()
+    for second in range(1000, 1000 + LIVE_SECONDS + 10):
+        for ms in range(1, 101):
+            rec.record(second, ms / 1000)
+    assert len(rec._per_second) <= LIVE_SECONDS + 1  # memory stays bounded
+    assert rec.seconds() == list(range(1000, 1000 + LIVE_SECONDS + 10))
+    retired, live = 1000, 1000 + LIVE_SECONDS + 9
+    for second in (retired, live):
+        assert rec.second_percentile_ms(second, 50) == pytest.approx(50, rel=0.02)
+        assert rec.second_percentile_ms(second, 99) == pytest.approx(99, rel=0.02)
+    assert rec.summary()["count"] == 100 * (LIVE_SECONDS + 10)
