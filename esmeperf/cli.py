@@ -10,15 +10,14 @@ import shlex
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from . import __version__
-from .config import Gates, Settings, Target, load_target, timespan
-from .errors import ConfigError, EsmePerfError, TargetStartError
+from .config import Gates, Settings, load_target, timespan
+from .errors import ConfigError
+from .job import run_job
 from .status import EXIT_STATUS_HELP, ExitStatus
 
 log = logging.getLogger("esmeperf")
@@ -254,120 +253,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("esmeperf: error: a sweep or --repeat needs --duration", file=sys.stderr)
             return ExitStatus.USAGE
         plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
-        return run_sweep(plan, lambda s: _run_reporting(s, target, target_args, args.debug,
+        return run_sweep(plan, lambda s: run_job(s, target, target_args, args.debug,
                                                         dask), settings.out_dir)
-    return _run_reporting(settings, target, target_args, args.debug, dask)
-
-
-def _run_reporting(settings: Settings, target: Target | None, target_args: list[str],
-                   debug: bool, dask: tuple[str | None, int | None] | None = None) -> int:
-    """One run; an error before it started (the embedded target) is one line, exit 1."""
-    try:
-        if dask is None:
-            return _run(settings, target, target_args)
-        from .cluster import DaskCluster
-
-        with DaskCluster(scheduler=dask[0], local_workers=dask[1]) as cluster:
-            log.info("Dask cluster: %d workers", len(cluster.workers))
-            settings = replace(settings, processes=len(cluster.workers))
-            return _run(settings, target, target_args, cluster.launcher)
-    except EsmePerfError as exc:
-        if debug:
-            log.exception("failed")
-        print(f"esmeperf: error: {exc}", file=sys.stderr)
-        return ExitStatus.ERROR
-
-
-def _run(settings: Settings, target: Target | None, target_args: list[str],
-         shard_launcher: Any = None) -> int:
-    from .run import Run  # imported late: --help and bad input stay fast
-
-    embedded = None
-    if target is None:
-        embedded = _start_embedded(settings, target_args)
-        target = Target.from_mapping(embedded.config, "embedded target", embedded=True)
-        log.info("embedded target on %s (pid %s)", target.messenger_ws_url, embedded.pid)
-    try:
-        run = Run(target, settings,
-                  target_alive=(lambda: embedded.returncode) if embedded else None)
-        run.shard_launcher = shard_launcher
-        result = run.execute()
-        if embedded is not None and embedded.returncode is not None and result.first_error:
-            # Name the root cause: the workers only saw their sockets die.
-            result.first_error.message += (
-                f" (the embedded target had exited with status {embedded.returncode})")
-        elif embedded is not None:
-            try:
-                result.target_stats = embedded.stats()
-            except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal
-                log.warning("could not read the target's /stats: %s", exc)
-        return _report(result)
-    finally:
-        if embedded is not None:
-            embedded.stop()
-
-
-def _start_embedded(settings: Settings, target_args: list[str]) -> Any:
-    from .target.launcher import TargetError, TargetProcess
-
-    process = TargetProcess(*target_args, "--organizers", str(settings.organizers))
-    try:
-        process.start()
-    except TargetError as exc:
-        process.stop()
-        raise TargetStartError(f"could not start the embedded target: {exc}") from exc
-    return process
-
-
-def _report(result: Any) -> int:
-    from .plot import plot_run
-    from .results import PLOT_SUFFIX, build_summary, series_rows, write_results
-
-    summary = build_summary(result)
-    status = result.status
-    failed = [g for g in summary["gates"] if not g["passed"]]
-    if status == ExitStatus.OK and failed:
-        status = ExitStatus.THRESHOLD
-    summary["exit_status"] = int(status)
-    stamp = int(time.time())
-    out_dir = result.settings.out_dir
-    try:
-        paths = write_results(result, summary, out_dir, stamp)
-    except OSError as exc:
-        # Results survive: fall back to the temp directory rather than lose them.
-        out_dir = Path(tempfile.mkdtemp(prefix="esmeperf-results-"))
-        log.error("cannot write results to %s (%s); writing them to %s", result.settings.out_dir,
-                  exc, out_dir)
-        paths = write_results(result, summary, out_dir, stamp)
-    if result.settings.plot:
-        try:
-            title = (f"sci {result.settings.sci:g} ms, cpi {result.settings.cpi:g} ms, "
-                     f"smi {result.settings.smi:g} ms; ended by {result.end_reason}")
-            paths["plot"] = plot_run(series_rows(result), title, out_dir / f"{stamp}{PLOT_SUFFIX}")
-        except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the results
-            log.error("could not draw the plot: %s", exc)
-    log.info("-" * 80)
-    for kind, path in paths.items():
-        log.info("%s: %s", kind, path)
-    print(final_line(summary, failed), file=sys.stderr)
-    if result.first_error is not None and result.settings.debug:
-        print(result.first_error.traceback, file=sys.stderr, end="")
-    return int(status)
-
-
-def final_line(summary: dict[str, Any], failed: list[dict[str, Any]]) -> str:
-    """The one line every run ends with."""
-    rtt = summary["latency"]["message_rtt"]
-    p99 = f", rtt p99 {rtt['p99_ms']:g} ms" if rtt.get("count") else ""
-    ratio = summary["delivered_ratio"]
-    text = (f"esmeperf: ended by {summary['end_reason']}: "
-            f"{summary['created_participants_count']} participants, "
-            f"{summary['chats_count']} chats, {summary['messages_sent']} sent, "
-            f"{summary['messages_delivered']} delivered"
-            + (f" ({ratio:.4f})" if ratio is not None else "") + p99)
-    error = summary["first_error"]
-    if error:
-        text += f"; error: {error['thread']}: {error['message']}"
-    for gate in failed:
-        text += f"; gate {gate['gate']} failed: {gate['measured']} vs {gate['limit']}"
-    return text
+    return run_job(settings, target, target_args, args.debug, dask)
