@@ -92,6 +92,8 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "organizer_received": m.organizer_received.total(),
         "messages_missed": m.missed.total(),
         "steady_rate": round(steady_rate(rates), 3),
+        "generator_cpu_s": round(result.cpu_s, 3),
+        "cpu_us_per_message": round(result.cpu_s / sent * 1e6, 1) if sent else None,
         "latency": m.latencies(),
         "counts": counts,
         "shards": result.shards,

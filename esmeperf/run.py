@@ -19,7 +19,14 @@ from .organizer import Organizer
 from .participant import Spawner
 from .shard import ProcessShards, ShardGroup, ShardSpec
 from .status import ExitStatus
-from .workers import CLOSE_GRACE, SWITCH_INTERVAL, WORKER_STACK_SIZE, FirstError, Workers
+from .workers import (
+    CLOSE_GRACE,
+    SWITCH_INTERVAL,
+    WORKER_STACK_SIZE,
+    FirstError,
+    Workers,
+    cpu_seconds,
+)
 
 log = logging.getLogger("esmeperf")
 
@@ -55,6 +62,7 @@ class RunResult:
     target_stats: dict[str, Any] | None = None
     gates: list[dict[str, Any]] = field(default_factory=list)
     shards: list[dict[str, Any]] = field(default_factory=list)
+    cpu_s: float = 0.0  # the generator's CPU: this process and its shards, not the target
 
 
 class Run:
@@ -102,6 +110,7 @@ class Run:
         """Run until the duration, the first error or a signal; always return a result."""
         settings, ctx, workers = self.settings, self.ctx, self.workers
         started_ns = time.time_ns()
+        cpu_before = cpu_seconds()
         previous_handlers = self._install_signals()
         previous_stack = threading.stack_size(WORKER_STACK_SIZE)
         previous_interval = sys.getswitchinterval()
@@ -148,6 +157,7 @@ class Run:
             first_error=workers.first_error,
             late_errors=workers.late_errors + sum(r["late_errors"] for r in shard_reports),
             threads_alive=alive, shards=shard_reports,
+            cpu_s=cpu_seconds() - cpu_before + sum(r.get("cpu_s", 0.0) for r in shard_reports),
         )
 
     def _start_participants(self, started_ns: int) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from .config import Settings, Target
 from .participant import Spawner
-from .workers import SWITCH_INTERVAL, WORKER_STACK_SIZE, FirstError, Workers
+from .workers import SWITCH_INTERVAL, WORKER_STACK_SIZE, FirstError, Workers, cpu_seconds
 
 log = logging.getLogger("esmeperf")
 
@@ -71,6 +71,7 @@ class ShardRunner:
     def run(self) -> dict[str, Any]:
         """Run the participants until told to close; return the shard's final report."""
         spec, workers = self.spec, self.workers
+        cpu_before = cpu_seconds()
         previous_stack = threading.stack_size(WORKER_STACK_SIZE)
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
@@ -101,8 +102,9 @@ class ShardRunner:
         finally:
             threading.stack_size(previous_stack)
             sys.setswitchinterval(previous_interval)
+        # The CPU of the whole shard process (on Dask: the worker's, its own overhead included).
         report = {"alive": workers.alive(), "late_errors": workers.late_errors, "sent": sent,
-                  "host": socket.gethostname()}
+                  "host": socket.gethostname(), "cpu_s": round(cpu_seconds() - cpu_before, 3)}
         self._send(("done", spec.index, report))
         return report
 

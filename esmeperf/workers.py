@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 import time
 import traceback
@@ -39,6 +40,12 @@ class FirstError:
 
     def as_dict(self) -> dict[str, str]:
         return dict(vars(self))
+
+
+def cpu_seconds() -> float:
+    """User plus system CPU time of this whole process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Workers:
