@@ -317,3 +317,15 @@ def test_batched_reads_wait_for_their_deadline(target):
         assert time.time_ns() - started < 2_000_000_000
     finally:
         conn.abort()
+
+
+def test_ipv6_loopback_addresses_are_written_as_go_does(tmp_path, target_factory):
+    target = target_factory(host="::1")
+    assert target.config["messenger_ws_url"].startswith("ws://[::1]:")
+    status = run_main(tmp_path, write_config(tmp_path, target.config), "-sci", "10",
+                      "-cpi", "100", "-smi", "100", "--max-participants", "2", "--duration", "2s")
+    summary, _ = load_results(tmp_path / "out")
+    assert status == 0, summary["first_error"]
+    texts = stored_participant_messages(target.config)
+    assert texts and all(re.fullmatch(r"connection \[::1\]:\d+: message number \d+", t)
+                         for t in texts)
