@@ -106,14 +106,15 @@ class Connection:
     `close()` and `abort()` may be called from the main thread to wake the worker at shutdown.
     """
 
-    def __init__(self, ws: websocket.WebSocket, url: str, send_timeout: float) -> None:
+    def __init__(self, ws: websocket.WebSocket, url: str, send_timeout: float,
+                 recv_size: int = wsframe.RECV_SIZE) -> None:
         self.ws = ws
         self.url = url
         assert ws.sock is not None  # a connected WebSocket has its socket
         self.sock: socket.socket = ws.sock
         self.local_addr = go_addr(self.sock.getsockname())
         self._lock = threading.Lock()  # one frame at a time: the worker, pongs, close()
-        self._reader = wsframe.FrameReader(self.sock, self._send_raw)
+        self._reader = wsframe.FrameReader(self.sock, self._send_raw, recv_size)
         self._plain = not isinstance(self.sock, ssl.SSLSocket)
         self._timeout: float | None = -1.0  # not set yet
         self._batching = False
@@ -125,7 +126,8 @@ class Connection:
             self.sock.settimeout(send_timeout)
 
     @classmethod
-    def open(cls, ws_url: str, token: str, timeout: float, newline: bool) -> Connection:
+    def open(cls, ws_url: str, token: str, timeout: float, newline: bool,
+             recv_size: int = wsframe.RECV_SIZE) -> Connection:
         """Connect to `{ws_url}/connect` and send the authorization frame.
 
         ESME acknowledges nothing: a bad token shows only as a closed socket later.
@@ -137,7 +139,7 @@ class Connection:
             ws = websocket.create_connection(url, timeout=timeout, skip_utf8_validation=True)
         except (OSError, websocket.WebSocketException) as exc:
             raise WebSocketFailure(f"{url}: could not connect to websocket: {exc}") from exc
-        conn = cls(ws, url, send_timeout=timeout)
+        conn = cls(ws, url, send_timeout=timeout, recv_size=recv_size)
         auth = json.dumps({"Authorization": f"Bearer {token}"}) + ("\n" if newline else "")
         try:
             conn._send_raw(wsframe.encode(auth.encode()))

@@ -13,6 +13,7 @@ from .pacing import run_paced
 
 GET_CHATS = '{"type":"get_chats","payload":""}\n'
 MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
+PARTICIPANT_RECV_SIZE = 4096  # a few echoes per read; bigger frames take more reads
 BATCH_MAX_SMI = 1000  # ms: the longest interval for which reads wait for the next send
 
 
@@ -65,7 +66,8 @@ class Participant:
             return
         started = time.monotonic()
         conn = Connection.open(ctx.target.messenger_ws_url, token,
-                               ctx.settings.handshake_timeout, newline=False)
+                               ctx.settings.handshake_timeout, newline=False,
+                               recv_size=PARTICIPANT_RECV_SIZE)
         ctx.metrics.handshake.record(0, time.monotonic() - started)
         ctx.connections.add(conn)
         ctx.metrics.count("connections_open")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 _CONTROL = OP_CLOSE
-_RECV_SIZE = 65536
+RECV_SIZE = 65536  # the most one read takes; a participant's reads ask for less
 # Linux's SO_TIMESTAMPNS (also the ancillary message type); Python's socket module lacks it.
 SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("ll")
@@ -61,8 +61,13 @@ def encode(payload: bytes, opcode: int = OP_TEXT) -> bytes:
 class FrameReader:
     """Cuts whole messages out of what one socket delivers; answers pings."""
 
-    def __init__(self, sock: socket.socket, send_raw: Callable[[bytes], None]) -> None:
+    def __init__(self, sock: socket.socket, send_raw: Callable[[bytes], None],
+                 recv_size: int = RECV_SIZE) -> None:
         self._sock = sock
+        # Each read allocates this much before shrinking to what came: ten thousand threads
+        # each asking for 64 KiB fragment the heap, so a socket that gets one small frame at
+        # a time asks for little.
+        self._recv_size = recv_size
         self._send_raw = send_raw  # sends an encoded frame under the connection's lock
         self._buf = bytearray()
         self._pos = 0
@@ -74,13 +79,13 @@ class FrameReader:
     def fill(self) -> None:
         """Read what the socket has (blocking, with the socket's timeout)."""
         if self.timestamps:
-            data, ancillary, _, _ = self._sock.recvmsg(_RECV_SIZE, _CMSG_SPACE)
+            data, ancillary, _, _ = self._sock.recvmsg(self._recv_size, _CMSG_SPACE)
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     seconds, nanos = _TIMESPEC.unpack_from(value)
                     self.rx_ns = seconds * 1_000_000_000 + nanos
         else:
-            data = self._sock.recv(_RECV_SIZE)
+            data = self._sock.recv(self._recv_size)
         if not data:
             raise ConnectionResetError("connection closed without a close frame")
         if self._pos >= _COMPACT_AT or self._pos == len(self._buf):
