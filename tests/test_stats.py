@@ -95,3 +95,24 @@ def test_old_seconds_are_retired_to_their_percentiles():
         assert rec.second_percentile_ms(second, 50) == pytest.approx(50, rel=0.02)
         assert rec.second_percentile_ms(second, 99) == pytest.approx(99, rel=0.02)
     assert rec.summary()["count"] == 100 * (LIVE_SECONDS + 10)
+
+
+def test_retired_and_drained_histograms_are_freed_at_once():
+    import gc
+    import weakref
+
+    from esmeperf.stats import LIVE_SECONDS
+
+    gc.disable()  # freed by reference counting, not by a later garbage collection
+    try:
+        rec = LatencyRecorder()
+        rec.record(1000, 0.001)
+        first = weakref.ref(rec._per_second[1000])
+        rec.record(1000 + LIVE_SECONDS + 1, 0.001)
+        assert first() is None
+        live = weakref.ref(rec._per_second[1000 + LIVE_SECONDS + 1])
+        total = weakref.ref(rec._total)
+        LatencyRecorder().merge(rec.drain())
+        assert live() is None and total() is None
+    finally:
+        gc.enable()
