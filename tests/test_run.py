@@ -91,7 +91,7 @@ def test_run_writes_go_compatible_files_and_exact_messages(tmp_path, target, cap
     assert summary["messages_delivered"] == summary["messages_sent"]
     rtt = summary["latency"]["message_rtt"]
     assert rtt["count"] == summary["messages_delivered"]
-    assert 0 < rtt["p50_ms"] <= rtt["p99_ms"] < 100  # a quiet loopback target echoes fast
+    assert 0 < rtt["p50_ms"] <= rtt["p99_ms"] < 1000  # loopback: well under a second
     texts = stored_participant_messages(target.config)
     assert len(texts) == summary["messages_sent"]
     numbers: dict[str, list[int]] = {}
