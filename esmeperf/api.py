@@ -210,6 +210,18 @@ class Connection:
         self._reader.timestamps = self._batching = on
         return on
 
+    def parse(self, frame: str) -> tuple[Any, Any]:
+        """(type, payload) of a server frame; anything but a JSON envelope is an error."""
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or (message.get("type") in _OBJECT_PAYLOADS
+                                             and not isinstance(message.get("payload"), dict)):
+            raise WebSocketFailure(
+                f"connection {self.local_addr}: malformed frame from server: {frame[:120]!r}")
+        return message.get("type"), message.get("payload")
+
     def _set_recv_timeout(self, timeout: float | None) -> None:
         if self._plain:
             # A zero timeval means "block forever": only None may ask for that.
@@ -242,6 +254,9 @@ class Connection:
         self.ws.shutdown()
 
 
+# Outbound types whose payload is an object (esme-protocol.md 4.6).
+_OBJECT_PAYLOADS = frozenset(
+    {"info", "error", "chats", "chat_history", "new_chat", "user_message", "closed_chat"})
 _FOREVER = struct.pack("ll", 0, 0)
 _BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends
 

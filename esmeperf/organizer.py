@@ -65,10 +65,8 @@ class Organizer:
 
     def _handle(self, conn: Connection, frame: str) -> None:
         ctx = self.ctx
-        message = json.loads(frame)
-        kind = message.get("type")
+        kind, payload = conn.parse(frame)
         ctx.metrics.count(f"organizer_frames_{kind}")
-        payload = message.get("payload")
         if kind == "user_message":
             if payload.get("fromOrganizer") == 0:
                 content = payload.get("content", "")

@@ -125,8 +125,7 @@ class Participant:
             frame = conn.recv(max(0.001, wake - now))
             if frame is None:
                 continue
-            message = json.loads(frame)
-            kind, payload = message.get("type"), message.get("payload")
+            kind, payload = conn.parse(frame)
             ctx.metrics.count(f"participant_frames_{kind}")
             if kind == "new_chat" and payload.get("participantId") == self.user_id:
                 return str(payload["id"])
@@ -168,8 +167,7 @@ class Participant:
 
     def _handle(self, conn: Connection, frame: str, prefix: str, reply_prefix: str) -> None:
         ctx = self.ctx
-        message = json.loads(frame)
-        kind, payload = message.get("type"), message.get("payload")
+        kind, payload = conn.parse(frame)
         if ctx.settings.log_ws:
             ctx.log_ws(f"connection {conn.local_addr}: received message: {frame.rstrip()}")
         if kind == "user_message":

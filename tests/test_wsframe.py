@@ -94,3 +94,21 @@ def test_reader_rejects_a_stray_continuation(pair):
     reader.fill()
     with pytest.raises(wsframe.ProtocolError):
         reader.next_message()
+
+
+def test_connection_parse_rejects_what_is_not_an_envelope(pair):
+    import websocket
+
+    from esmeperf.api import Connection
+    from esmeperf.errors import WebSocketFailure
+
+    ws = websocket.WebSocket()
+    ws.sock = pair[0]
+    conn = Connection(ws, "ws://test/connect", send_timeout=5)
+    assert conn.parse('{"type":"info","payload":{"message":"no new chats"}}\n') == (
+        "info", {"message": "no new chats"})
+    assert conn.parse('{"type":"something_new","payload":""}') == ("something_new", "")
+    for frame in ("not json", "[1, 2]", '{"type":"user_message","payload":""}',
+                  '{"type":"error"}'):
+        with pytest.raises(WebSocketFailure, match="malformed frame from server"):
+            conn.parse(frame)
