@@ -96,15 +96,19 @@ def test_reader_rejects_a_stray_continuation(pair):
         reader.next_message()
 
 
-def test_connection_parse_rejects_what_is_not_an_envelope(pair):
+def test_connection_parse_rejects_what_is_not_an_envelope():
     import websocket
 
     from esmeperf.api import Connection
     from esmeperf.errors import WebSocketFailure
 
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname(), timeout=5)
+        peer, _ = server.accept()
     ws = websocket.WebSocket()
-    ws.sock = pair[0]
+    ws.sock = client
     conn = Connection(ws, "ws://test/connect", send_timeout=5)
+    assert conn.local_addr == "127.0.0.1:%d" % client.getsockname()[1]
     assert conn.parse('{"type":"info","payload":{"message":"no new chats"}}\n') == (
         "info", {"message": "no new chats"})
     assert conn.parse('{"type":"something_new","payload":""}') == ("something_new", "")
@@ -112,3 +116,5 @@ def test_connection_parse_rejects_what_is_not_an_envelope(pair):
                   '{"type":"error"}'):
         with pytest.raises(WebSocketFailure, match="malformed frame from server"):
             conn.parse(frame)
+    client.close()
+    peer.close()
