@@ -108,7 +108,7 @@ def test_connection_parse_rejects_what_is_not_an_envelope():
     ws = websocket.WebSocket()
     ws.sock = client
     conn = Connection(ws, "ws://test/connect", send_timeout=5)
-    assert conn.local_addr == "127.0.0.1:%d" % client.getsockname()[1]
+    assert conn.local_addr == f"127.0.0.1:{client.getsockname()[1]}"
     assert conn.parse('{"type":"info","payload":{"message":"no new chats"}}\n') == (
         "info", {"message": "no new chats"})
     assert conn.parse('{"type":"something_new","payload":""}') == ("something_new", "")
