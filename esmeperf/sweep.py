@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import Settings
-from .plot import RunData, load_run, plot_overlay, plot_scatter
+from .plot import RunData, load_run, plot_overlay, plot_run, plot_scatter
 from .status import ExitStatus
 
 log = logging.getLogger("esmeperf")
@@ -53,7 +53,7 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
 
 
 def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
-    """Overlay graphs per parameter set, the rate/chats scatter and a Markdown table."""
+    """Overlay graphs per parameter set, each run's plot, the scatter and a Markdown table."""
     if not runs:
         return []
     paths = []
@@ -65,6 +65,11 @@ def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
         name = f"overlay_sci{sci:g}_cpi{cpi:g}_smi{smi:g}.png"
         paths.append(plot_overlay(group, f"{group[0].label}: {len(group)} run(s)",
                                   out_dir / name))
+    for run in runs:  # each run's plot again under its stable name, for pages linking them
+        if run.folder:
+            reason = run.summary.get("end_reason", "")
+            paths.append(plot_run(run.rows, f"{run.label}; ended by {reason}",
+                                  out_dir / f"{run.folder}.png"))
     paths.append(plot_scatter(runs, out_dir / "scatter.png"))
     report = out_dir / "report.md"
     report.write_text(markdown_table(runs), encoding="utf-8")
