@@ -127,8 +127,9 @@ class Run:
             for organizer in organizers:
                 workers.start_thread(organizer.name, organizer.run)
             participants_started_ns = time.time_ns()
+            origin = time.monotonic()  # the arrival grid's origin: --duration counts from here
             self._start_participants(participants_started_ns)
-            self._wait(samples)
+            self._wait(samples, origin)
         except BaseException as exc:  # noqa: B036 - sign-in errors, KeyboardInterrupt, bugs
             workers.record_error(threading.current_thread().name, exc)
         finally:
@@ -186,10 +187,9 @@ class Run:
         log.info("run id: %s; target: %s", self.run_id, self.target.messenger_ws_url)
         log.info("-" * 80)
 
-    def _wait(self, samples: dict[int, Sample]) -> None:
+    def _wait(self, samples: dict[int, Sample], start: float) -> None:
         """The main thread's loop: a tick a second for gauges, progress and end conditions."""
         settings, ctx = self.settings, self.ctx
-        start = time.monotonic()
         deadline = start + settings.duration if settings.duration else None
         tick = 0
         while True:
