@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 _NS_PER_S = 1_000_000_000
@@ -59,7 +58,3 @@ def rfc3339nano(ns: int) -> str:
     hours, mins = divmod(abs(minutes), 60)
     return f"{text}{sign}{hours:02d}:{mins:02d}"
 
-
-def now_ns() -> int:
-    """The wall clock in Unix nanoseconds."""
-    return time.time_ns()
