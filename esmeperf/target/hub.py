@@ -11,7 +11,7 @@ from .auth import ORGANIZER, Tokens
 from .metrics import Counters
 from .models import Chat, ChatRequest, Conn, Faults, Organizer, Participant
 from .store import Store
-from .wire import ZERO_TIME, ObjectIds, envelope, ms_time, now_ms
+from .wire import ZERO_TIME, ObjectIds, envelope, message_json, ms_time, now_ms
 
 
 @dataclass
@@ -200,15 +200,8 @@ class Hub:
     def message(self, chat: Chat, author_id: int, from_organizer: int, content: str, ms: int,
                 lat: float | None, lng: float | None, description: bool = False) -> None:
         """Persist one message (batched) and push the same frame bytes to both pools."""
-        mid = self.ids.next()
-        payload: dict[str, Any] = {"id": mid, "chatId": chat.id, "authorId": author_id,
-                                   "fromOrganizer": from_organizer, "content": content,
-                                   "timeSent": ms_time(ms)}
-        if lat is not None:
-            payload["lat"] = lat
-        if lng is not None:
-            payload["lng"] = lng
-        row = (mid, chat.id, author_id, from_organizer, content, ms, lat, lng)
+        row = (self.ids.next(), chat.id, author_id, from_organizer, content, ms, lat, lng)
+        payload = message_json(row)
         if description:
             self.store.add_description(row)
         else:

@@ -10,7 +10,7 @@ from .auth import ORGANIZER, PARTICIPANT, Identity, split_bearer, token_prefix
 from .http import error_response, json_response
 from .hub import Hub
 from .models import Chat
-from .wire import ms_time
+from .wire import message_json
 
 AGENCY_ROLES = frozenset((2, 3, 4))
 
@@ -72,17 +72,3 @@ class MessengerRest:
 
     async def stats(self, request: web.Request) -> web.Response:
         return json_response(self.hub.stats())
-
-
-
-def message_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    """A stored message row as ESME's Message object, fields in declaration order."""
-    mid, chat_id, author_id, from_organizer, content, sent_ms, lat, lng = row
-    obj: dict[str, Any] = {"id": mid, "chatId": chat_id, "authorId": author_id,
-                           "fromOrganizer": from_organizer, "content": content,
-                           "timeSent": ms_time(sent_ms)}
-    if lat is not None:
-        obj["lat"] = lat
-    if lng is not None:
-        obj["lng"] = lng
-    return obj

@@ -175,3 +175,16 @@ def go_unmarshal(text: str, struct: str,
             error = (f"json: cannot unmarshal {word} into Go struct field {short}.{name} "
                      f"of type {go_kind}")
     return values, error
+
+
+def message_json(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A stored message row as ESME's Message object, fields in declaration order."""
+    mid, chat_id, author_id, from_organizer, content, sent_ms, lat, lng = row
+    obj: dict[str, Any] = {"id": mid, "chatId": chat_id, "authorId": author_id,
+                           "fromOrganizer": from_organizer, "content": content,
+                           "timeSent": ms_time(sent_ms)}
+    if lat is not None:
+        obj["lat"] = lat
+    if lng is not None:
+        obj["lng"] = lng
+    return obj
