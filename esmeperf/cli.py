@@ -231,7 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config_path is None and os.path.exists(DEFAULT_CONFIG):
             config_path = Path(DEFAULT_CONFIG)
         target = load_target(config_path) if config_path is not None else None
-        target_args = shlex.split(args.target_args)
+        try:
+            target_args = shlex.split(args.target_args)
+        except ValueError as exc:
+            raise ConfigError(f"--target-args: {exc}") from None
         if (args.scheduler or args.cluster) and args.processes > 1:
             raise ConfigError("--processes does not go with --scheduler/--cluster "
                               "(there, one shard runs per Dask worker)")
@@ -246,13 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"esmeperf: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
     runs = len(args.sci) * len(args.cpi) * len(args.smi) * args.repeat
-    if runs > 1:
-        from .sweep import matrix, run_sweep
+    if runs > 1 and settings.duration is None:
+        print("esmeperf: error: a sweep or --repeat needs --duration", file=sys.stderr)
+        return ExitStatus.USAGE
+    try:
+        if runs > 1:
+            from .sweep import matrix, run_sweep
 
-        if settings.duration is None:
-            print("esmeperf: error: a sweep or --repeat needs --duration", file=sys.stderr)
-            return ExitStatus.USAGE
-        plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
-        return run_sweep(plan, lambda s: run_job(s, target, target_args, args.debug,
-                                                        dask), settings.out_dir)
-    return run_job(settings, target, target_args, args.debug, dask)
+            plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
+            return run_sweep(plan, lambda s: run_job(s, target, target_args, args.debug, dask),
+                             settings.out_dir)
+        return run_job(settings, target, target_args, args.debug, dask)
+    except KeyboardInterrupt:  # before a run installed its own handlers: nothing to write
+        print("esmeperf: interrupted before the run started", file=sys.stderr)
+        return ExitStatus.INTERRUPTED

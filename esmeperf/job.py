@@ -17,8 +17,8 @@ from .status import ExitStatus
 log = logging.getLogger("esmeperf")
 
 
-def run_job(settings: Settings, target: Target | None, target_args: list[str],
-                   debug: bool, dask: tuple[str | None, int | None] | None = None) -> int:
+def run_job(settings: Settings, target: Target | None, target_args: list[str], debug: bool,
+            dask: tuple[str | None, int | None] | None = None) -> int:
     """One run; an error before it started (the embedded target) is one line, exit 1."""
     try:
         if dask is None:
@@ -74,6 +74,9 @@ def _start_embedded(settings: Settings, target_args: list[str]) -> Any:
     except TargetError as exc:
         process.stop()
         raise TargetStartError(f"could not start the embedded target: {exc}") from exc
+    except BaseException:  # Ctrl-C while waiting for it: leave no child behind
+        process.stop()
+        raise
     return process
 
 

@@ -239,6 +239,7 @@ def unused_port() -> int:
     (["--duration", "soon"], "expected a positive time span"),
     (["--config", "/nonexistent/config.json"], "no such config file"),
     (["--min-delivered-ratio", "2"], "between 0 and 1"),
+    (["--target-args", '"unclosed'], "No closing quotation"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, words):
     assert main(["--out", str(tmp_path), *args]) == 2
