@@ -260,6 +260,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_sweep(plan, lambda s: run_job(s, target, target_args, args.debug, dask),
                              settings.out_dir)
         return run_job(settings, target, target_args, args.debug, dask)
-    except KeyboardInterrupt:  # before a run installed its own handlers: nothing to write
+    except KeyboardInterrupt:  # while the target or the cluster was starting: nothing ran
         print("esmeperf: interrupted before the run started", file=sys.stderr)
         return ExitStatus.INTERRUPTED

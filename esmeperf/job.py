@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .config import Settings, Target
-from .errors import EsmePerfError, TargetStartError
+from .errors import ConfigError, EsmePerfError, TargetStartError
 from .status import ExitStatus
 
 log = logging.getLogger("esmeperf")
@@ -33,7 +35,7 @@ def run_job(settings: Settings, target: Target | None, target_args: list[str], d
         if debug:
             log.exception("failed")
         print(f"esmeperf: error: {exc}", file=sys.stderr)
-        return ExitStatus.ERROR
+        return ExitStatus.USAGE if isinstance(exc, ConfigError) else ExitStatus.ERROR
 
 
 def _run(settings: Settings, target: Target | None, target_args: list[str],
@@ -59,10 +61,21 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
                 result.target_stats = embedded.stats()
             except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal
                 log.warning("could not read the target's /stats: %s", exc)
-        return _report(result)
+        # Writing the files takes a moment (the plot): a signal now must not cut it short.
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in
+                    (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
+        try:
+            return _report(result)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _start_embedded(settings: Settings, target_args: list[str]) -> Any:

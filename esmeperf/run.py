@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import sys
 import threading
@@ -63,6 +64,9 @@ class RunResult:
     gates: list[dict[str, Any]] = field(default_factory=list)
     shards: list[dict[str, Any]] = field(default_factory=list)
     cpu_s: float = 0.0  # the generator's CPU: this process and its shards, not the target
+    # Sends per second, taken once: the summary, the rates file and the series all use this
+    # one copy, so they agree even if a straggler counts a send later (Go's bug 5.9.2).
+    sent: dict[int, int] = field(default_factory=dict)
 
 
 class Run:
@@ -76,6 +80,7 @@ class Run:
         # Reports the embedded target's exit code once it has died (None while it runs).
         self._target_exit = target_alive
         self._signals = 0
+        self._signal_queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()  # reentrant
         self.workers = Workers(target, settings, stamp=int(time.time()))
         self.ctx = self.workers.ctx
         self.shards: ShardGroup | None = None
@@ -85,20 +90,28 @@ class Run:
     # -- signals ------------------------------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals == 1:
-            log.warning("%s: stopping gracefully (again to stop at once)", name)
-            self.workers.stop(f"signal {name}")
-        else:
-            log.warning("%s: stopping at once; results are still written", name)
-            self.workers.force.set()
-            if self.shards is not None:
-                self.shards.send("force")
+        # A handler runs between two bytecodes of the main thread, which may be holding a lock
+        # the stop needs (an Event's, the workers', stderr's): only hand the signal over.
+        self._signal_queue.put_nowait(signum)
+
+    def _relay_signals(self) -> None:
+        """Act on signals outside the handler: first a graceful stop, then a forced one."""
+        while (signum := self._signal_queue.get()) is not None:
+            self._signals += 1
+            name = signal.Signals(signum).name
+            if self._signals == 1:
+                log.warning("%s: stopping gracefully (again to stop at once)", name)
+                self.workers.stop(f"signal {name}")
+            else:
+                log.warning("%s: stopping at once; results are still written", name)
+                self.workers.force.set()
+                if self.shards is not None:
+                    self.shards.send("force")
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
+        threading.Thread(target=self._relay_signals, name="signal-relay", daemon=True).start()
         previous: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, self._on_signal)
@@ -143,6 +156,7 @@ class Run:
                 sys.setswitchinterval(previous_interval)
                 for sig, handler in previous_handlers.items():
                     signal.signal(sig, handler)
+                self._signal_queue.put(None)  # ends the relay thread
         shard_reports = self.shards.reports() if self.shards is not None else []
         alive = workers.alive() + [f"shard-{r['shard']}/{name}" for r in shard_reports
                                    for name in r["alive"]]
@@ -157,7 +171,7 @@ class Run:
             end_reason=workers.end_reason, status=self._status(), ctx=ctx, samples=samples,
             first_error=workers.first_error,
             late_errors=workers.late_errors + sum(r["late_errors"] for r in shard_reports),
-            threads_alive=alive, shards=shard_reports,
+            threads_alive=alive, shards=shard_reports, sent=ctx.metrics.sent.snapshot(),
             cpu_s=cpu_seconds() - cpu_before + sum(r.get("cpu_s", 0.0) for r in shard_reports),
         )
 
@@ -220,19 +234,27 @@ class Run:
     def _shutdown(self) -> None:
         """Drain, then close: shards close their own sockets; every wait is bounded."""
         m, shards = self.ctx.metrics, self.shards
-        if shards is not None:
-            shards.send("stop")
+
+        def to_shards(action: Callable[[ShardGroup], None]) -> None:
+            # A shard transport failing now (a Dask scheduler gone) must not cost the results.
+            if shards is None:
+                return
+            try:
+                action(shards)
+            except Exception as exc:  # noqa: BLE001 - logged and counted, never raised
+                log.error("shards: %s", exc)
+                self.workers.record_error("shards", exc)  # after the stop: counted as late
 
         def drained() -> bool:
             # Shards know their own echoes; merged totals lag their deltas and can't tell.
             if shards is not None:
                 return shards.sink.all_drained()
-            return m.sent.total() <= m.delivered.total()
+            return not len(self.ctx.connections) or m.sent.total() <= m.delivered.total()
 
-        self.workers.shutdown(drained=drained,
-                              on_close=(lambda: shards.send("close")) if shards else None)
-        if shards is not None:
-            shards.wait(CLOSE_GRACE + self.settings.join_timeout + 5)
+        to_shards(lambda s: s.send("stop"))
+        self.workers.shutdown(drained=drained, on_close=lambda: to_shards(
+            lambda s: s.send("close")))
+        to_shards(lambda s: s.wait(CLOSE_GRACE + self.settings.join_timeout + 5))
 
     def _status(self) -> ExitStatus:
         if self.workers.first_error is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -158,7 +159,9 @@ class ReportSink:
 
 def _process_main(conn: Connection, spec: ShardSpec) -> None:
     """Entry point of a shard process."""
-    # Ctrl-C reaches the whole process group: the parent decides and relays the stop.
+    # Out of the parent's process group: a Ctrl-C or a `timeout`'s SIGTERM sent to the group
+    # reaches only the parent, which decides and relays the stop.
+    os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log.setLevel(logging.DEBUG if spec.settings.debug else logging.INFO)
     log.propagate = False

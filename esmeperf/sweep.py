@@ -36,7 +36,10 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
     for number, settings in enumerate(runs, 1):
         log.info("=== run %d of %d: sci %g cpi %g smi %g ms -> %s", number, len(runs),
                  settings.sci, settings.cpi, settings.smi, settings.out_dir)
-        status = run_one(settings)
+        try:
+            status = run_one(settings)
+        except KeyboardInterrupt:  # between two runs, outside their signal handlers
+            status = ExitStatus.INTERRUPTED
         statuses.append(status)
         if status == ExitStatus.INTERRUPTED:
             log.warning("sweep interrupted after run %d of %d", number, len(runs))

@@ -16,16 +16,18 @@ import pytest
 
 PROGRESS = re.compile(r"^\s+\d+s participants")
 TARGET_PID = re.compile(r"embedded target on \S+ \(pid (\d+)\)")
+GRACEFUL = re.compile(r"stopping gracefully")
+FORCED = re.compile(r"stopping at once")
 
 
 class Esmeperf:
     """`python -m esmeperf` as a child process whose stderr is read line by line."""
 
-    def __init__(self, out: Path, *args: str) -> None:
+    def __init__(self, out: Path, *args: str, new_session: bool = False) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "esmeperf", "--out", str(out), *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, cwd=out.parent)
+            text=True, cwd=out.parent, start_new_session=new_session)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -66,8 +68,8 @@ def esmeperf_process():
     """Start `python -m esmeperf` children; each is killed (if need be) and reaped afterwards."""
     started: list[Esmeperf] = []
 
-    def start(out: Path, *args: str) -> Esmeperf:
-        started.append(Esmeperf(out, *args))
+    def start(out: Path, *args: str, new_session: bool = False) -> Esmeperf:
+        started.append(Esmeperf(out, *args, new_session=new_session))
         return started[-1]
 
     yield start
@@ -100,8 +102,11 @@ def test_signals_stop_the_run_with_files(tmp_path, esmeperf_process, signals):
     target_pid = int(run.wait_for(TARGET_PID).group(1))
     run.wait_for(PROGRESS)
     run.wait_for(PROGRESS)  # two seconds in: participants are chatting
-    for sig in signals:
-        run.proc.send_signal(sig)
+    run.proc.send_signal(signals[0])
+    run.wait_for(GRACEFUL)
+    if len(signals) > 1:  # only once the first was taken, or the two may count as one
+        run.proc.send_signal(signals[1])
+        run.wait_for(FORCED)
     assert run.finish() == 130, run.seen[-5:]
     summary = summary_of(out)
     assert summary["end_reason"] == f"signal {signals[0].name}"
@@ -109,6 +114,23 @@ def test_signals_stop_the_run_with_files(tmp_path, esmeperf_process, signals):
     assert summary["messages_sent"] > 0
     assert gone(target_pid)
     assert run.seen[-1].startswith(f"esmeperf: ended by signal {signals[0].name}")
+
+
+def test_ctrl_c_to_the_process_group_stops_only_esmeperf(tmp_path, esmeperf_process):
+    # A terminal's Ctrl-C goes to the whole foreground group; the target and the shards have
+    # their own sessions, so esmeperf stops them in order and nothing is cut short.
+    out = tmp_path / "out"
+    run = esmeperf_process(out, "-sci", "10", "-cpi", "50", "-smi", "100", "--processes", "2",
+                           new_session=True)
+    run.wait_for(TARGET_PID)
+    run.wait_for(PROGRESS)
+    run.wait_for(PROGRESS)
+    os.killpg(run.proc.pid, signal.SIGINT)
+    assert run.finish() == 130, run.seen[-5:]
+    summary = summary_of(out)
+    assert summary["errors_after_stop"] == 0
+    assert summary["messages_unconfirmed"] == 0
+    assert summary["cross_check"]["difference"] == 0
 
 
 def test_target_killed_mid_run(tmp_path, esmeperf_process):

@@ -64,7 +64,10 @@ class TargetProcess:
                "--organizer-port", "0", "--participant-port", "0", "--messenger-port", "0",
                "--ready-fd", str(ready_w), "--watch-fd", str(watch_r), *self.extra_args]
         try:
+            # Its own session: a terminal's Ctrl-C (sent to the whole foreground group) must
+            # reach only the generator, which then stops gracefully and stops the target last.
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                          start_new_session=True,
                                           stderr=subprocess.STDOUT, env=env,
                                           pass_fds=(ready_w, watch_r))
         finally:
