@@ -8,6 +8,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 from typing import Any
 
 import requests
@@ -153,6 +154,9 @@ class Connection:
             self.sock.sendall(frame)
 
     def send(self, text: str) -> None:
+        """Send one text frame; Closed once shutdown closed the connection (nothing is sent)."""
+        if self._closing.is_set():
+            raise Closed(f"connection {self.local_addr}: closed by this side")
         try:
             self._send_raw(wsframe.encode(text.encode()))
         except OSError as exc:
@@ -162,10 +166,11 @@ class Connection:
     def recv(self, timeout: float | None) -> str | None:
         """The next text or binary message as text, or None when `timeout` passes first."""
         reader = self._reader
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 message = reader.next_message()
-            except wsframe.ProtocolError as exc:
+            except (wsframe.ProtocolError, OSError) as exc:  # bad framing, or a failed pong
                 raise Closed(f"connection {self.local_addr}: error receiving message: {exc}"
                              ) from exc
             if message is not None:
@@ -176,6 +181,10 @@ class Connection:
                 return payload.decode("utf-8", "replace")
             if timeout is None and self._batching:
                 self.batch_reads(False)  # no deadline to wake at: read frames as they come
+            if deadline is not None and reader.pending():  # part of a frame came: the rest
+                timeout = deadline - time.monotonic()      # gets what is left, not it all again
+                if timeout <= 0:
+                    return None
             if timeout != self._timeout:
                 self._set_recv_timeout(timeout)
             try:
@@ -237,12 +246,21 @@ class Connection:
         return self._closing.is_set()
 
     def close(self) -> None:
-        """Send a close frame (1000, normal closure); the server answers by closing."""
+        """Send a close frame (1000) if that can be done at once; the server answers by closing.
+
+        Best effort, never blocking: when the server stopped reading (a full send buffer, or
+        the worker stuck in its own send) the frame is skipped, and abort() follows anyway.
+        """
         self._closing.set()
+        if not self._lock.acquire(timeout=0.1):
+            return
         try:
-            self._send_raw(wsframe.encode(struct.pack("!H", 1000), wsframe.OP_CLOSE))
+            self.sock.send(wsframe.encode(struct.pack("!H", 1000), wsframe.OP_CLOSE),
+                           socket.MSG_DONTWAIT)
         except OSError:
-            pass  # already gone: the worker sees that itself
+            pass  # buffer full or already gone: the worker sees that itself
+        finally:
+            self._lock.release()
 
     def abort(self) -> None:
         """Drop the TCP connection now; wakes a worker blocked in recv()."""

@@ -28,6 +28,9 @@ from .workers import FirstError, Workers
 log = logging.getLogger("esmeperf")
 
 INSTALL_HINT = "pip install 'esmeperf[distributed]'"
+# A shard stops by itself when the client's heartbeat (a counter in a distributed.Variable,
+# bumped every second) stood still this long: a killed client must not leave load running.
+LEASE_TIMEOUT = 15.0
 
 
 def _import_distributed() -> Any:
@@ -105,14 +108,27 @@ def _run_shard(spec: ShardSpec, name: str) -> dict[str, Any]:
             queue.put(message)
 
     runner = ShardRunner(spec, send)
+    lease = distributed.Variable(f"{name}-lease")
 
     def watch() -> None:
         seen: set[str] = set()
+        beat, beat_seen = None, time.monotonic()
         while "close" not in seen and "force" not in seen:
-            for event, command in events:
-                if command not in seen and event.is_set():
-                    seen.add(command)
-                    runner.command(command)
+            try:
+                for event, command in events:
+                    if command not in seen and event.is_set():
+                        seen.add(command)
+                        runner.command(command)
+                value = lease.get(timeout=5)
+            except Exception:  # noqa: BLE001 - the scheduler is gone: nobody will say stop
+                value = None
+            if value != beat and value is not None:
+                beat, beat_seen = value, time.monotonic()
+            elif time.monotonic() - beat_seen > LEASE_TIMEOUT:
+                log.error("shard %d: no word from the client for %g s; stopping",
+                          spec.index, LEASE_TIMEOUT)
+                runner.command("force")
+                return
             if not seen:
                 events[2][0].wait(0.5)  # block on "stop" between checks
             else:
@@ -134,6 +150,8 @@ class DaskShards:
         self._events = {c: distributed.Event(f"{self.name}-{c}", client=client)
                         for c in ("stop", "close", "force")}
         self._queue = distributed.Queue(f"{self.name}-reports", client=client)
+        self._lease = distributed.Variable(f"{self.name}-lease", client=client)
+        self._lease.set(0)
         self.sink = ReportSink(workers, len(specs))
         # One shard per worker, pinned, so no shard waits behind another long-running one.
         self._futures = [client.submit(_run_shard, spec, self.name, pure=False,
@@ -148,8 +166,12 @@ class DaskShards:
         # get(batch=True) returns at once with what is queued: a get with a timeout would make
         # the scheduler log a TimeoutError traceback each time the queue is found empty.
         idle = threading.Event()
+        beats, next_beat = 0, 0.0
         while len(self.sink.done) < len(self._futures):
             try:
+                if time.monotonic() >= next_beat:
+                    beats, next_beat = beats + 1, time.monotonic() + 1.0
+                    self._lease.set(beats)
                 messages = self._queue.get(batch=True)
             except Exception:  # noqa: BLE001 - the client is closing
                 return

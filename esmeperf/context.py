@@ -20,10 +20,22 @@ class ConnectionRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: set[Connection] = set()
+        self._sealed = False
 
-    def add(self, conn: Connection) -> None:
+    def add(self, conn: Connection) -> bool:
+        """Register an open connection; False (and the connection aborted) once sealed."""
         with self._lock:
-            self._open.add(conn)
+            if not self._sealed:
+                self._open.add(conn)
+                return True
+        conn.abort()
+        return False
+
+    def seal(self) -> list[Connection]:
+        """Take no more connections (shutdown's last pass); return those still open."""
+        with self._lock:
+            self._sealed = True
+            return list(self._open)
 
     def discard(self, conn: Connection) -> None:
         with self._lock:

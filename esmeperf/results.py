@@ -60,7 +60,7 @@ def build_summary(result: RunResult) -> dict[str, Any]:
     """The summary: the Go test's keys first, in its order and formats, then ours."""
     s, m = result.settings, result.ctx.metrics
     counts = m.counts()
-    rates = m.sent.snapshot()
+    rates = result.sent
     sent = sum(rates.values())
     delivered = m.delivered.total()
     summary: dict[str, Any] = {
@@ -131,7 +131,7 @@ def _cross_check(sent: int, stats: dict[str, Any] | None) -> dict[str, Any] | No
 def series_rows(result: RunResult) -> list[dict[str, Any]]:
     """One row per second from start to stop, zero-filled."""
     m = result.ctx.metrics
-    sent, delivered = m.sent.snapshot(), m.delivered.snapshot()
+    sent, delivered = result.sent, m.delivered.snapshot()
     received, errors, missed = (m.organizer_received.snapshot(), m.errors.snapshot(),
                                 m.missed.snapshot())
     first = result.started_ns // 1_000_000_000
@@ -183,7 +183,7 @@ def write_results(result: RunResult, summary: dict[str, Any], out_dir: Path,
     }
     # Go's json.MarshalIndent: two spaces, no trailing newline, map keys sorted as strings.
     _write_atomic(paths["summary"], json.dumps(summary, indent=2, ensure_ascii=False))
-    rates = {str(k): v for k, v in result.ctx.metrics.sent.snapshot().items()}
+    rates = {str(k): v for k, v in result.sent.items()}
     _write_atomic(paths["rates"], json.dumps(dict(sorted(rates.items())), indent=2))
     lines = _csv_text(series_rows(result))
     _write_atomic(paths["series"], lines)

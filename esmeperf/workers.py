@@ -22,6 +22,7 @@ WORKER_STACK_SIZE = 256 * 1024  # thousands of threads: keep their stacks small
 # 73-77k messages at 191-209 us each with 5 ms, 89-91k at 180-184 us with 50 ms.
 SWITCH_INTERVAL = 0.05
 CLOSE_GRACE = 2.0  # seconds the server gets to answer our close frames
+SETTLE = 0.1  # seconds between the stop and the first look at what is still unechoed
 
 
 @dataclass
@@ -120,14 +121,20 @@ class Workers:
             def drained() -> bool:
                 return not len(ctx.connections) or m.sent.total() <= m.delivered.total()
         deadline = time.monotonic() + settings.echo_timeout
+        # A worker that saw no stop yet may be in the middle of one last send: let it land
+        # before counting what is still to be echoed.
+        self.force.wait(SETTLE)
         while not self.force.is_set() and time.monotonic() < deadline and not drained():
             self.force.wait(0.05)
         if on_close is not None:
             on_close()
+        close_by = time.monotonic() + CLOSE_GRACE
         for conn in ctx.connections.snapshot():
+            if self.force.is_set() or time.monotonic() > close_by:
+                break  # the aborts below end the rest
             conn.close()
         self.join(CLOSE_GRACE)
-        for conn in ctx.connections.snapshot():
+        for conn in ctx.connections.seal():
             conn.abort()
         self.join(settings.join_timeout)
 

@@ -93,6 +93,10 @@ class FrameReader:
             self._pos = 0
         self._buf += data
 
+    def pending(self) -> bool:
+        """Whether part of a frame is waiting for the rest."""
+        return self._pos < len(self._buf) or bool(self._fragments)
+
     def next_message(self) -> tuple[int, bytes] | None:
         """The next whole message (opcode, payload) in the buffer, or None if it needs more."""
         while True:
