@@ -20,10 +20,13 @@ class RequestError(EsmePerfError):
 class UnexpectedStatus(RequestError):
     """A REST call answered with a status other than the one ESME's test requires."""
 
-    def __init__(self, url: str, got: int, expected: int, body: str = "") -> None:
-        # The wording is the Go test's, so logs of both tools read alike.
+    def __init__(self, url: str, got: int, expected: int, body: str = "",
+                 colon: bool = True) -> None:
+        # The wording is the Go test's, so logs of both tools read alike (its chat-request
+        # check says "instead of 200", without the colon); the body's start is our addition.
         detail = f" ({body[:200]})" if body else ""
-        super().__init__(f"{url}: responded with status code: {got} instead of: {expected}{detail}")
+        of = "instead of:" if colon else "instead of"
+        super().__init__(f"{url}: responded with status code: {got} {of} {expected}{detail}")
         self.url, self.got, self.expected = url, got, expected
 
 

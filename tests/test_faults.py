@@ -12,7 +12,7 @@ from esmeperf.cli import main
 
 @pytest.mark.parametrize(("flags", "words"), [
     (("--fail-chat-request-after", "2"),
-     "/chat-requests: responded with status code: 500 instead of: 200"),
+     "/chat-requests: responded with status code: 500 instead of 200"),
     (("--garbage-signup-after", "2"), "error unmarshaling response body: 'user' is not a dict"),
 ])
 def test_rest_faults_stop_the_run(tmp_path, target_factory, capsys, flags, words):
