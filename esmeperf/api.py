@@ -178,6 +178,7 @@ class Connection:
             if message is not None:
                 opcode, payload = message
                 if opcode == wsframe.OP_CLOSE:
+                    self._send_close_frame()  # RFC 6455 5.5.1: answer a close with a close
                     raise Closed(
                         f"connection {self.local_addr}: error receiving message: closed by server")
                 return payload.decode("utf-8", "replace")
@@ -254,6 +255,9 @@ class Connection:
         the worker stuck in its own send) the frame is skipped, and abort() follows anyway.
         """
         self._closing.set()
+        self._send_close_frame()
+
+    def _send_close_frame(self) -> None:
         if not self._lock.acquire(timeout=0.1):
             return
         try:

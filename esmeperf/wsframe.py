@@ -17,6 +17,8 @@ from collections.abc import Callable
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 _CONTROL = OP_CLOSE
+_OPCODES = frozenset({OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG})
+MAX_MESSAGE = 16 << 20  # no ESME frame comes near; a peer sending more is broken
 RECV_SIZE = 65536  # the most one read takes; a participant's reads ask for less
 # Linux's SO_TIMESTAMPNS (also the ancillary message type); Python's socket module lacks it.
 SO_TIMESTAMPNS = 35
@@ -115,6 +117,8 @@ class FrameReader:
                 if not self._fragments:
                     raise ProtocolError("continuation frame without a first fragment")
                 self._fragments.append(payload)
+                if sum(map(len, self._fragments)) > MAX_MESSAGE:
+                    raise ProtocolError(f"message over the {MAX_MESSAGE} byte limit")
                 if fin:
                     whole = b"".join(self._fragments)
                     self._fragments = []
@@ -151,6 +155,8 @@ class FrameReader:
                 return None
             key = int.from_bytes(buf[offset:offset + 4], "big")
             offset += 4
+        if length > MAX_MESSAGE:
+            raise ProtocolError(f"frame of {length} bytes is over the {MAX_MESSAGE} limit")
         end = offset + length
         if len(buf) < end:
             return None
@@ -159,6 +165,10 @@ class FrameReader:
             payload = _mask(payload, key)
         self._pos = end
         opcode = first & 0x0F
-        if opcode >= _CONTROL and not first & 0x80:
-            raise ProtocolError("fragmented control frame")
+        if first & 0x70:
+            raise ProtocolError("reserved bits set (no extension was negotiated)")
+        if opcode not in _OPCODES:
+            raise ProtocolError(f"unknown opcode {opcode:#x}")
+        if opcode >= _CONTROL and (not first & 0x80 or length > 125):
+            raise ProtocolError("fragmented or oversized control frame")
         return bool(first & 0x80), opcode, payload

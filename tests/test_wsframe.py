@@ -118,3 +118,19 @@ def test_connection_parse_rejects_what_is_not_an_envelope():
             conn.parse(frame)
     client.close()
     peer.close()
+
+
+@pytest.mark.parametrize(("frame", "words"), [
+    (bytes([0xC1, 0x01]) + b"x", "reserved bits"),
+    (bytes([0x83, 0x01]) + b"x", "unknown opcode"),
+    (bytes([0x09, 0x01]) + b"x", "fragmented or oversized control frame"),
+    (bytes([0x89, 0x7E, 0x00, 0x80]) + b"x" * 128, "fragmented or oversized control frame"),
+    (bytes([0x81, 0x7F]) + (1 << 40).to_bytes(8, "big"), "over the"),
+])
+def test_reader_rejects_broken_frames(pair, frame, words):
+    left, right = pair
+    reader = wsframe.FrameReader(left, lambda frame: None)
+    right.sendall(frame)
+    reader.fill()
+    with pytest.raises(wsframe.ProtocolError, match=words):
+        reader.next_message()
