@@ -199,6 +199,11 @@ class Connection:
                              f"{exc.strerror or exc}") from exc
 
     @property
+    def reads(self) -> int:
+        """How many reads of the socket so far (tells frames of one read apart from others)."""
+        return self._reader.reads
+
+    @property
     def rx_ns(self) -> int:
         """Kernel receive time (Unix ns) of the data last read while batching, else 0."""
         return self._reader.rx_ns if self._batching else 0

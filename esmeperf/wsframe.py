@@ -76,6 +76,7 @@ class FrameReader:
         self._fragments: list[bytes] = []
         self._fragment_opcode = 0
         self.timestamps = False  # read kernel receive timestamps (SO_TIMESTAMPNS on)
+        self.reads = 0  # fill() calls that brought data
         self.rx_ns = 0  # kernel receive time of the last data read, Unix ns (0: unknown)
 
     def fill(self) -> None:
@@ -90,6 +91,7 @@ class FrameReader:
             data = self._sock.recv(self._recv_size)
         if not data:
             raise ConnectionResetError("connection closed without a close frame")
+        self.reads += 1
         if self._pos >= _COMPACT_AT or self._pos == len(self._buf):
             del self._buf[: self._pos]
             self._pos = 0
