@@ -242,9 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("give --scheduler or --cluster, not both")
         dask = (args.scheduler, args.cluster) if args.scheduler or args.cluster else None
         if dask is not None:
-            from .cluster import _import_distributed
+            from .cluster import require_distributed
 
-            _import_distributed()
+            require_distributed()
     except ConfigError as exc:
         print(f"esmeperf: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE

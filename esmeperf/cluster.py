@@ -33,7 +33,7 @@ INSTALL_HINT = "pip install 'esmeperf[distributed]'"
 LEASE_TIMEOUT = 15.0
 
 
-def _import_distributed() -> Any:
+def require_distributed() -> Any:
     try:
         import distributed
     except ImportError:
@@ -54,7 +54,7 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
     """A client on an existing scheduler, or on a LocalCluster made (and closed) here."""
 
     def __init__(self, scheduler: str | None = None, local_workers: int | None = None) -> None:
-        distributed = _import_distributed()
+        distributed = require_distributed()
         self._local = None
         try:
             if local_workers is not None:
@@ -143,7 +143,7 @@ class DaskShards:
 
     def __init__(self, cluster: DaskCluster, specs: Sequence[ShardSpec],
                  workers: Workers) -> None:
-        distributed = _import_distributed()
+        distributed = require_distributed()
         self.name = f"esmeperf-{uuid.uuid4().hex[:12]}"
         client = cluster.client
         self._skew = cluster.skew

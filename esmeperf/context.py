@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .api import Connection
+from .api import Closed, Connection
 from .config import Settings, Target
 from .stats import Metrics
 
@@ -62,6 +62,26 @@ class Context:
     stop: threading.Event = field(default_factory=threading.Event)
     metrics: Metrics = field(default_factory=Metrics)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+
+    def hold(self, conn: Connection, body: Callable[[], None]) -> None:
+        """Run `body` on an open connection: registered for shutdown, counted, aborted after.
+
+        A Closed raised because shutdown closed the connection ends `body` quietly; one the
+        server caused is the worker's error. A connection opened after shutdown's last pass
+        is aborted at once and `body` does not run.
+        """
+        if not self.connections.add(conn):
+            return
+        self.metrics.count("connections_open")
+        try:
+            body()
+        except Closed:
+            if not conn.closing:
+                raise
+        finally:
+            self.metrics.count("connections_open", -1)
+            self.connections.discard(conn)
+            conn.abort()
 
     def log_ws(self, text: str) -> None:
         """Log a WebSocket message when -logWs is on, as the Go test does."""

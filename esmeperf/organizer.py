@@ -6,7 +6,7 @@ import json
 import logging
 import time
 
-from .api import Closed, Connection, RestClient
+from .api import Connection, RestClient
 from .config import Credentials
 from .context import Context
 from .errors import ServerErrorFrame
@@ -45,18 +45,7 @@ class Organizer:
         self.time_started_ns = time.time_ns()
         conn = Connection.open(ctx.target.messenger_ws_url, self.token,
                                ctx.settings.handshake_timeout, newline=True)
-        if not ctx.connections.add(conn):
-            return  # opened after the shutdown's last pass: already aborted
-        ctx.metrics.count("connections_open")
-        try:
-            self._loop(conn)
-        except Closed:
-            if not conn.closing:
-                raise
-        finally:
-            ctx.metrics.count("connections_open", -1)
-            ctx.connections.discard(conn)
-            conn.abort()
+        ctx.hold(conn, lambda: self._loop(conn))
 
     def _loop(self, conn: Connection) -> None:
         ctx = self.ctx

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from .api import Closed, Connection, RestClient
+from .api import Connection, RestClient
 from .context import Context
 from .errors import ChatWaitTimeout, ServerErrorFrame
 from .organizer import REPLY_PREFIX
@@ -70,23 +70,16 @@ class Participant:
                                ctx.settings.handshake_timeout, newline=False,
                                recv_size=PARTICIPANT_RECV_SIZE)
         ctx.metrics.handshake.record(0, time.monotonic() - started)
-        if not ctx.connections.add(conn):
-            return  # opened after the shutdown's last pass: already aborted
-        ctx.metrics.count("connections_open")
-        try:
-            chat_id = self._wait_for_chat(conn)
-            if chat_id is None:
-                return
-            ctx.metrics.count("chats_count")
-            ctx.metrics.chat_wait.record(0, time.monotonic() - self.arrival)
-            self._chat(conn, chat_id)
-        except Closed:
-            if not conn.closing:
-                raise
-        finally:
-            ctx.metrics.count("connections_open", -1)
-            ctx.connections.discard(conn)
-            conn.abort()
+        ctx.hold(conn, lambda: self._converse(conn))
+
+    def _converse(self, conn: Connection) -> None:
+        """Find the chat, then chat until the stop."""
+        chat_id = self._wait_for_chat(conn)
+        if chat_id is None:
+            return
+        self.ctx.metrics.count("chats_count")
+        self.ctx.metrics.chat_wait.record(0, time.monotonic() - self.arrival)
+        self._chat(conn, chat_id)
 
     def _register(self) -> str:
         """Sign up and file the chat request, as the Go test's manager does."""

@@ -269,8 +269,7 @@ def print_progress(run: Run, elapsed: float, samples: dict[int, Sample], file: A
     m = run.ctx.metrics
     second = int(time.time()) - 1  # the last complete second
     sample = samples[max(samples)]
-    sent = m.sent.snapshot().get(second, 0)
-    delivered = m.delivered.snapshot().get(second, 0)
+    sent, delivered = m.sent.at(second), m.delivered.at(second)
     p99 = m.rtt.second_percentile_ms(second, 99)  # the last second's, not the whole run's
     p99_text = f"{p99:.1f}ms" if p99 is not None else "-"
     print(f"{elapsed:6.0f}s participants {sample.participants:>6} chats {sample.chats:>6} "

@@ -31,6 +31,11 @@ class RateCounter:
         with self._lock:
             self._counts[second] += n
 
+    def at(self, second: int) -> int:
+        """The count of one second."""
+        with self._lock:
+            return self._counts.get(second, 0)
+
     def snapshot(self) -> dict[int, int]:
         """A copy of the counts, safe to iterate while workers keep counting."""
         with self._lock:

@@ -108,18 +108,14 @@ class Workers:
                 self.end_reason = reason
         self.ctx.stop.set()
 
-    def shutdown(self, drained: Callable[[], bool] | None = None,
+    def shutdown(self, drained: Callable[[], bool],
                  on_close: Callable[[], None] | None = None) -> None:
         """Let echoes arrive, close every socket, join every thread (bounded at each step).
 
-        `drained` says when every echo is in (default: this process's counts); `on_close` runs
-        when the waiting is over, just before the sockets are closed.
+        `drained` says when every echo is in; `on_close` runs when the waiting is over, just
+        before the sockets are closed.
         """
         ctx, settings = self.ctx, self.ctx.settings
-        m = ctx.metrics
-        if drained is None:
-            def drained() -> bool:
-                return not len(ctx.connections) or m.sent.total() <= m.delivered.total()
         deadline = time.monotonic() + settings.echo_timeout
         # A worker that saw no stop yet may be in the middle of one last send: let it land
         # before counting what is still to be echoed.
