@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import __version__
 from .results import (
     PLOT_SUFFIX,
     RATES_SUFFIX,
@@ -215,7 +216,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help="maximum message rate against active chats, one point per run")
     parser.add_argument("-o", "--out", type=Path, default=None, metavar="PATH",
                         help="output PNG for --overlay/--scatter (default: in the current "
-                        "directory); per-run PNGs go beside their runs")
+                        "directory); without them, each run's PNG is drawn beside its files")
+    parser.add_argument("--version", action="version", version=f"esmeperf-plot {__version__}")
     return parser
 
 

@@ -17,6 +17,7 @@ EXIT_STATUS_HELP = """exit status:
   0    the run ended as planned and every gate passed
   1    the run was stopped by the first error (results written),
        or the embedded target could not start (nothing ran)
-  2    usage or configuration error (nothing ran)
+  2    usage or configuration error, or --max-participants over the
+       open-files limit (nothing ran)
   3    the run ended but a gate (--max-p99, --min-delivered-ratio, --min-rate) failed
   130  interrupted by SIGINT or SIGTERM (results written)"""

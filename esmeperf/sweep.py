@@ -14,6 +14,8 @@ from .status import ExitStatus
 
 log = logging.getLogger("esmeperf")
 
+STABLE_PLOT = "rates.png"  # each run's PNG under a name that does not change between runs
+
 # Worst first: the sweep's exit status is the most serious of its runs'.
 _SEVERITY = (ExitStatus.INTERRUPTED, ExitStatus.ERROR, ExitStatus.THRESHOLD, ExitStatus.OK)
 
@@ -56,7 +58,11 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
 
 
 def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
-    """Overlay graphs per parameter set, each run's plot, the scatter and a Markdown table."""
+    """Overlay graphs per parameter set, each run's plot, the scatter and a Markdown table.
+
+    Beside the run directories only overlay_*.png, scatter.png and report.md are written, so
+    `runs/*_r*` and `runs/0[1-3]_*` name the runs alone.
+    """
     if not runs:
         return []
     paths = []
@@ -68,11 +74,11 @@ def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
         name = f"overlay_sci{sci:g}_cpi{cpi:g}_smi{smi:g}.png"
         paths.append(plot_overlay(group, f"{group[0].label}: {len(group)} run(s)",
                                   out_dir / name))
-    for run in runs:  # each run's plot again under its stable name, for pages linking them
-        if run.folder:
+    for run in runs:  # each run's plot again under a stable name, for pages linking them
+        if run.folder:  # inside the run's directory, so globs over the runs match only them
             reason = run.summary.get("end_reason", "")
             paths.append(plot_run(run.rows, f"{run.label}; ended by {reason}",
-                                  out_dir / f"{run.folder}.png"))
+                                  out_dir / run.folder / STABLE_PLOT))
     paths.append(plot_scatter(runs, out_dir / "scatter.png"))
     report = out_dir / "report.md"
     report.write_text(markdown_table(runs), encoding="utf-8")

@@ -90,7 +90,8 @@ def test_sweep_runs_the_matrix_and_reports(tmp_path, monkeypatch):
     assert table[3].endswith("| duration |")
     assert (tmp_path / "sweep" / "scatter.png").exists()
     assert (tmp_path / "sweep" / "overlay_sci10_cpi100_smi250.png").exists()
-    assert png_size(tmp_path / "sweep" / "01_sci10_cpi100_smi100_r1.png") == (1000, 650)
+    assert png_size(tmp_path / "sweep" / "01_sci10_cpi100_smi100_r1" / "rates.png") == (1000, 650)
+    assert not list((tmp_path / "sweep").glob("0*.png"))  # only runs match runs/0*
 
 
 def test_sweep_needs_a_duration(tmp_path, capsys):

@@ -1,0 +1,287 @@
+"""Every command the README shows, run as written (only --duration shortened where it starts load).
+
+The README's shell blocks are the user's first contact with esmeperf: each command in them must
+have a test here, or be run verbatim by .ci/run (the two quick-start commands). A command added
+to the README without either fails `test_every_readme_command_is_covered`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+RESULT_SUFFIXES = ("_summary.json", "_message_rates.json", "_series.csv", "_rates.png")
+# Generous bounds for the whole command: a slow shared machine, never a reason to hang CI.
+COMMAND_TIMEOUT = 240.0
+
+
+def readme_commands() -> list[str]:
+    """Every command line of the README's shell blocks, in order."""
+    lines: list[str] = []
+    inside = False
+    pending = ""
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```sh" and not inside
+            continue
+        if not inside:
+            continue
+        text = line.split(" #")[0].strip() if not line.lstrip().startswith("#") else ""
+        if not text:
+            continue
+        if text.endswith("\\"):
+            pending += text[:-1].strip() + " "
+            continue
+        lines.append(pending + text)
+        pending = ""
+    return lines
+
+
+def command(prefix: str) -> str:
+    """The one README command starting with `prefix` (so a test fails if it disappears)."""
+    found = [c for c in readme_commands() if c.startswith(prefix)]
+    assert len(found) == 1, f"README commands starting with {prefix!r}: {found}"
+    return found[0]
+
+
+def shorten(cmd: str, duration: str = "2s") -> str:
+    """The command with its --duration replaced: the only change made to a README command."""
+    shorter, count = re.subn(r"--duration \S+", f"--duration {duration}", cmd)
+    assert count == 1, cmd
+    return shorter
+
+
+def scripts_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment with this interpreter's scripts (python3, esmeperf-plot, dask) first."""
+    env = {**os.environ, **(extra or {})}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def pause(seconds: float) -> None:
+    """A short pause between checks of a condition only another process can change."""
+    select.select([], [], [], seconds)
+
+
+def sh(cmd: str, cwd: Path, env: dict[str, str] | None = None,
+       timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run one README command line in a shell, with this interpreter's scripts on PATH."""
+    done = subprocess.run(["bash", "-c", cmd], cwd=cwd, env=scripts_env(env), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, f"{cmd}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def result_files(folder: Path) -> set[str]:
+    return {suffix for suffix in RESULT_SUFFIXES
+            for _ in folder.glob(f"*_performance_test{suffix}")}
+
+
+# Which test runs each README command; the quick start is .ci/run's (verbatim, see below).
+COVERED = {
+    "python3 -m pip install . && python3 -m esmeperf": ".ci/run",
+    "python3 -m pip install -e '.[test]' && python3 -m pytest": ".ci/run",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --config": "test_real_deployment_command",
+    "dask scheduler": "test_multi_machine_commands",
+    "dask worker": "test_multi_machine_commands",
+    "python3 -m esmeperf -sci 10 -cpi 5": "test_multi_machine_commands",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 100,1000,10000 --duration": "test_plots_command",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 100,1000,10000 --repeat": "test_sweep_and_plots",
+    "esmeperf-plot": "test_sweep_and_plots",
+    "python3 -m pip wheel": "test_man_page_command",
+    "bin/esmeperf-target": "test_target_from_a_checkout",
+    "python3 -m pip install -e '.[lint]'": "test_lint_command",
+}
+
+
+def test_every_readme_command_is_covered():
+    commands = readme_commands()
+    assert len(commands) >= 10, commands
+    for cmd in commands:
+        owners = [name for prefix, name in COVERED.items() if cmd.startswith(prefix)]
+        assert owners, f"README command with no test: {cmd}"
+        if owners == [".ci/run"]:
+            assert cmd in (ROOT / ".ci" / "run").read_text(), f".ci/run does not run: {cmd}"
+
+
+def test_quick_start_is_the_first_two_blocks():
+    first, second = readme_commands()[:2]
+    assert first.startswith("python3 -m pip install . && python3 -m esmeperf ")
+    assert second == "python3 -m pip install -e '.[test]' && python3 -m pytest"
+
+
+@pytest.mark.slow
+def test_real_deployment_command(tmp_path, target):
+    (tmp_path / "config.json").write_text(json.dumps(target.config))
+    sh(shorten(command("python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --config")), tmp_path)
+    assert result_files(tmp_path) == set(RESULT_SUFFIXES)
+
+
+@pytest.mark.slow
+def test_plots_command(tmp_path):
+    sh(shorten(command("python3 -m esmeperf -sci 10 -cpi 20 -smi 100,1000,10000 --duration"),
+               "1s"), tmp_path)
+    plots = tmp_path / "plots"
+    runs = sorted(p for p in plots.iterdir() if p.is_dir())
+    assert [p.name for p in runs] == ["01_sci10_cpi20_smi100_r1", "02_sci10_cpi20_smi1000_r1",
+                                      "03_sci10_cpi20_smi10000_r1"]
+    for run in runs:
+        assert result_files(run) == set(RESULT_SUFFIXES) and (run / "rates.png").is_file()
+    assert (plots / "report.md").is_file() and (plots / "scatter.png").is_file()
+    # The README's figure links name files this command writes.
+    for link in re.findall(r"\]\((plots/[^)]+\.png)\)", README.read_text(encoding="utf-8")):
+        assert (tmp_path / link).is_file(), link
+
+
+@pytest.mark.slow
+def test_sweep_and_plots(tmp_path):
+    sh(shorten(command("python3 -m esmeperf -sci 10 -cpi 20 -smi 100,1000,10000 --repeat"),
+               "1s"), tmp_path)
+    runs = tmp_path / "runs"
+    names = sorted(p.name for p in runs.iterdir())
+    dirs = [n for n in names if (runs / n).is_dir()]
+    assert len(dirs) == 9 and all(re.fullmatch(r"\d\d_sci10_cpi20_smi\d+_r[123]", n) for n in dirs)
+    beside = sorted(set(names) - set(dirs))
+    assert beside == ["overlay_sci10_cpi20_smi100.png", "overlay_sci10_cpi20_smi1000.png",
+                      "overlay_sci10_cpi20_smi10000.png", "report.md", "scatter.png"]
+    plot_commands = [c for c in readme_commands() if c.startswith("esmeperf-plot")]
+    assert len(plot_commands) == 3, plot_commands
+    for cmd in plot_commands:
+        printed = sh(cmd, tmp_path).stdout.split()
+        assert printed and all((tmp_path / p).is_file() for p in printed), (cmd, printed)
+
+
+def _copy_checkout(dest: Path) -> Path:
+    """The source tree as a fresh clone has it (no build leftovers), to build and run from."""
+    leftovers = shutil.ignore_patterns("__pycache__", "*.egg-info", ".*_cache", ".hypothesis")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        top = {".git", "build", "man", "dist", "runs"} if Path(folder) == ROOT else set()
+        return set(leftovers(folder, names)) | (top & set(names))
+
+    shutil.copytree(ROOT, dest, ignore=ignore)
+    return dest
+
+
+@pytest.mark.slow
+def test_man_page_command(tmp_path):
+    tree = _copy_checkout(tmp_path / "tree")
+    cmd = command("python3 -m pip wheel")
+    page = sh(cmd, tree, env={"MANPAGER": "cat", "PAGER": "cat", "MANWIDTH": "80"}).stdout
+    for section in ("NAME", "SYNOPSIS", "EXIT STATUS", "FILES", "EXAMPLES", "SEE ALSO"):
+        assert re.search(rf"^{section}$", page, re.M), section
+    assert "esmeperf - load generator for ESME's Messenger API" in page
+    for name in ("esmeperf", "esmeperf-plot", "esmeperf-target"):
+        path = tree / "man" / f"{name}.1"
+        if shutil.which("lexgrog"):  # man-db's own check that whatis/apropos can index it
+            parsed = subprocess.run(["lexgrog", str(path)], capture_output=True, text=True,
+                                    timeout=30, check=False)
+            assert parsed.returncode == 0 and f'"{name} - ' in parsed.stdout, parsed.stdout
+
+
+@pytest.mark.slow
+def test_target_from_a_checkout(tmp_path):
+    tree = _copy_checkout(tmp_path / "tree")
+    cmd = command("bin/esmeperf-target")
+    # Without site-packages the launcher must still find the package of its own checkout.
+    version = subprocess.run([sys.executable, "-S", str(tree / "bin" / "esmeperf-plot"),
+                              "--version"], capture_output=True, text=True, timeout=60,
+                             check=False)
+    assert version.returncode == 0 and version.stdout.startswith("esmeperf-plot "), version
+    log = tmp_path / "target.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(["bash", "-c", f"exec {cmd}"], cwd=tree, env=scripts_env(),
+                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ready = tree / "config.json"
+        deadline = time.monotonic() + 30
+        while not ready.exists() or not ready.read_text().endswith("}\n"):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no config.json within 30 s"
+            pause(0.05)
+        config = json.loads(ready.read_text())
+        host, port = re.match(r"http://(.+):(\d+)", config["organizer_api_url"]).groups()
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+
+
+@pytest.fixture
+def free_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_multi_machine_commands(tmp_path, target, free_port):
+    """The README's multi-machine run, all hosts on loopback (SCHEDULER = 127.0.0.1)."""
+    import distributed
+
+    port, procs = free_port, []
+    scheduler_cmd, worker_cmd = command("dask scheduler"), command("dask worker")
+    client_cmd = command("python3 -m esmeperf -sci 10 -cpi 5")
+
+    def local(cmd: str) -> str:
+        return cmd.replace("SCHEDULER", "127.0.0.1").replace("8786", port)
+
+    (tmp_path / "config.json").write_text(json.dumps(target.config))
+    env = scripts_env()
+    try:
+        for cmd in (scheduler_cmd + " --host 127.0.0.1 --no-dashboard", worker_cmd):
+            args = shlex.split(local(cmd))
+            procs.append(subprocess.Popen(args, cwd=tmp_path, env=env, text=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+            if cmd.startswith("dask scheduler"):
+                _wait_for_port(int(port), procs[-1])
+        with distributed.Client(f"tcp://127.0.0.1:{port}", timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        sh(shorten(local(client_cmd), "3s"), tmp_path)
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    summary = json.loads(next(tmp_path.glob("*_summary.json")).read_text())
+    assert summary["exit_status"] == 0 and len(summary["shards"]) == 2
+    assert summary["messages_sent"] > 0
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            assert proc.poll() is None, "the Dask scheduler exited"
+            assert time.monotonic() < deadline, f"nothing listens on {port} after {timeout} s"
+            pause(0.1)
+
+
+@pytest.mark.slow
+def test_lint_command():
+    sh(command("python3 -m pip install -e '.[lint]'"), ROOT)
+
