@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
+from . import __version__, openfiles
 from .config import Gates, Settings, load_target, timespan
 from .errors import ConfigError
 from .job import run_job
@@ -202,6 +202,23 @@ def check_out_dir(path: Path) -> None:
         raise ConfigError(f"--out {path}: not a writable directory ({exc.strerror})") from None
 
 
+def check_open_files(args: argparse.Namespace, embedded: bool) -> None:
+    """Raise the soft open-files limit, then refuse (or warn of) a run that cannot fit in it."""
+    soft = openfiles.raise_soft_limit()
+    log.debug("open files limit: %s", "none" if soft is None else soft)
+    if args.scheduler:
+        return  # the participants live on the Dask workers, which raise their own limits
+    plan = openfiles.plan(args.max_participants, args.duration, min(args.cpi),
+                          processes=args.cluster or args.processes, embedded_target=embedded)
+    problem = openfiles.check(plan, soft)
+    if problem is None:
+        return
+    text, certain = problem
+    if certain:
+        raise ConfigError(text)
+    log.warning("warning: %s", text)
+
+
 def setup_logging(debug: bool) -> None:
     """Go-style log lines on stderr: `2023/05/01 12:00:00 message`."""
     log.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -245,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .cluster import require_distributed
 
             require_distributed()
+        check_open_files(args, embedded=target is None)
     except ConfigError as exc:
         print(f"esmeperf: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import openfiles
 from .config import Settings, Target
 from .errors import ConfigError, EsmePerfError, TargetStartError
 from .status import ExitStatus
@@ -56,6 +57,11 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
             # Name the root cause: the workers only saw their sockets die.
             result.first_error.message += (
                 f" (the embedded target had exited with status {embedded.returncode})")
+        elif embedded is not None and result.first_error and embedded.ran_out_of_files():
+            limit = openfiles.limits()
+            result.first_error.message += (
+                " (the embedded target ran out of open files, limit "
+                f"{limit[0] if limit else 'unknown'}: raise ulimit -Hn)")
         elif embedded is not None:
             try:
                 result.target_stats = embedded.stats()

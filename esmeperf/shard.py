@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from . import openfiles
 from .config import Settings, Target
 from .participant import Spawner
 from .workers import SWITCH_INTERVAL, WORKER_STACK_SIZE, FirstError, Workers, cpu_seconds
@@ -72,6 +73,9 @@ class ShardRunner:
     def run(self) -> dict[str, Any]:
         """Run the participants until told to close; return the shard's final report."""
         spec, workers = self.spec, self.workers
+        # A spawned process inherits the parent's raised limit; a Dask worker has its own.
+        soft = openfiles.raise_soft_limit()
+        log.info("open files limit: %s", "none" if soft is None else soft)
         cpu_before = cpu_seconds()
         previous_stack = threading.stack_size(WORKER_STACK_SIZE)
         previous_interval = sys.getswitchinterval()

@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import openfiles
 from .config import Settings, Target
 from .context import Context
 
@@ -82,7 +83,10 @@ class Workers:
 
     def record_error(self, thread: str, exc: BaseException) -> None:
         """Keep the first error and stop; errors after the stop are only counted."""
-        self.record(FirstError.from_exception(thread, exc))
+        error = FirstError.from_exception(thread, exc)
+        if openfiles.is_out_of_files(exc):  # say so, not urllib3's retry message
+            error.message = openfiles.out_of_files_message(thread)
+        self.record(error)
 
     def record(self, error: FirstError) -> None:
         self.ctx.metrics.errors.add(int(time.time()))

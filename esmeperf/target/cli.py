@@ -9,6 +9,8 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 
+from .. import __version__
+
 DEFAULT_PASSWORD = "esmeperf-organizer-pass"
 DEFAULT_EMAIL = "organizer@esmeperf.local"
 
@@ -75,6 +77,7 @@ def get_parser() -> argparse.ArgumentParser:
         "with --ready-file/--ready-fd as a config.json object.",
         epilog="Exit status: 0 after SIGTERM, SIGINT or EOF on --watch-fd; 1 if a port cannot "
         "be bound (the message names it); 2 on bad command-line input.")
+    p.add_argument("--version", action="version", version=f"esmeperf-target {__version__}")
     net = p.add_argument_group("listeners")
     net.add_argument("--host", default="127.0.0.1",
                      help="address to bind all three listeners to (default: %(default)s; "
@@ -157,6 +160,26 @@ def organizer_accounts(email: str, password: str, n: int) -> list[tuple[str, str
                                   for k in range(2, n + 1)]
 
 
+def raise_open_files_limit() -> int | None:
+    """Soft RLIMIT_NOFILE up to the hard limit (every client holds a socket), as Go does.
+
+    The generator has its own copy (esmeperf/openfiles.py): the target imports nothing from it.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 10240) if sys.platform == "darwin" else hard  # macOS: OPEN_MAX
+    if wanted != resource.RLIM_INFINITY and wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass  # refused: serve with what we have; clients beyond it get errors
+    return soft
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the target, return the exit status."""
     parser = get_parser()
@@ -165,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--organizer-password must be 16-128 characters (organizer-api rule)")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="esmeperf-target: %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("esmeperf.target").info("open files limit: %s", raise_open_files_limit())
     # Imported here: argparse-manpage builds the man page from get_parser() at install time,
     # where aiohttp may not be importable yet.
     from .models import Faults

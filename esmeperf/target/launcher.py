@@ -124,6 +124,19 @@ class TargetProcess:
         tail = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
         return (": " + " | ".join(tail) if tail else "") + f" (log: {self.log_path})"
 
+    def ran_out_of_files(self) -> bool:
+        """Whether the target logged running out of descriptors (asyncio logs the refused
+        accept(), aiohttp the failed request)."""
+        if self.log_path is None:
+            return False
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(max(0, os.path.getsize(self.log_path) - 65536))
+                text = handle.read()
+        except OSError:
+            return False
+        return b"[Errno 24]" in text or b"[Errno 23]" in text
+
     def stats(self, timeout: float = 5.0) -> dict[str, Any]:
         """GET /stats from the messenger port."""
         if not self.config:

@@ -1,0 +1,152 @@
+"""The open-files limit: raise it at start, check a run fits in it, name it when it runs out.
+
+Most shells start with a soft RLIMIT_NOFILE of 1,024 (macOS: 256) under a far higher hard
+limit. Every participant holds a socket, so the soft limit, not the machine, would end a run
+at about a thousand participants; Go programs raise the soft limit to the hard one at start
+(Go 1.19+), and so does esmeperf, for itself and (by inheritance) its target and shards.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import sys
+from dataclasses import dataclass
+
+try:
+    import resource
+except ImportError:  # Windows: no rlimits, and nothing to raise
+    resource = None  # type: ignore[assignment]
+
+# macOS refuses a soft limit above OPEN_MAX (10,240) even where the hard limit is "unlimited".
+_DARWIN_OPEN_MAX = 10240
+# Descriptors a generator process holds besides its participants: stdio, the logging and
+# result files, the epoll/selector and wake-up pipes, the shard pipes, the embedded target's
+# pipes, the organizers' sockets, shared libraries opened by matplotlib. Measured at about 40
+# in a run with one organizer; the margin covers HTTP connections still closing.
+BASE_DESCRIPTORS = 64
+# Per participant: its WebSocket, plus its sign-up connection for the moment the two overlap.
+PER_PARTICIPANT = 1.05
+OUT_OF_FILES = (errno.EMFILE, errno.ENFILE)
+
+
+def limits() -> tuple[int, int] | None:
+    """(soft, hard) open-files limits of this process, or None where there are none."""
+    if resource is None:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft, hard
+
+
+def raise_soft_limit() -> int | None:
+    """Raise the soft open-files limit as far as the hard one allows; return the new soft one."""
+    current = limits()
+    if current is None:
+        return None
+    soft, hard = current
+    wanted = hard
+    if sys.platform == "darwin":
+        wanted = min(hard, _DARWIN_OPEN_MAX)
+    if wanted == resource.RLIM_INFINITY:
+        wanted = _system_maximum() or soft
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass  # the platform refused: run with what we have (the check below says so)
+    return soft
+
+
+def _system_maximum() -> int | None:
+    try:
+        with open("/proc/sys/fs/nr_open", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def descriptors_needed(participants: int) -> int:
+    """Descriptors one process needs to hold `participants` participants at once."""
+    return BASE_DESCRIPTORS + math.ceil(participants * PER_PARTICIPANT)
+
+
+def participants_within(limit: int) -> int:
+    """How many participants one process can hold under `limit` descriptors."""
+    return max(0, math.floor((limit - BASE_DESCRIPTORS) / PER_PARTICIPANT))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run asks of the open-files limit, per process."""
+
+    participants: int | None  # planned in all; None: no bound (no --duration, no maximum)
+    bounded_by_maximum: bool  # --max-participants alone sets the count
+    processes: int  # generator processes sharing the participants
+    embedded_target: bool  # the target on this machine holds every participant's socket too
+
+    def per_process(self) -> int | None:
+        if self.participants is None:
+            return None
+        return math.ceil(self.participants / self.processes)
+
+
+def plan(max_participants: int | None, duration: float | None, cpi_ms: float,
+         processes: int, embedded_target: bool) -> Plan:
+    """The participants a run plans: its maximum, or the arrivals its duration leaves time for."""
+    by_duration = None if duration is None else math.floor(duration * 1000 / cpi_ms) + 1
+    counts = [n for n in (max_participants, by_duration) if n is not None]
+    participants = min(counts) if counts else None
+    bounded = max_participants is not None and (by_duration is None
+                                                or max_participants <= by_duration)
+    return Plan(participants, bounded, processes, embedded_target)
+
+
+def check(run: Plan, soft: int | None) -> tuple[str, bool] | None:
+    """None when the run fits; else the one-line problem with its remedy, and whether it is
+    certain (--max-participants alone sets the count) or only possible (the duration may)."""
+    if soft is None or soft == resource.RLIM_INFINITY:
+        return None
+    remedy = "raise the hard limit (ulimit -Hn, or LimitNOFILE= for a service)"
+    if not run.embedded_target:
+        remedy += " or spread the participants with --processes N or a Dask cluster"
+    holders = [("the generator", run.per_process())]
+    if run.embedded_target:
+        holders.append(("the embedded target", run.participants))
+    for who, count in holders:
+        if count is None:
+            return (f"open files limited to {soft}: with no --duration or --max-participants, "
+                    f"{who} runs out of them after about {participants_within(soft)} "
+                    f"participants; {remedy}", False)
+        needed = descriptors_needed(count)
+        if needed > soft:
+            return (f"{count} participants need about {needed} open files in {who}, but the "
+                    f"limit is {soft}; {remedy}", run.bounded_by_maximum)
+    return None
+
+
+def is_out_of_files(exc: BaseException) -> bool:
+    """Whether EMFILE/ENFILE is anywhere in the exception's chain (urllib3 wraps it deep)."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.errno in OUT_OF_FILES:
+            return True
+        # requests.ConnectionError(MaxRetryError(reason=NewConnectionError(...OSError)))
+        todo.extend([item.__cause__, item.__context__, getattr(item, "reason", None),
+                     *item.args])
+    text = str(exc)
+    return any(f"[Errno {code}]" in text for code in OUT_OF_FILES)
+
+
+def out_of_files_message(thread: str) -> str:
+    """The first error's message when a worker ran out of descriptors."""
+    current = limits()
+    limit = "unknown" if current is None else str(current[0])
+    where = thread.replace("participant-", "participant ")
+    return (f"out of open files (limit {limit}) at {where}: raise ulimit -n "
+            "or use --processes")
