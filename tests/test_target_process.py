@@ -181,3 +181,48 @@ def test_sigterm_under_traffic_flushes_messages(tmp_path) -> None:
         stats = again.stats()
         assert stats["participant_messages_stored"] == stored
         assert stats["messages_stored"] == stored + 1  # plus the problem description
+
+
+def test_restart_on_db_restores_chats_and_counters(tmp_path) -> None:
+    """Every read of Hub.load and of the messenger REST API sees what the first process stored."""
+    from conftest import EsmeClient
+
+    db = str(tmp_path / "t.sqlite3")
+    with TargetProcess("--db", db) as first:
+        client = EsmeClient(first.config)
+        try:
+            ended = client.chat()
+            for sender, text in (ended["part"], "p"), (ended["org"], "o"):
+                client.send(sender, "send_message", {"chatId": ended["chat_id"], "message": text})
+                for ws in (ended["part"], ended["org"]):  # each message goes to both parties
+                    assert client.recv(ws)["payload"]["content"] == text
+            client.send(ended["org"], "close_chat", {"chatId": ended["chat_id"]})
+            assert client.recv(ended["org"])["type"] == "closed_chat"
+            active = client.chat(description="")
+            _, waiting = client.sign_up()
+            client.request_chat(waiting)  # stays queued: counted, not a chat
+            before = first.stats()
+            history = client.get("messenger_ws_url", f"/agency/chats/{ended['chat_id']}/messages",
+                                 ended["o_token"]).json()
+        finally:
+            client.close()
+    with TargetProcess("--db", db) as again:
+        after = again.stats()
+        for key in ("participants", "chat_requests_total", "chats", "messages_stored",
+                    "participant_messages_stored", "organizer_messages_stored"):
+            assert after[key] == before[key], key
+        client = EsmeClient(again.config)
+        try:
+            o_token = client.organizer_token()
+            org = client.ws(o_token)
+            chats = client.request(org, "get_chats")["payload"]["chats"]
+            assert [c["id"] for c in chats] == [active["chat_id"]]  # only the active one
+            archived = client.get("messenger_ws_url", "/agency/chats", o_token).json()
+            assert [c["id"] for c in archived] == [ended["chat_id"]]
+            assert client.get("messenger_ws_url", f"/agency/chats/{ended['chat_id']}/messages",
+                              o_token).json() == history
+            event = client.get("organizer_api_url", "/api/events/1",
+                               "esmeperf-organizer-api-key")
+            assert event.status_code == 200 and event.json()["agencyId"] == 1
+        finally:
+            client.close()

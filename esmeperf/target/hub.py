@@ -47,30 +47,25 @@ class Hub:
     # -- loading ---------------------------------------------------------------------------
     def load(self) -> None:
         """Fill the in-memory mirrors from the database (also after a restart on --db)."""
-        for row in self.store.rows("SELECT id, email, password, first_name, last_name, phone, "
-                                   "time_created_ms, role, agency_id FROM organizers"):
+        store = self.store
+        for row in store.organizers():
             org = Organizer(*row)
             self.organizers[org.id] = org
             self.organizers_by_email[org.email] = org
-        for row in self.store.rows("SELECT id, email, password, phone, time_created_ns "
-                                   "FROM participants"):
-            self.participants[row[0]] = Participant(*row)
-            self.participant_emails.add(row[1])
-        for event_id, agency_id in self.store.rows(
-                "SELECT e.id, e.agency_id FROM events e JOIN agencies a ON a.id = e.agency_id "
-                "WHERE a.approved = 1"):
+        for prow in store.participants():
+            self.participants[prow[0]] = Participant(*prow)
+            self.participant_emails.add(prow[1])
+        for event_id, agency_id in store.approved_events():
             self.events[event_id] = agency_id
-        for row in self.store.rows("SELECT id, agency_id, event_id, organizer_id, participant_id,"
-                                   " ended, lat_start, lng_start, time_start_ms FROM chats "
-                                   "WHERE ended = 0 ORDER BY time_start_ms, rowid"):
-            self._cache(Chat(*row))
+        for chat_row in store.active_chats():
+            self._cache(Chat(*chat_row))
+        stored = store.counts()
         c = self.counters
-        c.chats = self.store.count("chats")
-        c.chat_requests_total = self.store.count("chat_requests")
-        c.participant_messages = self.store.count("messages",
-                                                  "from_organizer = 0 AND description = 0")
-        c.organizer_messages = self.store.count("messages", "from_organizer = 1")
-        c.description_messages = self.store.count("messages", "description = 1")
+        c.chats = stored.chats
+        c.chat_requests_total = stored.chat_requests
+        c.participant_messages = stored.participant_messages
+        c.organizer_messages = stored.organizer_messages
+        c.description_messages = stored.description_messages
 
     def _cache(self, chat: Chat) -> None:
         self.active[chat.id] = chat

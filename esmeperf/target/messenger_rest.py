@@ -10,6 +10,7 @@ from .auth import ORGANIZER, PARTICIPANT, Identity, split_bearer, token_prefix
 from .http import error_response, json_response
 from .hub import Hub
 from .models import Chat
+from .store import ChatRow
 from .wire import message_json
 
 AGENCY_ROLES = frozenset((2, 3, 4))
@@ -36,11 +37,7 @@ class MessengerRest:
             return error_response(401, "invalid role")
         return identity
 
-    def _archived(self, where: str, param: int) -> list[dict[str, Any]]:
-        rows = self.hub.store.rows(
-            "SELECT id, agency_id, event_id, organizer_id, participant_id, ended, lat_start, "
-            f"lng_start, time_start_ms FROM chats WHERE ended = 1 AND {where} = ? "
-            "ORDER BY time_start_ms DESC, rowid DESC", (param,))
+    def _archived(self, rows: list[ChatRow]) -> list[dict[str, Any]]:
         return [self.hub.chat_json(Chat(*row), True) for row in rows]
 
     async def agency_chats(self, request: web.Request) -> web.Response:
@@ -48,27 +45,29 @@ class MessengerRest:
         if isinstance(who, web.Response):
             return who
         agency_id = self.hub.organizers[who.user_id].agency_id or 0
-        return json_response(self._archived("agency_id", agency_id))
+        return json_response(self._archived(self.hub.store.ended_chats_of_agency(agency_id)))
 
     async def participant_chats(self, request: web.Request) -> web.Response:
         who = self.rest_user(request, PARTICIPANT)
         if isinstance(who, web.Response):
             return who
-        return json_response(self._archived("participant_id", who.user_id))
+        return json_response(self._archived(
+            self.hub.store.ended_chats_of_participant(who.user_id)))
 
     async def chat_messages(self, request: web.Request) -> web.Response:
         kind = ORGANIZER if request.path.startswith("/agency/") else PARTICIPANT
         who = self.rest_user(request, kind)
         if isinstance(who, web.Response):
             return who
-        column = "agency_id" if kind == ORGANIZER else "participant_id"
-        owner = self.hub.organizers[who.user_id].agency_id if kind == ORGANIZER else who.user_id
-        rows = self.hub.store.rows(f"SELECT 1 FROM chats WHERE id = ? AND {column} = ?",
-                                   (request.match_info["chat_id"], owner))
-        if not rows:
+        store = self.hub.store
+        chat_id = request.match_info["chat_id"]
+        if kind == ORGANIZER:
+            found = store.agency_has_chat(chat_id, self.hub.organizers[who.user_id].agency_id)
+        else:
+            found = store.participant_has_chat(chat_id, who.user_id)
+        if not found:
             return error_response(400, "chat not found")
-        return json_response([message_json(r)
-                              for r in self.hub.store.messages(request.match_info["chat_id"])])
+        return json_response([message_json(r) for r in store.messages(chat_id)])
 
     async def stats(self, request: web.Request) -> web.Response:
         return json_response(self.hub.stats())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import ChatRow
 
 
 @dataclass(slots=True)
@@ -51,7 +54,7 @@ class Chat:
     lng: float | None
     start_ms: int
 
-    def row(self) -> tuple[Any, ...]:
+    def row(self) -> ChatRow:
         return (self.id, self.agency_id, self.event_id, self.organizer_id, self.participant_id,
                 self.ended, self.lat, self.lng, self.start_ms)
 

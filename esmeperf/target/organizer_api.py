@@ -105,9 +105,8 @@ class OrganizerApi:
         event_id = int(raw_id)
         if event_id not in self.hub.events:  # missing, or its agency is not approved
             return error_response(404, f"Event with id {event_id} not found")
-        row = self.hub.store.rows("SELECT id, name, description, address, lat, lng, "
-                                  "time_start_ms, time_end_ms, agency_id FROM events "
-                                  "WHERE id = ?", (event_id,))[0]
+        row = self.hub.store.event(event_id)
+        assert row is not None  # hub.events mirrors the events table, which only grows
         return json_response({"id": row[0], "name": row[1], "description": row[2],
                               "address": row[3], "lat": row[4], "lng": row[5],
                               "timeStart": js_time(row[6]), "timeEnd": js_time(row[7]),
