@@ -18,6 +18,7 @@ from . import __version__, openfiles
 from .config import Gates, Settings, load_target, timespan
 from .errors import ConfigError
 from .job import run_job
+from .lifecycle import Lifecycle
 from .status import EXIT_STATUS_HELP, ExitStatus
 
 log = logging.getLogger("esmeperf")
@@ -241,6 +242,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         for sig in (signal.SIGUSR1, signal.SIGQUIT):
             faulthandler.register(sig, all_threads=True)
+    lifecycle = Lifecycle()
+    try:
+        with lifecycle.installed():
+            return _job(args, lifecycle)
+    except KeyboardInterrupt:  # while checking, or the target or cluster starting: nothing ran
+        print("esmeperf: interrupted before the run started", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+
+
+def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
+    """Check the flags and the config, then run the job (a sweep when intervals are lists)."""
     try:
         settings = settings_from_args(args)
         check_out_dir(settings.out_dir)
@@ -270,14 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if runs > 1 and settings.duration is None:
         print("esmeperf: error: a sweep or --repeat needs --duration", file=sys.stderr)
         return ExitStatus.USAGE
-    try:
-        if runs > 1:
-            from .sweep import matrix, run_sweep
+    if runs > 1:
+        from .sweep import matrix, run_sweep
 
-            plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
-            return run_sweep(plan, lambda s: run_job(s, target, target_args, args.debug, dask),
-                             settings.out_dir)
-        return run_job(settings, target, target_args, args.debug, dask)
-    except KeyboardInterrupt:  # while the target or the cluster was starting: nothing ran
-        print("esmeperf: interrupted before the run started", file=sys.stderr)
-        return ExitStatus.INTERRUPTED
+        plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
+        return run_sweep(plan, lambda s: run_job(s, target, target_args, args.debug, dask,
+                                                 lifecycle), settings.out_dir)
+    return run_job(settings, target, target_args, args.debug, dask, lifecycle)

@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from .errors import ConfigError
-from .shard import ReportSink, ShardRunner, ShardSpec
+from .shard import Command, ReportSink, ShardMessage, ShardReport, ShardRunner, ShardSpec
 from .workers import FirstError, Workers
 
 log = logging.getLogger("esmeperf")
@@ -96,46 +96,57 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
 
 
 def _run_shard(spec: ShardSpec, name: str) -> dict[str, Any]:
-    """The Dask task: run one shard on this worker until the client says "close"."""
+    """The Dask task: run one shard on this worker until the client says CLOSE."""
     import distributed
 
     queue = distributed.Queue(f"{name}-reports")
-    events = [(distributed.Event(f"{name}-{c}"), c) for c in ("force", "close", "stop")]
+    # FORCE first: when both are set, skipping the waits wins.
+    events = [(distributed.Event(f"{name}-{c.value}"), c)
+              for c in (Command.FORCE, Command.CLOSE, Command.STOP)]
     put_lock = threading.Lock()
 
-    def send(message: Any) -> None:
+    def send(message: ShardMessage) -> None:
         with put_lock:
             queue.put(message)
 
     runner = ShardRunner(spec, send)
     lease = distributed.Variable(f"{name}-lease")
 
+    def commands_set(seen: set[Command]) -> list[Command]:
+        try:
+            return [command for event, command in events
+                    if command not in seen and event.is_set()]
+        except Exception:  # noqa: BLE001 - the scheduler is unreachable: the lease decides
+            return []
+
+    def heartbeat() -> Any:
+        try:
+            return lease.get(timeout=5)
+        except Exception:  # noqa: BLE001 - the scheduler is gone: nobody will say stop
+            return None
+
     def watch() -> None:
-        seen: set[str] = set()
+        seen: set[Command] = set()
         beat, beat_seen = None, time.monotonic()
-        while "close" not in seen and "force" not in seen:
-            try:
-                for event, command in events:
-                    if command not in seen and event.is_set():
-                        seen.add(command)
-                        runner.command(command)
-                value = lease.get(timeout=5)
-            except Exception:  # noqa: BLE001 - the scheduler is gone: nobody will say stop
-                value = None
+        while Command.CLOSE not in seen and Command.FORCE not in seen:
+            for command in commands_set(seen):
+                seen.add(command)
+                runner.command(command)  # a failure here is a bug: let it reach the log
+            value = heartbeat()
             if value != beat and value is not None:
                 beat, beat_seen = value, time.monotonic()
             elif time.monotonic() - beat_seen > LEASE_TIMEOUT:
                 log.error("shard %d: no word from the client for %g s; stopping",
                           spec.index, LEASE_TIMEOUT)
-                runner.command("force")
+                runner.command(Command.FORCE)
                 return
             if not seen:
-                events[2][0].wait(0.5)  # block on "stop" between checks
+                events[2][0].wait(0.5)  # block on STOP between checks
             else:
-                time.sleep(0.2)  # stopping: poll for "close"/"force" a few times a second
+                time.sleep(0.2)  # stopping: poll for CLOSE/FORCE a few times a second
 
     threading.Thread(target=watch, name=f"shard-{spec.index}-watch", daemon=True).start()
-    return runner.run()
+    return runner.run().as_dict(spec.index)
 
 
 class DaskShards:
@@ -147,8 +158,9 @@ class DaskShards:
         self.name = f"esmeperf-{uuid.uuid4().hex[:12]}"
         client = cluster.client
         self._skew = cluster.skew
-        self._events = {c: distributed.Event(f"{self.name}-{c}", client=client)
-                        for c in ("stop", "close", "force")}
+        self._events = {c: distributed.Event(f"{self.name}-{c.value}", client=client)
+                        for c in Command}
+        self._closing = threading.Event()  # set once the client waits for the end
         self._queue = distributed.Queue(f"{self.name}-reports", client=client)
         self._lease = distributed.Variable(f"{self.name}-lease", client=client)
         self._lease.set(0)
@@ -167,16 +179,19 @@ class DaskShards:
         # the scheduler log a TimeoutError traceback each time the queue is found empty.
         idle = threading.Event()
         beats, next_beat = 0, 0.0
-        while len(self.sink.done) < len(self._futures):
+        while self.sink.finished() < len(self._futures):
             try:
                 if time.monotonic() >= next_beat:
                     beats, next_beat = beats + 1, time.monotonic() + 1.0
                     self._lease.set(beats)
                 messages = self._queue.get(batch=True)
-            except Exception:  # noqa: BLE001 - the client is closing
+            except Exception as exc:  # noqa: BLE001 - the link broke: a run error unless ending
+                if self._closing.is_set():
+                    return
+                self.sink.workers.record_error("dask-listener", exc)
                 return
             for message in messages:
-                self.sink.accept(message, where=f"@{self._addresses.get(message[1], '?')}")
+                self.sink.accept(message, where=f"@{self._addresses.get(message.index, '?')}")
             if not messages:
                 self._check_failed()
                 idle.wait(0.1)
@@ -184,17 +199,19 @@ class DaskShards:
     def _check_failed(self) -> None:
         """A shard task that died (raised, or its worker was lost) is an error of the run."""
         for index, future in enumerate(self._futures):
-            if future.status in ("error", "lost", "cancelled") and index not in self.sink.done:
-                self.sink.done[index] = {"shard": index, "alive": [], "late_errors": 0,
-                                         "sent": 0, "host": self._addresses.get(index)}
-                exc = future.exception() if future.status == "error" else None
-                self.sink.workers.record(FirstError(
-                    thread=f"shard-{index}@{self._addresses.get(index)}",
-                    type=type(exc).__name__ if exc else "ShardLost",
-                    message=f"shard task {future.status}: {exc}",
-                    traceback="".join(traceback.format_exception(exc)) if exc else ""))
+            if future.status not in ("error", "lost", "cancelled"):
+                continue
+            host = self._addresses.get(index)
+            if not self.sink.finish(index, ShardReport([], 0, 0, str(host), 0.0).as_dict(index)):
+                continue  # it had reported before it ended
+            exc = future.exception() if future.status == "error" else None
+            self.sink.workers.record(FirstError(
+                thread=f"shard-{index}@{host}",
+                type=type(exc).__name__ if exc else "ShardLost",
+                message=f"shard task {future.status}: {exc}",
+                traceback="".join(traceback.format_exception(exc)) if exc else ""))
 
-    def send(self, command: str) -> None:
+    def send(self, command: Command) -> None:
         self._events[command].set()
 
     def wait(self, timeout: float) -> None:
@@ -206,6 +223,7 @@ class DaskShards:
             log.warning("shard tasks still running after %g s; cancelling them", timeout)
             for future in self._futures:
                 future.cancel()
+        self._closing.set()  # from here on the client closes: a broken link is expected
         self._listener.join(timeout)
 
     def reports(self) -> list[dict[str, Any]]:

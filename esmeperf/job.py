@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,23 +13,30 @@ from typing import Any
 from . import openfiles
 from .config import Settings, Target
 from .errors import ConfigError, EsmePerfError, TargetStartError
+from .lifecycle import Lifecycle
 from .status import ExitStatus
 
 log = logging.getLogger("esmeperf")
 
 
 def run_job(settings: Settings, target: Target | None, target_args: list[str], debug: bool,
-            dask: tuple[str | None, int | None] | None = None) -> int:
-    """One run; an error before it started (the embedded target) is one line, exit 1."""
+            dask: tuple[str | None, int | None] | None = None,
+            lifecycle: Lifecycle | None = None) -> int:
+    """One run; an error before it started (the embedded target) is one line, exit 1.
+
+    `lifecycle` owns the signals of the whole job (a sweep shares one across its runs).
+    """
+    lifecycle = lifecycle or Lifecycle()
+    lifecycle.next_run()
     try:
         if dask is None:
-            return _run(settings, target, target_args)
+            return _run(settings, target, target_args, lifecycle)
         from .cluster import DaskCluster
 
         with DaskCluster(scheduler=dask[0], local_workers=dask[1]) as cluster:
             log.info("Dask cluster: %d workers", len(cluster.workers))
             settings = replace(settings, processes=len(cluster.workers))
-            return _run(settings, target, target_args, cluster.launcher)
+            return _run(settings, target, target_args, lifecycle, cluster.launcher)
     except EsmePerfError as exc:
         if debug:
             log.exception("failed")
@@ -40,7 +45,7 @@ def run_job(settings: Settings, target: Target | None, target_args: list[str], d
 
 
 def _run(settings: Settings, target: Target | None, target_args: list[str],
-         shard_launcher: Any = None) -> int:
+         lifecycle: Lifecycle, shard_launcher: Any = None) -> int:
     from .run import Run  # imported late: --help and bad input stay fast
 
     embedded = None
@@ -49,7 +54,7 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
         target = Target.from_mapping(embedded.config, "embedded target", embedded=True)
         log.info("embedded target on %s (pid %s)", target.messenger_ws_url, embedded.pid)
     try:
-        run = Run(target, settings,
+        run = Run(target, settings, lifecycle=lifecycle,
                   target_alive=(lambda: embedded.returncode) if embedded else None)
         run.shard_launcher = shard_launcher
         result = run.execute()
@@ -63,31 +68,27 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
                 " (the embedded target ran out of open files, limit "
                 f"{limit[0] if limit else 'unknown'}: raise ulimit -Hn)")
         elif embedded is not None:
+            log.info("reading the target's /stats")
             try:
                 result.target_stats = embedded.stats()
             except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal
                 log.warning("could not read the target's /stats: %s", exc)
-        # Writing the files takes a moment (the plot): a signal now must not cut it short.
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in
-                    (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
-        try:
-            return _report(result)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        # The lifecycle holds any signal from the end of the run to here (FINISHING).
+        status = _report(result)
+        if lifecycle.held:
+            log.warning("stopped by %s after writing the results", lifecycle.held[0])
+            return ExitStatus.INTERRUPTED
+        return status
     finally:
         if embedded is not None:
             embedded.stop()
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 def _start_embedded(settings: Settings, target_args: list[str]) -> Any:
     from .target.launcher import TargetError, TargetProcess
 
     process = TargetProcess(*target_args, "--organizers", str(settings.organizers))
+    log.info("starting the embedded target")
     try:
         process.start()
     except TargetError as exc:
@@ -111,6 +112,7 @@ def _report(result: Any) -> int:
     summary["exit_status"] = int(status)
     stamp = int(time.time())
     out_dir = result.settings.out_dir
+    log.info("writing the results")
     try:
         paths = write_results(result, summary, out_dir, stamp)
     except OSError as exc:

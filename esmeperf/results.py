@@ -181,7 +181,8 @@ def write_results(result: RunResult, summary: dict[str, Any], out_dir: Path,
         "rates": out_dir / f"{stamp}{RATES_SUFFIX}",
         "series": out_dir / f"{stamp}{SERIES_SUFFIX}",
     }
-    # Go's json.MarshalIndent: two spaces, no trailing newline, map keys sorted as strings.
+    # Go's json.MarshalIndent: two spaces, no trailing newline. The summary is a Go struct
+    # (keys in field order, ours after); the rates are a Go map, whose keys Go writes sorted.
     _write_atomic(paths["summary"], json.dumps(summary, indent=2, ensure_ascii=False))
     rates = {str(k): v for k, v in result.sent.items()}
     _write_atomic(paths["rates"], json.dumps(dict(sorted(rates.items())), indent=2))

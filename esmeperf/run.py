@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import logging
-import queue
-import signal
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from . import openfiles
 from .config import Settings, Target
 from .context import Context
+from .lifecycle import Lifecycle
 from .organizer import Organizer
 from .participant import Spawner
-from .shard import ProcessShards, ShardGroup, ShardSpec
+from .shard import Command, ProcessShards, ShardGroup, ShardSpec
 from .status import ExitStatus
 from .workers import (
     CLOSE_GRACE,
-    SWITCH_INTERVAL,
-    WORKER_STACK_SIZE,
+    EndReason,
     FirstError,
     Workers,
     cpu_seconds,
+    worker_thread_settings,
 )
 
 log = logging.getLogger("esmeperf")
@@ -74,49 +72,28 @@ class Run:
     """Runs the ESME scenario once, in this process or with participants in shard processes."""
 
     def __init__(self, target: Target, settings: Settings,
-                 target_alive: Callable[[], int | None] | None = None) -> None:
+                 target_alive: Callable[[], int | None] | None = None,
+                 lifecycle: Lifecycle | None = None) -> None:
         self.target = target
         self.settings = settings
         self.run_id = uuid.uuid4().hex[:12]
         # Reports the embedded target's exit code once it has died (None while it runs).
         self._target_exit = target_alive
-        self._signals = 0
-        self._signal_queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()  # reentrant
+        # The job's owner of signals; a Run made alone (a benchmark) gets one of its own.
+        self.lifecycle = lifecycle or Lifecycle()
         self.workers = Workers(target, settings, stamp=int(time.time()))
         self.ctx = self.workers.ctx
         self.shards: ShardGroup | None = None
         # Starts shards elsewhere (Dask); None: --processes N local processes.
         self.shard_launcher: Callable[[list[ShardSpec], Workers], ShardGroup] | None = None
 
-    # -- signals ------------------------------------------------------------------------
+    def _stop_for_signal(self, name: str) -> None:
+        self.workers.stop(EndReason.SIGNAL, name)
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # A handler runs between two bytecodes of the main thread, which may be holding a lock
-        # the stop needs (an Event's, the workers', stderr's): only hand the signal over.
-        self._signal_queue.put_nowait(signum)
-
-    def _relay_signals(self) -> None:
-        """Act on signals outside the handler: first a graceful stop, then a forced one."""
-        while (signum := self._signal_queue.get()) is not None:
-            self._signals += 1
-            name = signal.Signals(signum).name
-            if self._signals == 1:
-                log.warning("%s: stopping gracefully (again to stop at once)", name)
-                self.workers.stop(f"signal {name}")
-            else:
-                log.warning("%s: stopping at once; results are still written", name)
-                self.workers.force.set()
-                if self.shards is not None:
-                    self.shards.send("force")
-
-    def _install_signals(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        threading.Thread(target=self._relay_signals, name="signal-relay", daemon=True).start()
-        previous: dict[int, Any] = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, self._on_signal)
-        return previous
+    def _force_for_signal(self, name: str) -> None:
+        self.workers.force.set()
+        if self.shards is not None:
+            self.shards.send(Command.FORCE)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -125,13 +102,38 @@ class Run:
         settings, ctx, workers = self.settings, self.ctx, self.workers
         started_ns = time.time_ns()
         cpu_before = cpu_seconds()
-        previous_handlers = self._install_signals()
-        previous_stack = threading.stack_size(WORKER_STACK_SIZE)
-        previous_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
         samples: dict[int, Sample] = {}
         organizers = [Organizer(ctx, i + 1, creds) for i, creds in
                       enumerate(self.target.organizers[: settings.organizers])]
+        with self.lifecycle.running(self._stop_for_signal, self._force_for_signal), \
+                worker_thread_settings():
+            participants_started_ns = self._load(organizers, samples)
+            stopped_ns = time.time_ns()
+            log.info("starting graceful shutdown")
+            self._shutdown()
+        shard_reports = self.shards.reports() if self.shards is not None else []
+        alive = workers.alive() + [f"shard-{r['shard']}/{name}" for r in shard_reports
+                                   for name in r["alive"]]
+        if alive:
+            log.warning("threads still running after shutdown: %s", ", ".join(alive[:20]))
+        return RunResult(
+            run_id=self.run_id, target=self.target, settings=settings, started_ns=started_ns,
+            stopped_ns=stopped_ns,
+            organizer_started_ns=min((o.time_started_ns for o in organizers
+                                      if o.time_started_ns), default=started_ns),
+            participants_started_ns=participants_started_ns or started_ns,
+            end_reason=workers.end_text(), status=self._status(), ctx=ctx, samples=samples,
+            first_error=workers.first_error,
+            late_errors=workers.late_errors + sum(r["late_errors"] for r in shard_reports),
+            threads_alive=alive, shards=shard_reports, sent=ctx.metrics.sent.snapshot(),
+            cpu_s=cpu_seconds() - cpu_before + sum(r.get("cpu_s", 0.0) for r in shard_reports),
+        )
+
+    def _load(self, organizers: list[Organizer], samples: dict[int, Sample]) -> int:
+        """Sign in, start the organizers and participants, wait for the end; return the Unix
+        ns at which participants started (0 if they never did). Always leaves the run stopped.
+        """
+        workers = self.workers
         participants_started_ns = 0
         try:
             self._log_settings()
@@ -144,37 +146,11 @@ class Run:
             origin = time.monotonic()  # the arrival grid's origin: --duration counts from here
             self._start_participants(participants_started_ns)
             self._wait(samples, origin)
-        except BaseException as exc:  # noqa: B036 - sign-in errors, KeyboardInterrupt, bugs
+        except BaseException as exc:  # noqa: B036 - sign-in errors, bugs: the run's first error
             workers.record_error(threading.current_thread().name, exc)
         finally:
-            workers.stop("error")
-            stopped_ns = time.time_ns()
-            log.info("starting graceful shutdown")
-            try:
-                self._shutdown()
-            finally:
-                threading.stack_size(previous_stack)
-                sys.setswitchinterval(previous_interval)
-                for sig, handler in previous_handlers.items():
-                    signal.signal(sig, handler)
-                self._signal_queue.put(None)  # ends the relay thread
-        shard_reports = self.shards.reports() if self.shards is not None else []
-        alive = workers.alive() + [f"shard-{r['shard']}/{name}" for r in shard_reports
-                                   for name in r["alive"]]
-        if alive:
-            log.warning("threads still running after shutdown: %s", ", ".join(alive[:20]))
-        return RunResult(
-            run_id=self.run_id, target=self.target, settings=settings, started_ns=started_ns,
-            stopped_ns=stopped_ns,
-            organizer_started_ns=min((o.time_started_ns for o in organizers
-                                      if o.time_started_ns), default=started_ns),
-            participants_started_ns=participants_started_ns or started_ns,
-            end_reason=workers.end_reason, status=self._status(), ctx=ctx, samples=samples,
-            first_error=workers.first_error,
-            late_errors=workers.late_errors + sum(r["late_errors"] for r in shard_reports),
-            threads_alive=alive, shards=shard_reports, sent=ctx.metrics.sent.snapshot(),
-            cpu_s=cpu_seconds() - cpu_before + sum(r.get("cpu_s", 0.0) for r in shard_reports),
-        )
+            workers.stop(EndReason.ERROR)  # no-op when a reason is set; else something broke
+        return participants_started_ns
 
     def _start_participants(self, started_ns: int) -> None:
         """The spawner here, or one per shard (participant n goes to shard (n - 1) mod N)."""
@@ -227,7 +203,7 @@ class Run:
                         f"the embedded target exited with status {code}"))
                     return
             if deadline is not None and time.monotonic() >= deadline:
-                self.workers.stop("duration")
+                self.workers.stop(EndReason.DURATION)
                 return
 
     def _sample(self) -> Sample:
@@ -255,15 +231,15 @@ class Run:
                 return shards.sink.all_drained()
             return not len(self.ctx.connections) or m.sent.total() <= m.delivered.total()
 
-        to_shards(lambda s: s.send("stop"))
+        to_shards(lambda s: s.send(Command.STOP))
         self.workers.shutdown(drained=drained, on_close=lambda: to_shards(
-            lambda s: s.send("close")))
+            lambda s: s.send(Command.CLOSE)))
         to_shards(lambda s: s.wait(CLOSE_GRACE + self.settings.join_timeout + 5))
 
     def _status(self) -> ExitStatus:
         if self.workers.first_error is not None:
             return ExitStatus.ERROR
-        if self.workers.end_reason.startswith("signal"):
+        if self.workers.end_reason is EndReason.SIGNAL:
             return ExitStatus.INTERRUPTED
         return ExitStatus.OK
 

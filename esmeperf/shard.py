@@ -5,15 +5,15 @@ participants numbered n with (n - 1) mod N == i, on the parent's arrival grid, a
 measurements as deltas (Metrics.drain) twice a second, so the parent's totals, per-second counts
 and HDR histograms are exactly the sums of the shards'. The protocol, whatever carries it:
 
-    parent -> shard: "stop" (stop sending, keep reading echoes), "close" (close sockets, join,
-                     report, end), "force" (skip the graceful waits)
-    shard -> parent: ("delta", index, metrics delta), ("error", index, FirstError fields),
-                     ("drained", index, None) once stopped and every echo is in,
-                     ("done", index, {"alive": [...], "late_errors": n, "sent": n, "host": ...})
+    parent -> shard: a Command: STOP (stop sending, keep reading echoes), CLOSE (close sockets,
+                     join, report, end), FORCE (skip the graceful waits)
+    shard -> parent: a ShardMessage: Delta (metrics since the last one), Failed (the shard's
+                     first error), Drained (stopped and every echo in), Done (the final report)
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import multiprocessing
 import os
@@ -23,18 +23,66 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from . import openfiles
 from .config import Settings, Target
 from .participant import Spawner
-from .workers import SWITCH_INTERVAL, WORKER_STACK_SIZE, FirstError, Workers, cpu_seconds
+from .workers import EndReason, FirstError, Workers, cpu_seconds, worker_thread_settings
 
 log = logging.getLogger("esmeperf")
 
 REPORT_INTERVAL = 0.5  # seconds between deltas: the parent's live view lags at most this
+
+
+class Command(enum.Enum):
+    """What the parent tells its shards."""
+
+    STOP = "stop"  # stop sending; keep reading echoes
+    CLOSE = "close"  # close the sockets, join the threads, send Done, end
+    FORCE = "force"  # as CLOSE, skipping every graceful wait
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    """A shard's final report (on Dask, the worker's address and clock skew are added)."""
+
+    alive: list[str]  # threads still running after the shard's join
+    late_errors: int
+    sent: int
+    host: str
+    cpu_s: float  # the whole shard process's CPU (on Dask: the worker's)
+
+    def as_dict(self, index: int) -> dict[str, Any]:
+        return {"shard": index, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Delta:
+    index: int
+    metrics: dict[str, Any]  # Metrics.drain() of the shard
+
+
+@dataclass(frozen=True)
+class Failed:
+    index: int
+    error: FirstError
+
+
+@dataclass(frozen=True)
+class Drained:
+    index: int
+
+
+@dataclass(frozen=True)
+class Done:
+    index: int
+    report: ShardReport
+
+
+ShardMessage = Delta | Failed | Drained | Done
 
 
 @dataclass(frozen=True)
@@ -53,34 +101,34 @@ class ShardSpec:
 class ShardRunner:
     """The shard side, whatever transport carries its messages (`send`) and commands."""
 
-    def __init__(self, spec: ShardSpec, send: Callable[[Any], None]) -> None:
+    def __init__(self, spec: ShardSpec, send: Callable[[ShardMessage], None]) -> None:
         self.spec = spec
         self._send = send
         self.workers = Workers(spec.target, spec.settings, spec.stamp)
         self.workers.ctx.email_tag = spec.email_tag
-        self.workers.on_first_error = lambda error: self._send(
-            ("error", spec.index, error.as_dict()))
+        self.workers.on_first_error = lambda error: self._send(Failed(spec.index, error))
         self.closing = threading.Event()
 
-    def command(self, command: str) -> None:
-        """Obey the parent: "stop", "close" or "force"."""
-        self.workers.stop("parent")
-        if command in ("close", "force"):
+    def command(self, command: Command) -> None:
+        """Obey the parent."""
+        if not isinstance(command, Command):  # a bug of the link: the shard's error, and out
+            self.workers.record_error(f"shard-{self.spec.index}-link", TypeError(
+                f"unknown command {command!r:.200}"))
+            command = Command.FORCE
+        self.workers.stop(EndReason.PARENT)
+        if command in (Command.CLOSE, Command.FORCE):
             self.closing.set()
-        if command == "force":
+        if command is Command.FORCE:
             self.workers.force.set()
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> ShardReport:
         """Run the participants until told to close; return the shard's final report."""
         spec, workers = self.spec, self.workers
         # A spawned process inherits the parent's raised limit; a Dask worker has its own.
         soft = openfiles.raise_soft_limit()
         log.info("open files limit: %s", "none" if soft is None else soft)
         cpu_before = cpu_seconds()
-        previous_stack = threading.stack_size(WORKER_STACK_SIZE)
-        previous_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
-        try:
+        with worker_thread_settings():
             spawner = Spawner(workers.ctx, offset=spec.index, stride=spec.count,
                               start_wall=spec.start_wall)
             workers.start_thread(f"spawner-{spec.index}", spawner.run)
@@ -94,23 +142,21 @@ class ShardRunner:
                 delta = metrics.drain()
                 sent += sum(delta["sent"].values())
                 delivered += sum(delta["delivered"].values())
-                self._send(("delta", spec.index, delta))
+                self._send(Delta(spec.index, delta))
                 if settled and not drained:
                     deadline = deadline or time.monotonic() + spec.settings.echo_timeout
                     if delivered >= sent or time.monotonic() >= deadline:
                         drained = True
-                        self._send(("drained", spec.index, None))
+                        self._send(Drained(spec.index))
             workers.shutdown(drained=lambda: True)  # the parent already waited for echoes
             delta = metrics.drain()
             sent += sum(delta["sent"].values())
-            self._send(("delta", spec.index, delta))
-        finally:
-            threading.stack_size(previous_stack)
-            sys.setswitchinterval(previous_interval)
+            self._send(Delta(spec.index, delta))
         # The CPU of the whole shard process (on Dask: the worker's, its own overhead included).
-        report = {"alive": workers.alive(), "late_errors": workers.late_errors, "sent": sent,
-                  "host": socket.gethostname(), "cpu_s": round(cpu_seconds() - cpu_before, 3)}
-        self._send(("done", spec.index, report))
+        report = ShardReport(alive=workers.alive(), late_errors=workers.late_errors, sent=sent,
+                             host=socket.gethostname(),
+                             cpu_s=round(cpu_seconds() - cpu_before, 3))
+        self._send(Done(spec.index, report))
         return report
 
 
@@ -119,7 +165,7 @@ class ShardGroup(Protocol):
 
     sink: ReportSink
 
-    def send(self, command: str) -> None: ...
+    def send(self, command: Command) -> None: ...
     def wait(self, timeout: float) -> None: ...
     def reports(self) -> list[dict[str, Any]]: ...
 
@@ -134,20 +180,38 @@ class ReportSink:
         self.count = count
         self._lock = threading.Lock()
 
-    def accept(self, message: Sequence[Any], where: str = "") -> None:
-        kind, index, body = message
-        if kind == "delta":
-            self.workers.ctx.metrics.merge(body)
-        elif kind == "error":
-            error = FirstError(**body)
-            error.thread = f"shard-{index}{where}/{error.thread}"
-            self.workers.record(error)
-        elif kind == "drained":
-            with self._lock:
-                self.drained.add(index)
-        elif kind == "done":
-            with self._lock:
-                self.done[index] = {"shard": index, **body}
+    def accept(self, message: ShardMessage, where: str = "") -> None:
+        """Merge one message; anything else on the link is a bug of the run, and its error."""
+        match message:
+            case Delta(metrics=metrics):
+                self.workers.ctx.metrics.merge(metrics)
+            case Failed(index=index, error=error):
+                error.thread = f"shard-{index}{where}/{error.thread}"
+                self.workers.record(error)
+            case Drained(index=index):
+                with self._lock:
+                    self.drained.add(index)
+            case Done(index=index, report=report):
+                self.finish(index, report.as_dict(index))
+            case _:
+                self.workers.record_error("shards", TypeError(
+                    f"unknown shard message {type(message).__name__}: {message!r:.200}"))
+
+    def finish(self, index: int, report: dict[str, Any]) -> bool:
+        """Keep a shard's final report, unless it already has one; True if it was kept."""
+        with self._lock:
+            if index in self.done:
+                return False
+            self.done[index] = report
+            return True
+
+    def reported(self, index: int) -> bool:
+        with self._lock:
+            return index in self.done
+
+    def finished(self) -> int:
+        with self._lock:
+            return len(self.done)
 
     def reports(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -176,21 +240,21 @@ def _process_main(conn: Connection, spec: ShardSpec) -> None:
     send_lock = threading.Lock()
     runner: ShardRunner
 
-    def send(message: Any) -> None:
+    def send(message: ShardMessage) -> None:
         with send_lock:
             try:
                 conn.send(message)
             except OSError:
-                runner.command("force")  # the parent is gone
+                runner.command(Command.FORCE)  # the parent is gone
 
     def listen() -> None:
         while True:
             try:
                 command = conn.recv()
             except (EOFError, OSError):
-                command = "force"  # the parent died: stop at once
+                command = Command.FORCE  # the parent died: stop at once
             runner.command(command)
-            if command in ("close", "force"):
+            if command in (Command.CLOSE, Command.FORCE):
                 return
 
     runner = ShardRunner(spec, send)
@@ -224,14 +288,14 @@ class ProcessShards:
             except (EOFError, OSError):
                 break
             self.sink.accept(message)
-        if index not in self.sink.done:
+        if not self.sink.reported(index):
             process.join(5)
             self.sink.workers.record(FirstError(
                 thread=f"shard-{index}", type="ShardDied", traceback="",
                 message=f"shard process {index} ended without reporting "
                         f"(exit status {process.exitcode})"))
 
-    def send(self, command: str) -> None:
+    def send(self, command: Command) -> None:
         for conn, _, _, lock in self._shards:
             with lock:
                 try:

@@ -35,19 +35,21 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
               out_dir: Path) -> int:
     """Run each Settings with `run_one`; stop early only on a signal; then write the report."""
     statuses: list[int] = []
+    started: list[Settings] = []
     for number, settings in enumerate(runs, 1):
         log.info("=== run %d of %d: sci %g cpi %g smi %g ms -> %s", number, len(runs),
                  settings.sci, settings.cpi, settings.smi, settings.out_dir)
         try:
             status = run_one(settings)
-        except KeyboardInterrupt:  # between two runs, outside their signal handlers
+            started.append(settings)
+        except KeyboardInterrupt:  # a signal before this run started (or between two runs)
             status = ExitStatus.INTERRUPTED
         statuses.append(status)
         if status == ExitStatus.INTERRUPTED:
-            log.warning("sweep interrupted after run %d of %d", number, len(runs))
+            log.warning("sweep interrupted in run %d of %d", number, len(runs))
             break
     loaded = []
-    for settings in runs[: len(statuses)]:
+    for settings in started:
         try:
             loaded.append(load_run(settings.out_dir))
         except (OSError, ValueError) as exc:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import resource
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import openfiles
@@ -24,6 +27,28 @@ WORKER_STACK_SIZE = 256 * 1024  # thousands of threads: keep their stacks small
 SWITCH_INTERVAL = 0.05
 CLOSE_GRACE = 2.0  # seconds the server gets to answer our close frames
 SETTLE = 0.1  # seconds between the stop and the first look at what is still unechoed
+
+
+class EndReason(enum.Enum):
+    """Why a run (or a shard) stopped; the summary's `end_reason` is its text."""
+
+    DURATION = "duration"  # --duration reached
+    ERROR = "error"  # the first error in any worker
+    SIGNAL = "signal"  # SIGINT or SIGTERM (its name follows in the text)
+    PARENT = "parent"  # a shard told to stop by the run that owns it
+
+
+@contextmanager
+def worker_thread_settings() -> Iterator[None]:
+    """Small stacks and a long GIL switch interval while a run's threads live; then restore."""
+    previous_stack = threading.stack_size(WORKER_STACK_SIZE)
+    previous_interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    try:
+        yield
+    finally:
+        threading.stack_size(previous_stack)
+        sys.setswitchinterval(previous_interval)
 
 
 @dataclass
@@ -62,7 +87,8 @@ class Workers:
         self._threads: list[threading.Thread] = []
         self.first_error: FirstError | None = None
         self.late_errors = 0
-        self.end_reason = ""
+        self.end_reason: EndReason | None = None
+        self.end_detail = ""  # the signal's name for EndReason.SIGNAL
         self.force = threading.Event()  # skip the graceful waits (a second signal)
         self.on_first_error: Callable[[FirstError], None] | None = None
         self.ctx = Context(target, settings, self.start_thread, stamp=stamp)
@@ -94,7 +120,7 @@ class Workers:
             first = self.first_error is None and not self.ctx.stop.is_set()
             if first:
                 self.first_error = error
-                self.end_reason = "error"
+                self.end_reason = EndReason.ERROR
             else:
                 self.late_errors += 1
         if first:
@@ -105,12 +131,19 @@ class Workers:
         else:
             log.debug("%s: error after stop: %s", error.thread, error.message)
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: EndReason, detail: str = "") -> None:
         """Stop for `reason` unless a reason (the first error, say) is already set."""
         with self._lock:
-            if not self.end_reason:
-                self.end_reason = reason
+            if self.end_reason is None:
+                self.end_reason, self.end_detail = reason, detail
         self.ctx.stop.set()
+
+    def end_text(self) -> str:
+        """The end reason as the summary writes it: "duration", "error", "signal SIGINT"."""
+        with self._lock:
+            if self.end_reason is None:
+                return ""
+            return " ".join(filter(None, (self.end_reason.value, self.end_detail)))
 
     def shutdown(self, drained: Callable[[], bool],
                  on_close: Callable[[], None] | None = None) -> None:

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,13 +41,30 @@ class Esmeperf:
             self.lines.put(line.rstrip("\n"))
 
     def wait_for(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
-        """Block until a stderr line matches (a condition with a timeout, never a sleep)."""
+        """Block until a stderr line matches within `timeout` in all (never a sleep)."""
+        deadline = time.monotonic() + timeout
         while True:
-            line = self.lines.get(timeout=timeout)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {pattern.pattern!r} in {timeout:g} s; "
+                                     f"last lines: {self.seen[-5:]}")
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
             self.seen.append(line)
             match = pattern.search(line)
             if match:
                 return match
+
+    def wait_for_child(self, find: Callable[[int], list[int]], timeout: float = 30.0) -> bool:
+        """Whether `find(pid)` names a child within `timeout` (another process starts it)."""
+        deadline = time.monotonic() + timeout
+        while not find(self.proc.pid):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return False
+            threading.Event().wait(0.05)
+        return True
 
     def finish(self, timeout: float = 40.0) -> int:
         code = self.proc.wait(timeout)
@@ -145,3 +164,88 @@ def test_target_killed_mid_run(tmp_path, esmeperf_process):
     assert summary["end_reason"] == "error"
     assert "the embedded target had exited with status -9" in summary["first_error"]["message"]
     assert "error" in run.seen[-1]
+
+
+# -- one owner of the signals, in every phase of a job -------------------------------------------
+STARTING_TARGET = re.compile(r"starting the embedded target$")
+READING_STATS = re.compile(r"reading the target's /stats$")
+WRITING = re.compile(r"writing the results$")
+SECOND_RUN = re.compile(r"=== run 2 of 2")
+BOTH = pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+
+
+def targets_of(pid: int) -> list[int]:
+    """Live `esmeperf.target` processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(stat[1]) == pid and stat[0] != "Z" and b"esmeperf.target" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@BOTH
+def test_signal_while_the_target_starts(tmp_path, esmeperf_process, sig):
+    out = tmp_path / "out"
+    # Hashing the organizer's password this many times keeps the target busy starting.
+    run = esmeperf_process(out, "-sci", "10", "-cpi", "50", "-smi", "100",
+                           "--target-args", "--pbkdf2-iterations 50000000")
+    run.wait_for(STARTING_TARGET)
+    assert run.wait_for_child(targets_of)
+    starting = targets_of(run.proc.pid)
+    run.proc.send_signal(sig)
+    assert run.finish() == 130, run.seen[-5:]
+    assert run.seen[-1] == "esmeperf: interrupted before the run started"
+    assert not list(out.glob("*_performance_test_*"))
+    assert starting and all(gone(pid) for pid in starting)
+
+
+@BOTH
+def test_signal_while_the_targets_stats_are_read(tmp_path, esmeperf_process, sig):
+    out = tmp_path / "out"
+    run = esmeperf_process(out, "-q", "-sci", "10", "-cpi", "50", "-smi", "100",
+                           "--duration", "2s", "--target-args", "--stats-delay 3")
+    run.wait_for(READING_STATS)
+    run.proc.send_signal(sig)
+    run.wait_for(re.compile("the results are being written; stopping after that"))
+    assert run.finish() == 130, run.seen[-5:]
+    summary = summary_of(out)
+    assert summary["end_reason"] == "duration" and summary["target_stats"]
+    assert any("stopped by" in line and "after writing the results" in line
+               for line in run.seen)
+
+
+@BOTH
+def test_signal_while_the_files_are_written(tmp_path, esmeperf_process, sig):
+    out = tmp_path / "out"
+    run = esmeperf_process(out, "-q", "-sci", "10", "-cpi", "50", "-smi", "100",
+                           "--duration", "2s")
+    run.wait_for(WRITING)
+    run.proc.send_signal(sig)  # the plot, drawn last, takes far longer than this signal
+    assert run.finish() == 130, run.seen[-5:]
+    summary = summary_of(out)
+    assert summary["end_reason"] == "duration"
+    assert len(list(out.glob("*_performance_test_rates.png"))) == 1
+    assert run.seen[-2].startswith("esmeperf: ended by duration")
+    assert run.seen[-1].endswith(f"stopped by {sig.name} after writing the results")
+
+
+@BOTH
+def test_signal_between_sweep_runs(tmp_path, esmeperf_process, sig):
+    out = tmp_path / "out"
+    run = esmeperf_process(out, "-q", "-sci", "10", "-cpi", "50", "-smi", "100,200",
+                           "--duration", "2s")
+    run.wait_for(SECOND_RUN)
+    run.proc.send_signal(sig)
+    assert run.finish() == 130, run.seen[-5:]
+    first = out / "01_sci10_cpi50_smi100_r1"
+    assert summary_of(first)["end_reason"] == "duration"
+    second = out / "02_sci10_cpi50_smi200_r1"
+    # The second run either never started, or started and was stopped with its files.
+    if second.exists() and list(second.glob("*_summary.json")):
+        assert summary_of(second)["end_reason"] == f"signal {sig.name}"
+    assert "| 01_sci10_cpi50_smi100_r1 |" in (out / "report.md").read_text()

@@ -147,6 +147,8 @@ def get_parser() -> argparse.ArgumentParser:
     faults.add_argument("--garbage-signup-after", type=count, metavar="N",
                         help="sign-ups after the first N valid ones get 201 with the body "
                         "{\"unexpected\": true} and create no user")
+    faults.add_argument("--stats-delay", type=seconds, default=0.0, metavar="S",
+                        help="answer GET /stats only after S seconds")
     p.add_argument("--log-level", default="warning",
                    choices=["debug", "info", "warning", "error"],
                    help="stderr log level; nothing is logged per message at any level "
@@ -209,5 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                       error_frame_after=args.error_frame_after,
                       fail_signup_after=args.fail_signup_after,
                       fail_chat_request_after=args.fail_chat_request_after,
-                      garbage_signup_after=args.garbage_signup_after))
+                      garbage_signup_after=args.garbage_signup_after,
+                      stats_delay=args.stats_delay))
     return run(opts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -70,4 +71,6 @@ class MessengerRest:
         return json_response([message_json(r) for r in store.messages(chat_id)])
 
     async def stats(self, request: web.Request) -> web.Response:
+        if self.hub.faults.stats_delay:
+            await asyncio.sleep(self.hub.faults.stats_delay)
         return json_response(self.hub.stats())

@@ -85,3 +85,4 @@ class Faults:
     fail_signup_after: int | None = None
     fail_chat_request_after: int | None = None
     garbage_signup_after: int | None = None
+    stats_delay: float = 0.0
