@@ -1,0 +1,662 @@
+"""Side by side with ESME's own Go performance test, in the same minutes (issue 13).
+
+    python3 bench/versus_go.py [--runs 2] [--shapes 1,2] [--hold] [--hold-participants N]
+                               [--duration-scale F] [--duration N=SPAN ...]
+                               [--go-binary PATH] [--stop duration|sigint]
+                               [--esmeperf-args ARGS] [--pause S] [--keep DIR]
+
+Every run gets a fresh embedded target (`python -m esmeperf.target` on loopback ephemeral ports),
+a config.json naming it (the Go test's six keys: the target's seeded organizer and event), and a
+temporary directory in which ONE tool runs as a child process with the same -sci/-cpi/-smi:
+
+    go        ESME's Go test (--go-binary, else ESMEPERF_GO_TEST, else what
+              ../shared/esme-go-test/build prints). It has no duration flag: it runs until a
+              signal, so it gets SIGINT when the duration has passed since it was spawned, then
+              writes its summary and message-rate files and exits 0.
+    esmeperf  python -m esmeperf --config config.json --duration D, the whole process from
+              spawn to exit (start-up, the run, the result files and the PNG). With
+              --stop sigint it gets SIGINT at the same moment as the Go test instead.
+
+Each tool's CPU (user + system) and peak RSS come from os.wait4's rusage of its process (its
+waited-for children included); messages sent, participants created and chats from the
+`<unix>_performance_test_summary.json` it wrote. The target's /stats (messages it stored,
+frames it dropped) is read once the tool has exited, then the target is stopped; its CPU and
+/stats are shown for reference only. Go and esmeperf runs alternate (Go, esmeperf, Go, ...),
+--runs pairs per shape; medians are of the runs, ratios are esmeperf/Go of the medians (the
+per-pair ratios follow in brackets). KB here are KiB, as ru_maxrss counts them.
+
+Shapes (durations are the issue's; --duration-scale 0.25 or --duration 1=5s shortens them):
+
+    1  -sci 10 -cpi 20 -smi 100, 20 s: messages sent and CPU us per message.
+       Goals: CPU/msg esmeperf/Go <= 2.0, messages esmeperf/Go >= 1.
+    2  -sci 1 -cpi 2 -smi 10000, 30 s: participants created and peak RSS per participant.
+       Goals: participants esmeperf/Go >= 1, RSS per participant esmeperf/Go <= 1.5.
+    3  (--hold, or --shapes 3) esmeperf only, -sci 1 -cpi 2 -smi 10000
+       --max-participants 10000, 90 s: all of them chatting, delivered/sent >= 0.99,
+       peak RSS per participant <= 40 KB (--hold-participants N for a smaller smoke run).
+
+Every goal is printed as "met" or "NOT met". Exit status 0 either way; 2 when the setup fails
+(no Go test binary and it cannot be built, a target that does not start: one line on stderr).
+A smoke test: `python3 bench/versus_go.py --runs 1 --duration-scale 0.25`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import select
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from esmeperf import __version__  # noqa: E402
+from esmeperf.config import CONFIG_KEYS, timespan  # noqa: E402
+from esmeperf.target.launcher import TargetError, TargetProcess  # noqa: E402
+
+GO_BUILD = ROOT.parent / "shared" / "esme-go-test" / "build"
+SUMMARY_GLOB = "*_performance_test_summary.json"
+GO, ESMEPERF = "go", "esmeperf"
+#: After the duration: how long a tool may take to write its files and exit before SIGKILL.
+EXIT_GRACE_S = 120.0
+
+
+class SetupError(Exception):
+    """The benchmark cannot run; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    number: int
+    title: str
+    sci: int
+    cpi: int
+    smi: int
+    seconds: float
+    tools: tuple[str, ...]
+    hold: bool = False  # esmeperf gets --max-participants (--hold-participants)
+
+    def flags(self) -> list[str]:
+        return ["-sci", str(self.sci), "-cpi", str(self.cpi), "-smi", str(self.smi)]
+
+
+SHAPES = {
+    1: Shape(1, "cost per message", 10, 20, 100, 20.0, (GO, ESMEPERF)),
+    2: Shape(2, "arrivals and memory", 1, 2, 10000, 30.0, (GO, ESMEPERF)),
+    3: Shape(3, "participants held", 1, 2, 10000, 90.0, (ESMEPERF,), hold=True),
+}
+
+
+@dataclass
+class Run:
+    """One tool's process against one fresh target."""
+
+    tool: str
+    index: int
+    directory: Path
+    exit_code: int | None = None
+    stopped_by: str = ""
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    maxrss_kib: int = 0
+    target_cpu_s: float | None = None
+    summary: dict[str, Any] | None = None
+    peak_connections: int | None = None  # esmeperf's series: open WebSockets, organizer too
+    target_stats: dict[str, Any] | None = None  # the target's /stats once the tool has exited
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.summary is not None
+
+    def get(self, key: str) -> Any:
+        return None if self.summary is None else self.summary.get(key)
+
+    @property
+    def sent(self) -> int:
+        return int(self.get("messages_sent") or 0)
+
+    @property
+    def participants(self) -> int:
+        return int(self.get("created_participants_count") or 0)
+
+    @property
+    def chats(self) -> int:
+        return int(self.get("chats_count") or 0)
+
+    @property
+    def us_per_msg(self) -> float | None:
+        return self.cpu_s / self.sent * 1e6 if self.sent else None
+
+    @property
+    def kib_per_participant(self) -> float | None:
+        return self.maxrss_kib / self.participants if self.participants else None
+
+    @property
+    def window_s(self) -> float | None:
+        text = self.get("participants_duration")
+        return go_duration_seconds(text) if isinstance(text, str) else None
+
+    @property
+    def delivered_ratio(self) -> float | None:
+        value = self.get("delivered_ratio")
+        return float(value) if value is not None else None
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+_GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_GO_PART = re.compile(r"(\d+(?:\.\d*)?)(ms|us|µs|ns|h|m|s)")
+
+
+def go_duration_seconds(text: str) -> float | None:
+    """Seconds in a Go Duration.String() text such as "2m24.871s" or "350ms"; None if not one."""
+    parts = _GO_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.lstrip("-"):
+        return None
+    seconds = sum(float(n) * _GO_UNITS[u] for n, u in parts)
+    return -seconds if text.startswith("-") else seconds
+
+
+def reap(pid: int, timeout: float) -> tuple[int, resource.struct_rusage] | None:
+    """wait4 the child within `timeout` seconds: (status, rusage), or None if still running."""
+    deadline = time.monotonic() + timeout
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        while True:
+            got, status, usage = os.wait4(pid, os.WNOHANG)
+            if got == pid:
+                return status, usage
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if pidfd is None:
+                time.sleep(min(0.05, remaining))
+            else:  # readable once the process has exited
+                select.select([pidfd], [], [], remaining)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def fmt(value: float | None, spec: str = ",.0f", unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{unit}"
+
+
+def first_line(path: Path, pattern: str) -> str | None:
+    """The first line of a log matching `pattern`, shortened."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if re.search(pattern, line):
+            return line.strip()[:200]
+    return None
+
+
+# -- setup --------------------------------------------------------------------------------
+
+def find_go_binary(explicit: str | None) -> str:
+    """--go-binary, else ESMEPERF_GO_TEST, else build it (or take the cached build)."""
+    named = explicit or os.environ.get("ESMEPERF_GO_TEST")
+    if named:
+        if not (os.path.isfile(named) and os.access(named, os.X_OK)):
+            raise SetupError(f"the Go test binary {named!r} is not an executable file")
+        return named
+    if not GO_BUILD.is_file():
+        raise SetupError(f"cannot build ESME's Go test: {GO_BUILD} not found "
+                         "(set ESMEPERF_GO_TEST or --go-binary)")
+    try:
+        proc = subprocess.run([str(GO_BUILD)], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=1800, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SetupError(f"cannot build ESME's Go test: {exc}") from None
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise SetupError(f"cannot build ESME's Go test: {why}")
+    path = lines[-1].strip()
+    if not os.access(path, os.X_OK):
+        raise SetupError(f"cannot build ESME's Go test: {GO_BUILD} printed {path!r}, "
+                         "which is not executable")
+    return path
+
+
+def raise_nofile() -> int:
+    """Soft open-file limit up to the hard one, for every child alike; returns it.
+
+    Go (1.19+) raises its own soft limit to the hard one at start-up, CPython does not: without
+    this the target and esmeperf could run out of descriptors where the Go test would not.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def repo_commit() -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "esmeperf"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+    return head + (" with uncommitted changes in esmeperf/" if dirty else "")
+
+
+# -- one run ------------------------------------------------------------------------------
+
+def run_one(tool: str, index: int, shape: Shape, seconds: float, directory: Path,
+            options: argparse.Namespace) -> Run:
+    """A fresh target, one tool against it for `seconds`, the target stopped again."""
+    directory.mkdir(parents=True)
+    run = Run(tool, index, directory)
+    children_before = children_cpu()
+    target = TargetProcess(log_path=str(directory / "target.log"))
+    try:
+        try:
+            target.start()
+        except TargetError as exc:
+            raise SetupError(f"the embedded target did not start: {exc}") from None
+        config = {key: target.config[key] for key in CONFIG_KEYS}
+        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        by_signal = tool == GO or options.stop == "sigint"
+        if tool == GO:
+            cmd = [options.go_binary, *shape.flags()]
+        else:
+            cmd = [sys.executable, "-m", "esmeperf", *shape.flags(), "--config", "config.json"]
+            if not by_signal:
+                cmd += ["--duration", f"{seconds:g}s"]
+            if shape.hold:
+                cmd += ["--max-participants", str(options.hold_participants)]
+            cmd += shlex.split(options.esmeperf_args)
+        _run_child(run, cmd, seconds, by_signal)
+        try:
+            run.target_stats = target.stats()
+        except TargetError as exc:
+            run.notes.append(f"no target /stats: {exc}")
+    finally:
+        target.stop()
+    tool_cpu = run.cpu_s
+    run.target_cpu_s = max(0.0, children_cpu() - children_before - tool_cpu)
+    _read_summary(run, tool, by_signal)
+    return run
+
+
+def _run_child(run: Run, cmd: list[str], seconds: float, by_signal: bool) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    with open(run.directory / f"{run.tool}.log", "wb") as log:
+        started = time.monotonic()
+        # Its own session: a Ctrl-C here reaches this script only, which then kills the child.
+        proc = subprocess.Popen(cmd, cwd=run.directory, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        done = None
+        try:
+            if by_signal:
+                done = reap(proc.pid, seconds)
+                if done is None:
+                    run.stopped_by = "SIGINT"
+                    proc.send_signal(signal.SIGINT)
+                else:
+                    run.stopped_by = "itself"
+                    run.notes.append(f"exited on its own after {time.monotonic() - started:.1f} "
+                                     f"s, before the SIGINT")
+            else:
+                run.stopped_by = "--duration"
+            if done is None:
+                done = reap(proc.pid, EXIT_GRACE_S + (0 if by_signal else seconds))
+            if done is None and not by_signal:
+                run.notes.append("still running long after --duration: sent SIGINT")
+                run.stopped_by = "SIGINT (late)"
+                proc.send_signal(signal.SIGINT)
+                done = reap(proc.pid, EXIT_GRACE_S)
+            if done is None:
+                run.notes.append("did not exit after SIGINT: killed")
+                run.stopped_by = "SIGKILL"
+                proc.kill()
+                done = reap(proc.pid, 30.0)
+        finally:
+            if done is None:  # interrupted, or not even SIGKILL worked in time
+                proc.kill()
+                done = reap(proc.pid, 30.0)
+        run.wall_s = time.monotonic() - started
+    if done is None:
+        raise SetupError(f"{run.tool} (pid {proc.pid}) could not be reaped")
+    status, usage = done
+    proc.returncode = run.exit_code = os.waitstatus_to_exitcode(status)
+    run.cpu_s = usage.ru_utime + usage.ru_stime
+    run.maxrss_kib = usage.ru_maxrss
+
+
+def _read_summary(run: Run, tool: str, by_signal: bool) -> None:
+    paths = sorted(run.directory.glob(SUMMARY_GLOB))
+    if not paths:
+        run.notes.append(f"wrote no summary file (exit {run.exit_code})")
+    else:
+        try:
+            run.summary = json.loads(paths[-1].read_text())
+        except (OSError, ValueError) as exc:
+            run.notes.append(f"unreadable summary {paths[-1].name}: {exc}")
+    log = run.directory / f"{tool}.log"
+    if tool == GO:
+        if run.stopped_by == "itself":
+            cause = (first_line(log, r"(organizer|participant) error: ")
+                     or first_line(log, r"panic|fatal"))
+            if cause:
+                run.notes.append(cause)
+        return
+    expected = 130 if by_signal else 0
+    if run.exit_code != expected:
+        run.notes.append(f"exit status {run.exit_code}")
+    for series in sorted(run.directory.glob("*_performance_test_series.csv"))[-1:]:
+        with open(series, newline="") as handle:
+            run.peak_connections = max((int(row["connections"] or 0)
+                                        for row in csv.DictReader(handle)), default=None)
+    if run.summary is not None:
+        reason = str(run.summary.get("end_reason"))
+        if not reason.startswith("signal" if by_signal else "duration"):
+            run.notes.append(f"ended by {reason}")
+        error = run.summary.get("first_error")
+        if isinstance(error, dict) and error.get("message"):
+            run.notes.append(f"first error: {str(error['message'])[:160]}")
+
+
+# -- reporting ----------------------------------------------------------------------------
+
+def run_line(run: Run, shape: Shape) -> str:
+    if not run.ok:
+        return f"  {run.tool:<8} {run.index}: no result; {'; '.join(run.notes)}"
+    text = (f"  {run.tool:<8} {run.index}: {run.sent:>9,} sent, {run.participants:>6,} "
+            f"participants ({run.chats:,} chats), CPU {run.cpu_s:.2f} s = "
+            f"{fmt(run.us_per_msg, '.1f')} us/msg, peak RSS {run.maxrss_kib / 1024:.1f} MB = "
+            f"{fmt(run.kib_per_participant, '.1f')} KB/participant, window "
+            f"{fmt(run.window_s, '.1f')} s, wall {run.wall_s:.1f} s, stopped by {run.stopped_by}")
+    if run.tool == ESMEPERF:
+        text += f", delivered/sent {fmt(run.delivered_ratio, '.4f')}"
+    if shape.hold:
+        text += f", peak connections {fmt(run.peak_connections)} (organizer included)"
+    text += f", target CPU {fmt(run.target_cpu_s, '.1f')} s"
+    stats = run.target_stats or {}
+    if stats:
+        text += (f", target stored {stats.get('participant_messages_stored', 0):,} messages "
+                 f"and dropped {stats.get('frames_dropped', 0):,} frames")
+    if run.notes:
+        text += " [" + "; ".join(run.notes) + "]"
+    return text
+
+
+@dataclass
+class Medians:
+    runs: int
+    sent: float | None
+    participants: float | None
+    chats: float | None
+    us_per_msg: float | None
+    maxrss_mb: float | None
+    kib_per_participant: float | None
+    delivered_ratio: float | None
+
+
+def medians(runs: list[Run]) -> Medians:
+    ok = [r for r in runs if r.ok]
+    return Medians(
+        runs=len(ok),
+        sent=median([r.sent for r in ok]),
+        participants=median([r.participants for r in ok]),
+        chats=median([r.chats for r in ok]),
+        us_per_msg=median([r.us_per_msg for r in ok]),
+        maxrss_mb=median([r.maxrss_kib / 1024 for r in ok]),
+        kib_per_participant=median([r.kib_per_participant for r in ok]),
+        delivered_ratio=median([r.delivered_ratio for r in ok]),
+    )
+
+
+def median_line(tool: str, m: Medians, total: int) -> str:
+    text = (f"  median {tool:<8} ({m.runs} of {total} runs): {fmt(m.sent)} sent, "
+            f"{fmt(m.participants)} participants, {fmt(m.chats)} chats, "
+            f"{fmt(m.us_per_msg, '.1f')} us/msg, peak RSS {fmt(m.maxrss_mb, '.1f')} MB = "
+            f"{fmt(m.kib_per_participant, '.1f')} KB/participant")
+    if tool == ESMEPERF:
+        text += f", delivered/sent {fmt(m.delivered_ratio, '.4f')}"
+    return text
+
+
+@dataclass
+class Goal:
+    shape: int
+    text: str
+    value: float | None
+    limit: float
+    at_most: bool
+    unit: str = "x"
+    spec: str = ".2f"
+
+    @property
+    def verdict(self) -> str:
+        if self.value is None:
+            return "NOT met (not measured)"
+        met = self.value <= self.limit if self.at_most else self.value >= self.limit
+        return "met" if met else "NOT met"
+
+    def line(self, pairs: str = "") -> str:
+        sign = "<=" if self.at_most else ">="
+        return (f"  {self.text}: {fmt(self.value, self.spec, self.unit)}{pairs}; goal {sign} "
+                f"{self.limit:g}{self.unit}: {self.verdict}")
+
+
+def pair_ratios(go: list[Run], es: list[Run], metric: Callable[[Run], float | None]) -> str:
+    values = [ratio(metric(e), metric(g)) for g, e in zip(go, es, strict=False)
+              if g.ok and e.ok]
+    if len(values) < 2:
+        return ""
+    return " (pairs: " + ", ".join(fmt(v, ".2f", "x") for v in values) + ")"
+
+
+def report_pair_shape(shape: Shape, go: list[Run], es: list[Run]) -> list[Goal]:
+    mg, me = medians(go), medians(es)
+    print(median_line(GO, mg, len(go)))
+    print(median_line(ESMEPERF, me, len(es)))
+    goals = []
+    if shape.number == 1:
+        cpu = Goal(1, "CPU per message, esmeperf/Go", ratio(me.us_per_msg, mg.us_per_msg), 2.0,
+                   at_most=True)
+        msgs = Goal(1, "messages sent, esmeperf/Go", ratio(me.sent, mg.sent), 1.0,
+                    at_most=False)
+        print(cpu.line(pair_ratios(go, es, lambda r: r.us_per_msg)))
+        print(msgs.line(pair_ratios(go, es, lambda r: r.sent)))
+        goals += [cpu, msgs]
+    else:
+        count = Goal(2, "participants created, esmeperf/Go",
+                     ratio(me.participants, mg.participants), 1.0, at_most=False)
+        rss = Goal(2, "peak RSS per participant, esmeperf/Go",
+                   ratio(me.kib_per_participant, mg.kib_per_participant), 1.5, at_most=True)
+        print(count.line(pair_ratios(go, es, lambda r: r.participants)))
+        print(rss.line(pair_ratios(go, es, lambda r: r.kib_per_participant)))
+        goals += [count, rss]
+    return goals
+
+
+def report_hold(runs: list[Run], wanted: int) -> list[Goal]:
+    m = medians(runs)
+    print(median_line(ESMEPERF, m, len(runs)))
+    chatting = Goal(3, f"participants chatting (of {wanted:,})", m.chats, float(wanted),
+                    at_most=False, unit="", spec=",.0f")
+    delivered = Goal(3, "delivered/sent", m.delivered_ratio, 0.99, at_most=False, unit="",
+                     spec=".4f")
+    rss = Goal(3, "peak RSS per participant", m.kib_per_participant, 40.0, at_most=True,
+               unit=" KB", spec=".1f")
+    for goal in (chatting, delivered, rss):
+        print(goal.line())
+    return [chatting, delivered, rss]
+
+
+# -- main ---------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        epilog="See the docstring at the top of bench/versus_go.py for what is measured.")
+    parser.add_argument("--runs", type=int, default=2, help="Go/esmeperf pairs per shape "
+                        "(runs of esmeperf alone for shape 3) (default 2)")
+    parser.add_argument("--shapes", default="1,2",
+                        help="comma list of shapes to run: 1, 2, 3 (default 1,2)")
+    parser.add_argument("--hold", action="store_true", help="also run shape 3")
+    parser.add_argument("--hold-participants", type=int, default=10000, metavar="N",
+                        help="--max-participants in shape 3 (default 10000)")
+    parser.add_argument("--duration-scale", type=float, default=1.0, metavar="F",
+                        help="multiply every shape's duration by F (e.g. 0.25 for a smoke test)")
+    parser.add_argument("--duration", action="append", default=[], metavar="N=SPAN",
+                        help="set shape N's duration, e.g. 1=5s (repeatable; wins over the "
+                        "scale)")
+    parser.add_argument("--go-binary", default=None, metavar="PATH",
+                        help="ESME's Go test binary (default: $ESMEPERF_GO_TEST, else built by "
+                        f"{GO_BUILD})")
+    parser.add_argument("--stop", choices=("duration", "sigint"), default="duration",
+                        help="how esmeperf stops: its own --duration (default), or SIGINT "
+                        "after the duration, as the Go test")
+    parser.add_argument("--esmeperf-args", default="", metavar="ARGS",
+                        help="extra esmeperf arguments, one shell-quoted string "
+                        "(e.g. '--processes 2')")
+    parser.add_argument("--pause", type=float, default=3.0, metavar="S",
+                        help="seconds to wait between runs (default 3)")
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="keep every run's directory (config, logs, result files) in DIR")
+    args = parser.parse_args(argv)
+    try:
+        numbers = {int(n) for n in args.shapes.split(",") if n.strip()}
+    except ValueError:
+        parser.error(f"--shapes: expected a comma list of 1, 2, 3, got {args.shapes!r}")
+    if args.hold:
+        numbers.add(3)
+    if not numbers or not numbers <= set(SHAPES):
+        parser.error(f"--shapes: expected a comma list of 1, 2, 3, got {args.shapes!r}")
+    args.shape_numbers = sorted(numbers)
+    if args.runs < 1 or args.duration_scale <= 0 or args.hold_participants < 1:
+        parser.error("--runs, --duration-scale and --hold-participants must be positive")
+    args.seconds = {n: SHAPES[n].seconds * args.duration_scale for n in SHAPES}
+    for item in args.duration:
+        number, _, span = item.partition("=")
+        try:
+            if int(number) not in SHAPES:
+                raise ValueError(number)
+            args.seconds[int(number)] = timespan(span)
+        except ValueError:
+            parser.error(f"--duration: expected N=SPAN with N in 1-3, e.g. 1=5s, got {item!r}")
+    try:
+        shlex.split(args.esmeperf_args)
+    except ValueError as exc:
+        parser.error(f"--esmeperf-args: {exc}")
+    return args
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM and SIGHUP as Ctrl-C: the child is killed and the target stopped on the way out.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    try:
+        if any(GO in SHAPES[n].tools for n in args.shape_numbers):
+            args.go_binary = find_go_binary(args.go_binary)
+    except SetupError as exc:
+        print(f"versus_go: {exc}", file=sys.stderr)
+        return 2
+    nofile = raise_nofile()
+    if args.keep:
+        workdir = Path(args.keep).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="esmeperf-versus-go-"))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}: esmeperf {__version__} "
+          f"({repo_commit()}), Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"load {load}, open files {nofile}")
+    if args.go_binary:
+        print(f"Go test: {args.go_binary}")
+    print(f"run directories: {workdir}{'' if args.keep else ' (removed at the end)'}", flush=True)
+    goals: list[Goal] = []
+    first = True
+    try:
+        for number in args.shape_numbers:
+            shape = SHAPES[number]
+            seconds = args.seconds[number]
+            extra = (f" --max-participants {args.hold_participants}"
+                     if shape.hold else "")
+            print(f"\nshape {number}, {shape.title}: {' '.join(shape.flags())}{extra}, "
+                  f"{seconds:g} s, {' and '.join(shape.tools)}", flush=True)
+            results: dict[str, list[Run]] = {tool: [] for tool in shape.tools}
+            for index in range(1, args.runs + 1):
+                for tool in shape.tools:
+                    if not first:
+                        time.sleep(args.pause)
+                    first = False
+                    directory = workdir / f"shape{number}_run{index}_{tool}"
+                    run = run_one(tool, index, shape, seconds, directory, args)
+                    results[tool].append(run)
+                    print(run_line(run, shape), flush=True)
+            if number == 3:
+                goals += report_hold(results[ESMEPERF], args.hold_participants)
+            else:
+                goals += report_pair_shape(shape, results[GO], results[ESMEPERF])
+    except SetupError as exc:
+        print(f"versus_go: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("versus_go: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("\ngoals:")
+    for goal in goals:
+        print(f"  shape {goal.shape}: {goal.line().strip()}")
+    met = sum(goal.verdict == "met" for goal in goals)
+    print(f"{met} of {len(goals)} goals met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
