@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .api import Closed, Connection
 from .config import Settings, Target
+from .connection import Closed, Connection
 from .stats import Metrics
 
 log = logging.getLogger("esmeperf")

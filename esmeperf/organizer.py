@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
-from .api import Connection, RestClient
+from . import protocol
 from .config import Credentials
+from .connection import Connection
 from .context import Context
 from .errors import ServerErrorFrame
 from .pacing import run_paced
+from .rest import RestClient
 
 log = logging.getLogger("esmeperf")
-
-START_CHAT = '{"type":"start_chat","payload":""}\n'
-PROBLEM_PREFIX = "Problem description: "
-REPLY_PREFIX = "reply: "
-_USER_MESSAGE = '{"type":"user_message",'
-_FROM_PARTICIPANT = '"fromOrganizer":0,'
-_PROBLEM = '"content":"' + PROBLEM_PREFIX
 
 
 class Organizer:
@@ -34,11 +28,8 @@ class Organizer:
 
     def sign_in(self) -> None:
         """Sign in before the run starts: a bad password is a clear error, not a nil panic."""
-        rest = RestClient(self.ctx.settings.http_timeout)
-        try:
+        with RestClient(self.ctx.settings.http_timeout) as rest:
             self.token = rest.sign_in(self.ctx.target.organizer_api_url, self.creds)
-        finally:
-            rest.close()
 
     def run(self) -> None:
         ctx = self.ctx
@@ -52,7 +43,7 @@ class Organizer:
 
         def start_chat(now: float, late: float) -> None:
             ctx.log_ws(f"organizer connection {conn.local_addr}: sending start chat message")
-            conn.send(START_CHAT)
+            conn.send(protocol.START_CHAT)
             ctx.metrics.count("start_chat_sent")
 
         run_paced(ctx, conn, ctx.settings.sci / 1000, start_chat,
@@ -61,24 +52,19 @@ class Organizer:
 
     def _handle(self, conn: Connection, frame: str) -> None:
         ctx = self.ctx
-        if (not ctx.settings.reply and frame.startswith(_USER_MESSAGE)
-                and _FROM_PARTICIPANT in frame and _PROBLEM not in frame):
-            # A participant's message in Go's compact JSON: counted without a JSON parse.
+        if not ctx.settings.reply and protocol.is_from_participant(frame):
+            # Counted without a JSON parse; --reply needs the chat id, so it parses.
             ctx.metrics.count("organizer_frames_user_message")
             ctx.metrics.organizer_received.add(int(time.time()))
             return
-        kind, payload = conn.parse(frame)
+        kind, payload = protocol.parse(frame, conn.local_addr)
         ctx.metrics.count(f"organizer_frames_{kind}")
-        if kind == "user_message":
-            if payload.get("fromOrganizer") == 0:
-                content = payload.get("content", "")
-                if not content.startswith(PROBLEM_PREFIX):
-                    ctx.metrics.organizer_received.add(int(time.time()))
-                    if ctx.settings.reply:
-                        reply = json.dumps({"type": "send_message", "payload": {
-                            "chatId": payload["chatId"], "message": REPLY_PREFIX + content}})
-                        conn.send(reply + "\n")
-                        ctx.metrics.count("replies_sent")
+        if protocol.from_participant(kind, payload):
+            ctx.metrics.organizer_received.add(int(time.time()))
+            if ctx.settings.reply:
+                content = protocol.REPLY_PREFIX + payload.get("content", "")
+                conn.send(protocol.send_message(payload["chatId"], content))
+                ctx.metrics.count("replies_sent")
         elif kind == "new_chat":
             ctx.metrics.count("organizer_chats_started")
             ctx.metrics.count(f"chats_started_by_{self.name}")

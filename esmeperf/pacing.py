@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .api import Connection
+from .connection import Connection
 from .context import Context
 
 

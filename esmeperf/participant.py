@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 
-from .api import Connection, RestClient
+from . import protocol
+from .connection import Connection
 from .context import Context
 from .errors import ChatWaitTimeout, ServerErrorFrame
-from .organizer import REPLY_PREFIX
 from .pacing import run_paced
+from .rest import RestClient
 
-GET_CHATS = '{"type":"get_chats","payload":""}\n'
 MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
 PARTICIPANT_RECV_SIZE = 4096  # a few echoes per read; bigger frames take more reads
 BATCH_MAX_SMI = 1000  # ms: the longest interval for which reads wait for the next send
@@ -85,8 +84,7 @@ class Participant:
         """Sign up and file the chat request, as the Go test's manager does."""
         ctx = self.ctx
         base = ctx.target.participant_api_url
-        rest = RestClient(ctx.settings.http_timeout)
-        try:
+        with RestClient(ctx.settings.http_timeout) as rest:
             tag = f"{ctx.email_tag}_" if ctx.email_tag else ""
             email = f"participant_{ctx.stamp}_{tag}{self.number}@performance.com"
             started = time.monotonic()
@@ -97,8 +95,6 @@ class Participant:
                 return token
             rest.chat_request(base, token, ctx.target.event_id)
             ctx.metrics.chat_request.record(0, time.monotonic() - middle)
-        finally:
-            rest.close()
         ctx.metrics.count("created_participants_count")
         return token
 
@@ -134,14 +130,14 @@ class Participant:
                     f"connection {conn.local_addr}: error getting chat id: no chat within "
                     f"{ctx.settings.chat_timeout:g}s ({polls} get_chats polls answered empty)")
             if polls < MAX_CHAT_POLLS and now >= next_poll:
-                conn.send(GET_CHATS)
+                conn.send(protocol.GET_CHATS)
                 polls += 1
                 next_poll = now + interval
             wake = min(deadline, next_poll) if polls < MAX_CHAT_POLLS else deadline
             frame = conn.recv(max(0.001, wake - now))
             if frame is None:
                 continue
-            kind, payload = conn.parse(frame)
+            kind, payload = protocol.parse(frame, conn.local_addr)
             ctx.metrics.count(f"participant_frames_{kind}")
             if kind == "new_chat" and payload.get("participantId") == self.user_id:
                 ctx.metrics.count("chats_found_by_push")
@@ -158,10 +154,8 @@ class Participant:
         """Send message n at chat start + n x smi; read every frame in between."""
         ctx = self.ctx
         metrics = ctx.metrics
-        prefix = f"connection {conn.local_addr}: message number "
-        reply_prefix = REPLY_PREFIX + prefix
-        head = ('{"type":"send_message","payload":{"chatId":' + json.dumps(chat_id)
-                + ',"message":' + json.dumps(prefix)[:-1])
+        prefix = protocol.message_prefix(conn.local_addr)
+        head, tail = protocol.numbered_head(chat_id, prefix), protocol.SEND_MESSAGE_TAIL
         number = 0
         # Wake once per message, not twice (Connection.batch_reads), when that delays nothing
         # by more than BATCH_MAX_SMI: errors and the stop are seen at the next send. Not with
@@ -174,46 +168,40 @@ class Participant:
             if ctx.settings.log_ws:
                 ctx.log_ws(prefix + str(number))
             self.pending[number] = time.time_ns()
-            conn.send(f'{head}{number}"}}}}\n')
+            conn.send(f"{head}{number}{tail}")
             second = int(time.time())
             metrics.sent.add(second)
             metrics.lateness.record(second, late)
 
-        # The echo's compact JSON as Go (and the embedded target) writes it: found with one
-        # string search instead of a JSON parse. Any other layout takes the parsing path.
-        echo_marker = '"content":' + json.dumps(prefix)[:-1]
+        marker = protocol.echo_marker(prefix)
         run_paced(ctx, conn, ctx.settings.smi / 1000, send,
-                  lambda frame: self._handle(conn, frame, prefix, reply_prefix, echo_marker),
+                  lambda frame: self._handle(conn, frame, prefix, marker),
                   lambda skipped: metrics.missed.add(int(time.time()), skipped))
 
-    def _handle(self, conn: Connection, frame: str, prefix: str, reply_prefix: str,
-                echo_marker: str) -> None:
+    def _handle(self, conn: Connection, frame: str, prefix: str, marker: str) -> None:
         ctx = self.ctx
         if ctx.settings.log_ws:
             ctx.log_ws(f"connection {conn.local_addr}: received message: {frame.rstrip()}")
-        at = frame.find(echo_marker)
-        if at >= 0:
-            start = at + len(echo_marker)
-            digits = frame[start:frame.find('"', start)]
-            if digits.isdigit():
-                self._echo(conn, int(digits))
-                return
-        kind, payload = conn.parse(frame)
-        if kind == "user_message":
-            content = payload.get("content", "")
-            if payload.get("fromOrganizer") == 0 and content.startswith(prefix):
-                self._echo(conn, int(content[len(prefix):]))
-                return
-            if payload.get("fromOrganizer") == 1 and content.startswith(reply_prefix):
-                ctx.metrics.count("replies_received")
-                # Participant send -> organizer reply received: the full round trip via the
-                # organizer, on one clock.
-                sent_ns = self.awaiting_reply.pop(int(content[len(reply_prefix):]), None)
-                if sent_ns is not None:
-                    now_ns = time.time_ns()
-                    ctx.metrics.reply_latency.record(now_ns // 1_000_000_000,
-                                                     (now_ns - sent_ns) / 1e9)
-                return
+        number = protocol.find_echo(frame, marker)  # the echo without a JSON parse
+        if number is not None:
+            self._echo(conn, number)
+            return
+        kind, payload = protocol.parse(frame, conn.local_addr)
+        number = protocol.echo_number(kind, payload, prefix)
+        if number is not None:
+            self._echo(conn, number)
+            return
+        number = protocol.reply_number(kind, payload, protocol.REPLY_PREFIX + prefix)
+        if number is not None:
+            ctx.metrics.count("replies_received")
+            # Participant send -> organizer reply received: the full round trip via the
+            # organizer, on one clock.
+            sent_ns = self.awaiting_reply.pop(number, None)
+            if sent_ns is not None:
+                now_ns = time.time_ns()
+                ctx.metrics.reply_latency.record(now_ns // 1_000_000_000,
+                                                 (now_ns - sent_ns) / 1e9)
+            return
         ctx.metrics.count(f"participant_frames_{kind}")
         if kind == "error" and not ctx.stop.is_set():
             raise ServerErrorFrame(

@@ -300,7 +300,7 @@ def test_echoes_waiting_at_the_stop_are_counted(tmp_path, target):
 
 
 def test_batched_reads_wait_for_their_deadline(target):
-    from esmeperf.api import Connection
+    from esmeperf.connection import Connection
 
     token = EsmeClient(target.config).organizer_token()
     conn = Connection.open(target.config["messenger_ws_url"], token, 5, newline=True)

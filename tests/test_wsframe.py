@@ -96,11 +96,15 @@ def test_reader_rejects_a_stray_continuation(pair):
         reader.next_message()
 
 
-def test_connection_parse_rejects_what_is_not_an_envelope():
+@pytest.mark.parametrize(("status", "words"), [
+    (struct.pack("!H", 1009), r"closed by server \(1009 MESSAGE_TOO_BIG\)$"),
+    (struct.pack("!H", 4000) + b"why", r"closed by server \(4000\)$"),
+    (b"", "closed by server$"),
+])
+def test_connection_names_the_servers_close_code_and_answers_normal(status, words):
     import websocket
 
-    from esmeperf.api import Connection
-    from esmeperf.errors import WebSocketFailure
+    from esmeperf.connection import CloseCode, Closed, Connection
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         client = socket.create_connection(server.getsockname(), timeout=5)
@@ -109,13 +113,12 @@ def test_connection_parse_rejects_what_is_not_an_envelope():
     ws.sock = client
     conn = Connection(ws, "ws://test/connect", send_timeout=5)
     assert conn.local_addr == f"127.0.0.1:{client.getsockname()[1]}"
-    assert conn.parse('{"type":"info","payload":{"message":"no new chats"}}\n') == (
-        "info", {"message": "no new chats"})
-    assert conn.parse('{"type":"something_new","payload":""}') == ("something_new", "")
-    for frame in ("not json", "[1, 2]", '{"type":"user_message","payload":""}',
-                  '{"type":"error"}'):
-        with pytest.raises(WebSocketFailure, match="malformed frame from server"):
-            conn.parse(frame)
+    peer.settimeout(5)
+    peer.sendall(server_frame(status, wsframe.OP_CLOSE))
+    with pytest.raises(Closed, match=words):
+        conn.recv(5)
+    assert unmask_client_frame(peer.recv(64)) == (
+        wsframe.OP_CLOSE, struct.pack("!H", CloseCode.NORMAL))
     client.close()
     peer.close()
 

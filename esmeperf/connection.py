@@ -1,92 +1,33 @@
-"""Blocking calls to ESME: REST with requests, the Messenger WebSocket with websocket-client."""
+"""One authorized WebSocket to ESME's Messenger API, read and written through `wsframe`."""
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import struct
 import sys
 import threading
 import time
+from enum import IntEnum
 from typing import Any
 
-import requests
 import websocket
 
-from . import wsframe
-from .config import Credentials
-from .errors import RequestError, UnexpectedStatus, WebSocketFailure
-
-# The Go test's fixed participant data (tests/performance/participants/rest.go).
-PARTICIPANT_PASSWORD = "performance"
-PARTICIPANT_PHONE = "+48100200300"
-CHAT_REQUEST_DESCRIPTION = "Performance test chat request"
+from . import protocol, wsframe
+from .errors import WebSocketFailure
 
 
-class RestClient:
-    """REST calls of one worker thread: its own requests.Session, a timeout on every call."""
+class CloseCode(IntEnum):
+    """WebSocket close status codes (RFC 6455 section 7.4.1) a client sends or meets."""
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.session = requests.Session()
-
-    def close(self) -> None:
-        self.session.close()
-
-    def post(self, url: str, body: dict[str, Any], expected: int, token: str | None = None,
-             go_colon: bool = True) -> requests.Response:
-        """POST JSON and insist on the status ESME's own test requires."""
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        try:
-            response = self.session.post(url, json=body, headers=headers, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise RequestError(f"{url}: error sending request: {exc}") from exc
-        if response.status_code != expected:
-            raise UnexpectedStatus(url, response.status_code, expected, response.text,
-                                   colon=go_colon)
-        return response
-
-    def sign_in(self, base_url: str, creds: Credentials) -> str:
-        """Organizer sign-in; returns the token verbatim ("organizer:<jwt>")."""
-        url = f"{base_url}/auth/sign-in"
-        response = self.post(url, {"email": creds.email, "password": creds.password}, 200)
-        return _field(_json(response, url), "token", str, url)
-
-    def sign_up(self, base_url: str, email: str) -> tuple[int, str]:
-        """Participant sign-up; returns (user id, token)."""
-        url = f"{base_url}/auth/sign-up"
-        body = {
-            "email": email,
-            "password": PARTICIPANT_PASSWORD,
-            "confirmPassword": PARTICIPANT_PASSWORD,
-            "phoneNumber": PARTICIPANT_PHONE,
-        }
-        data = _json(self.post(url, body, 201), url)
-        user = _field(data, "user", dict, url)
-        return _field(user, "id", int, url), _field(data, "token", str, url)
-
-    def chat_request(self, base_url: str, token: str, event_id: int) -> None:
-        """File a help request; ESME answers 200 with an empty body."""
-        url = f"{base_url}/chat-requests"
-        self.post(url, {"eventId": event_id, "description": CHAT_REQUEST_DESCRIPTION}, 200, token,
-                  go_colon=False)
-
-
-def _json(response: requests.Response, url: str) -> Any:
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise RequestError(f"{url}: error unmarshaling response body: {exc}") from exc
-
-
-def _field(data: Any, key: str, kind: type, url: str) -> Any:
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise RequestError(
-            f"{url}: error unmarshaling response body: {key!r} is not a {kind.__name__}"
-        )
-    return value
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
 
 
 def go_addr(sockname: tuple[Any, ...]) -> str:
@@ -134,8 +75,7 @@ class Connection:
         """Connect to `{ws_url}/connect` and send the authorization frame.
 
         ESME acknowledges nothing: a bad token shows only as a closed socket later.
-        The Go test's participant sends its authorization without gorilla's trailing newline,
-        its organizer with one; we do the same.
+        `newline` as protocol.authorization says.
         """
         url = f"{ws_url}/connect"
         try:
@@ -143,7 +83,7 @@ class Connection:
         except (OSError, websocket.WebSocketException) as exc:
             raise WebSocketFailure(f"{url}: could not connect to websocket: {exc}") from exc
         conn = cls(ws, url, send_timeout=timeout, recv_size=recv_size)
-        auth = json.dumps({"Authorization": f"Bearer {token}"}) + ("\n" if newline else "")
+        auth = protocol.authorization(token, newline)
         try:
             conn._send_raw(wsframe.encode(auth.encode()))
         except OSError as exc:
@@ -179,8 +119,8 @@ class Connection:
                 opcode, payload = message
                 if opcode == wsframe.OP_CLOSE:
                     self._send_close_frame()  # RFC 6455 5.5.1: answer a close with a close
-                    raise Closed(
-                        f"connection {self.local_addr}: error receiving message: closed by server")
+                    raise Closed(f"connection {self.local_addr}: error receiving message: "
+                                 f"closed by server{_close_status(payload)}")
                 return payload.decode("utf-8", "replace")
             if timeout is None and self._batching:
                 self.batch_reads(False)  # no deadline to wake at: read frames as they come
@@ -227,18 +167,6 @@ class Connection:
         self._reader.timestamps = self._batching = on
         return on
 
-    def parse(self, frame: str) -> tuple[Any, Any]:
-        """(type, payload) of a server frame; anything but a JSON envelope is an error."""
-        try:
-            message = json.loads(frame)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict) or (message.get("type") in _OBJECT_PAYLOADS
-                                             and not isinstance(message.get("payload"), dict)):
-            raise WebSocketFailure(
-                f"connection {self.local_addr}: malformed frame from server: {frame[:120]!r}")
-        return message.get("type"), message.get("payload")
-
     def _set_recv_timeout(self, timeout: float | None) -> None:
         if self._plain:
             # A zero timeval means "block forever": only None may ask for that.
@@ -254,7 +182,7 @@ class Connection:
         return self._closing.is_set()
 
     def close(self) -> None:
-        """Send a close frame (1000) if that can be done at once; the server answers by closing.
+        """Send a close frame (NORMAL) if that can be done at once; the server answers by closing.
 
         Best effort, never blocking: when the server stopped reading (a full send buffer, or
         the worker stuck in its own send) the frame is skipped, and abort() follows anyway.
@@ -266,8 +194,7 @@ class Connection:
         if not self._lock.acquire(timeout=0.1):
             return
         try:
-            self.sock.send(wsframe.encode(struct.pack("!H", 1000), wsframe.OP_CLOSE),
-                           socket.MSG_DONTWAIT)
+            self.sock.send(wsframe.encode(_CLOSE_NORMAL, wsframe.OP_CLOSE), socket.MSG_DONTWAIT)
         except OSError:
             pass  # buffer full or already gone: the worker sees that itself
         finally:
@@ -283,9 +210,7 @@ class Connection:
         self.ws.shutdown()
 
 
-# Outbound types whose payload is an object (esme-protocol.md 4.6).
-_OBJECT_PAYLOADS = frozenset(
-    {"info", "error", "chats", "chat_history", "new_chat", "user_message", "closed_chat"})
+_CLOSE_NORMAL = struct.pack("!H", CloseCode.NORMAL)
 _FOREVER = struct.pack("ll", 0, 0)
 _BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends
 
@@ -294,3 +219,14 @@ def _timeval(seconds: float) -> bytes:
     """A struct timeval for a positive timeout (never rounded down to 0, which means forever)."""
     micro = max(1, round(seconds * 1_000_000))
     return struct.pack("ll", *divmod(micro, 1_000_000))
+
+
+def _close_status(payload: bytes) -> str:
+    """' (1009 MESSAGE_TOO_BIG)' for a close frame's status code; '' if it carries none."""
+    if len(payload) < 2:
+        return ""
+    code = int.from_bytes(payload[:2], "big")
+    try:
+        return f" ({code} {CloseCode(code).name})"
+    except ValueError:  # an application's own code (4000-4999) or one this list lacks
+        return f" ({code})"

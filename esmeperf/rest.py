@@ -1,0 +1,77 @@
+"""Blocking REST calls to ESME's organizer and participant APIs, with requests."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import requests
+
+from . import protocol
+from .config import Credentials
+from .errors import RequestError, UnexpectedStatus
+
+
+class RestClient:
+    """REST calls of one worker thread: its own requests.Session, a timeout on every call."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def __enter__(self) -> RestClient:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def post(self, url: str, body: dict[str, Any], expected: int, token: str | None = None,
+             go_colon: bool = True) -> requests.Response:
+        """POST JSON and insist on the status ESME's own test requires."""
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        try:
+            response = self.session.post(url, json=body, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise RequestError(f"{url}: error sending request: {exc}") from exc
+        if response.status_code != expected:
+            raise UnexpectedStatus(url, response.status_code, expected, response.text,
+                                   colon=go_colon)
+        return response
+
+    def sign_in(self, base_url: str, creds: Credentials) -> str:
+        """Organizer sign-in; returns the token verbatim ("organizer:<jwt>")."""
+        url = f"{base_url}/auth/sign-in"
+        response = self.post(url, protocol.sign_in_body(creds), 200)
+        return _field(_json(response, url), "token", str, url)
+
+    def sign_up(self, base_url: str, email: str) -> tuple[int, str]:
+        """Participant sign-up; returns (user id, token)."""
+        url = f"{base_url}/auth/sign-up"
+        data = _json(self.post(url, protocol.sign_up_body(email), 201), url)
+        user = _field(data, "user", dict, url)
+        return _field(user, "id", int, url), _field(data, "token", str, url)
+
+    def chat_request(self, base_url: str, token: str, event_id: int) -> None:
+        """File a help request; ESME answers 200 with an empty body."""
+        url = f"{base_url}/chat-requests"
+        self.post(url, protocol.chat_request_body(event_id), 200, token, go_colon=False)
+
+
+def _json(response: requests.Response, url: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise RequestError(f"{url}: error unmarshaling response body: {exc}") from exc
+
+
+def _field(data: Any, key: str, kind: type, url: str) -> Any:
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise RequestError(
+            f"{url}: error unmarshaling response body: {key!r} is not a {kind.__name__}"
+        )
+    return value
