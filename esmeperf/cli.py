@@ -10,9 +10,11 @@ import shlex
 import signal
 import sys
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from . import __version__, openfiles
 from .config import Gates, Settings, load_target, timespan
@@ -32,6 +34,15 @@ CONFIG_HELP = """config.json keys (ESME's own; without a config the embedded tar
   organizer_password   its password (never logged or written to results)
   participant_api_url  http://host:8100
   organizers           optional: [{"email": ..., "password": ...}] for --organizers N"""
+
+
+EXAMPLES = """examples:
+  python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 30s
+      ESME's scenario for 30 s against the embedded target
+  python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --config config.json --duration 5m
+      the same against a real ESME deployment
+  python3 -m esmeperf -sci 10 -cpi 20 -smi 100,1000,10000 --repeat 3 --duration 2m --out runs
+      ESME's table, each run three times, with overlays, a scatter and report.md"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,11 +108,13 @@ def get_parser() -> argparse.ArgumentParser:
     """The esmeperf argument parser (also the source of the man page)."""
     parser = _Parser(
         prog="esmeperf",
-        description="Load-test ESME's Messenger API the way ESME's own Go performance test "
-        "does: one organizer starts a chat every SCI ms, a participant arrives every CPI ms, "
-        "signs up, asks for help and sends a message every SMI ms. Without a config.json an "
-        "embedded ESME-compatible target is started on loopback.",
-        epilog=f"{EXIT_STATUS_HELP}\n\n{CONFIG_HELP}",
+        # Wrapped here: the raw formatter keeps the epilog's tables as written.
+        description=textwrap.fill(
+            "Load-test ESME's Messenger API the way ESME's own Go performance test does: one "
+            "organizer starts a chat every SCI ms, a participant arrives every CPI ms, signs up, "
+            "asks for help and sends a message every SMI ms. Without a config.json an embedded "
+            "ESME-compatible target is started on loopback.", 78),
+        epilog=f"{EXIT_STATUS_HELP}\n\n{CONFIG_HELP}\n\n{EXAMPLES}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     scenario = parser.add_argument_group("scenario (the Go test's flags)")
@@ -111,10 +124,11 @@ def get_parser() -> argparse.ArgumentParser:
     scenario.add_argument("-cpi", "--create-participant-interval", dest="cpi",
                           type=_ms_list, default=[1000.0], metavar="MS",
                           help="create participant interval (default 1000); arrivals follow "
-                          "a fixed grid however slow sign-up is")
+                          "a fixed grid however slow sign-up is; a comma list sweeps")
     scenario.add_argument("-smi", "--send-message-interval", dest="smi", type=_ms_list,
                           default=[1000.0], metavar="MS",
-                          help="send message interval per participant (default 1000)")
+                          help="send message interval per participant (default 1000); a comma "
+                          "list sweeps")
     scenario.add_argument("-logWs", "--log-ws", dest="log_ws", action="store_true",
                           help="log every WebSocket message sent and received")
     run = parser.add_argument_group("run")
@@ -148,8 +162,8 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-plot", dest="plot", action="store_false",
                      help="do not draw the PNG at the end")
     run.add_argument("--target-args", default="", metavar="ARGS",
-                     help="extra arguments for the embedded target, e.g. fault flags "
-                     "(see esmeperf-target --help)")
+                     help="extra arguments for the embedded target, quoted as one, e.g. "
+                     "--target-args '--stats-delay 1' (see esmeperf-target --help)")
     timeouts = parser.add_argument_group("timeouts (seconds)")
     timeouts.add_argument("--http-timeout", type=_positive_float, default=10.0, metavar="S",
                           help="connect and read timeout of every REST call (default 10)")
@@ -171,7 +185,7 @@ def get_parser() -> argparse.ArgumentParser:
                        help="steady-state messages/s (second half of the run) at least N")
     output = parser.add_argument_group("output")
     output.add_argument("-q", "--quiet", action="store_true",
-                        help="no live progress (the final summary line is still printed)")
+                        help="print only the final line (and warnings) on stderr")
     output.add_argument("--debug", action="store_true",
                         help="debug logs, full tracebacks, thread dumps on SIGUSR1/SIGQUIT")
     output.add_argument("--version", action="version", version=f"esmeperf {__version__}")
@@ -203,6 +217,34 @@ def check_out_dir(path: Path) -> None:
         raise ConfigError(f"--out {path}: not a writable directory ({exc.strerror})") from None
 
 
+def attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--duration -1s` -> `--duration=-1s`: a value that starts with a dash is still the
+    option's value (argparse would say "expected one argument"), so its own check can say
+    what is wrong with it. Known options are left alone."""
+    takes_value = {opt for action in parser._actions if action.nargs is None
+                   and action.option_strings and not isinstance(action, _FLAG_ACTIONS)
+                   for opt in action.option_strings}
+    known = {opt for action in parser._actions for opt in action.option_strings}
+    out: list[str] = []
+    values = iter(argv)
+    for arg in values:
+        if arg in takes_value:
+            value = next(values, None)
+            if value is not None and value.startswith("-") and value not in known:
+                out.append(f"{arg}={value}")
+                continue
+            out.append(arg)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(arg)
+    return out
+
+
+_FLAG_ACTIONS = (argparse._StoreTrueAction, argparse._StoreFalseAction,  # noqa: SLF001
+                 argparse._VersionAction, argparse._HelpAction)
+
+
 def check_open_files(args: argparse.Namespace, embedded: bool) -> None:
     """Raise the soft open-files limit, then refuse (or warn of) a run that cannot fit in it."""
     soft = openfiles.raise_soft_limit()
@@ -220,9 +262,9 @@ def check_open_files(args: argparse.Namespace, embedded: bool) -> None:
     log.warning("warning: %s", text)
 
 
-def setup_logging(debug: bool) -> None:
-    """Go-style log lines on stderr: `2023/05/01 12:00:00 message`."""
-    log.setLevel(logging.DEBUG if debug else logging.INFO)
+def setup_logging(debug: bool, quiet: bool = False) -> None:
+    """Go-style log lines on stderr: `2023/05/01 12:00:00 message`; -q keeps warnings only."""
+    log.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     log.propagate = False
     for handler in list(log.handlers):
         log.removeHandler(handler)
@@ -235,10 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run esmeperf; return the exit status (see EXIT_STATUS_HELP)."""
     parser = get_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(attach_dash_values(parser, sys.argv[1:] if argv is None
+                                                    else list(argv)))
     except SystemExit as exc:  # --help, --version, or bad input already reported in one line
         return int(exc.code or 0)
-    setup_logging(args.debug)
+    setup_logging(args.debug, args.quiet)
     if args.debug:
         for sig in (signal.SIGUSR1, signal.SIGQUIT):
             faulthandler.register(sig, all_threads=True)
@@ -260,6 +303,15 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
         if config_path is None and os.path.exists(DEFAULT_CONFIG):
             config_path = Path(DEFAULT_CONFIG)
         target = load_target(config_path) if config_path is not None else None
+        if target is not None and args.config is None:
+            # It may name a real deployment: say so before anything is sent to it.
+            log.warning("using ./%s found in the current directory: target %s",
+                        DEFAULT_CONFIG, urlsplit(target.messenger_ws_url).netloc)
+        if target is not None and args.organizers > len(target.organizers):
+            raise ConfigError(
+                f"--organizers {args.organizers}: {config_path} holds "
+                f"{len(target.organizers)} organizer account(s) (organizer_email and "
+                "organizers[])")
         try:
             target_args = shlex.split(args.target_args)
         except ValueError as exc:

@@ -13,6 +13,7 @@ NTP-synchronised. The skew of every worker against this client is measured at th
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 import traceback
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .shard import Command, ReportSink, ShardMessage, ShardReport, ShardRunner, ShardSpec
@@ -31,6 +33,8 @@ INSTALL_HINT = "pip install 'esmeperf[distributed]'"
 # A shard stops by itself when the client's heartbeat (a counter in a distributed.Variable,
 # bumped every second) stood still this long: a killed client must not leave load running.
 LEASE_TIMEOUT = 15.0
+PROBE_TIMEOUT = 5.0  # seconds for the TCP connect that checks the scheduler's address
+CONNECT_TIMEOUT = 30.0  # seconds Dask may take to connect to a scheduler that listens
 
 
 def require_distributed() -> Any:
@@ -40,6 +44,23 @@ def require_distributed() -> Any:
         raise ConfigError(f"--scheduler and --cluster need Dask distributed: {INSTALL_HINT}"
                           ) from None
     return distributed
+
+
+def _probe(address: str) -> None:
+    """Fail at once, in one line, where nothing listens (Dask itself waits out its timeout)."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
+        raise ConfigError(f"--scheduler {address}: expected tcp://HOST:PORT")
+    try:
+        socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(f"cannot reach the Dask scheduler {address}: "
+                          f"{reason.lower()}") from None
 
 
 def parse_cluster(text: str) -> int:
@@ -63,7 +84,10 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
                     host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
                 self.client = distributed.Client(self._local, timeout=30)
             else:
-                self.client = distributed.Client(scheduler, timeout=30)
+                _probe(scheduler or "")
+                log.info("connecting to the Dask scheduler %s (waiting up to %g s)", scheduler,
+                         CONNECT_TIMEOUT)
+                self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
         except OSError as exc:
             self.close()
             raise ConfigError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None

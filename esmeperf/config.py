@@ -67,7 +67,13 @@ class Target:
             raise ConfigError(f"{source}: key 'organizers' must be a list of {{email, password}}")
         for index, item in enumerate(extra):
             creds = _credentials(item, source, prefix=f"organizers[{index}].")
-            if creds.email != organizers[0].email:
+            # An account may be listed again (organizer_email first in organizers[], as the
+            # embedded target writes it), but with one password: a second would go unused.
+            same = [c for c in organizers if c.email == creds.email]
+            if same and same[0].password != creds.password:
+                raise ConfigError(f"{source}: organizers[{index}] repeats the account "
+                                  f"{creds.email!r} with another password")
+            if not same:
                 organizers.append(creds)
         return cls(event_id=event_id, organizers=tuple(organizers), embedded=embedded, **urls)
 
