@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from .config import Settings, Target
 from .connection import Closed, Connection
+from .counts import Count
+from .rest import RestClient
 from .stats import Metrics
 
 log = logging.getLogger("esmeperf")
@@ -62,6 +64,10 @@ class Context:
     stop: threading.Event = field(default_factory=threading.Event)
     metrics: Metrics = field(default_factory=Metrics)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+    rest: RestClient = field(init=False)  # the participants' shared keep-alive pool
+
+    def __post_init__(self) -> None:
+        self.rest = RestClient(self.settings.http_timeout, shared=True)
 
     def hold(self, conn: Connection, body: Callable[[], None]) -> None:
         """Run `body` on an open connection: registered for shutdown, counted, aborted after.
@@ -72,14 +78,14 @@ class Context:
         """
         if not self.connections.add(conn):
             return
-        self.metrics.count("connections_open")
+        self.metrics.count(Count.CONNECTIONS_OPEN)
         try:
             body()
         except Closed:
             if not conn.closing:
                 raise
         finally:
-            self.metrics.count("connections_open", -1)
+            self.metrics.count(Count.CONNECTIONS_OPEN, -1)
             self.connections.discard(conn)
             conn.abort()
 

@@ -27,7 +27,7 @@ class UnexpectedStatus(RequestError):
         detail = f" ({body[:200]})" if body else ""
         of = "instead of:" if colon else "instead of"
         super().__init__(f"{url}: responded with status code: {got} {of} {expected}{detail}")
-        self.url, self.got, self.expected = url, got, expected
+        self.url, self.got, self.expected, self.body = url, got, expected, body
 
 
 class WebSocketFailure(EsmePerfError):

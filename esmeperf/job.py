@@ -46,7 +46,9 @@ def run_job(settings: Settings, target: Target | None, target_args: list[str], d
 
 def _run(settings: Settings, target: Target | None, target_args: list[str],
          lifecycle: Lifecycle, shard_launcher: Any = None) -> int:
-    from .run import Run  # imported late: --help and bad input stay fast
+    # Imported late: --help, bad input and the man page build need no run-time dependency.
+    from . import preflight
+    from .run import Run
 
     embedded = None
     if target is None:
@@ -54,7 +56,8 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
         target = Target.from_mapping(embedded.config, "embedded target", embedded=True)
         log.info("embedded target on %s (pid %s)", target.messenger_ws_url, embedded.pid)
     try:
-        run = Run(target, settings, lifecycle=lifecycle,
+        tokens = preflight.check(target, settings)
+        run = Run(target, settings, lifecycle=lifecycle, tokens=tokens,
                   target_alive=(lambda: embedded.returncode) if embedded else None)
         run.shard_launcher = shard_launcher
         result = run.execute()

@@ -9,6 +9,7 @@ from . import protocol
 from .config import Credentials
 from .connection import Connection
 from .context import Context
+from .counts import Count, CountFamily
 from .errors import ServerErrorFrame
 from .pacing import run_paced
 from .rest import RestClient
@@ -44,30 +45,30 @@ class Organizer:
         def start_chat(now: float, late: float) -> None:
             ctx.log_ws(f"organizer connection {conn.local_addr}: sending start chat message")
             conn.send(protocol.START_CHAT)
-            ctx.metrics.count("start_chat_sent")
+            ctx.metrics.count(Count.START_CHAT_SENT)
 
         run_paced(ctx, conn, ctx.settings.sci / 1000, start_chat,
                   lambda frame: self._handle(conn, frame),
-                  lambda skipped: ctx.metrics.count("start_chat_missed", skipped))
+                  lambda skipped: ctx.metrics.count(Count.START_CHAT_MISSED, skipped))
 
     def _handle(self, conn: Connection, frame: str) -> None:
         ctx = self.ctx
         if not ctx.settings.reply and protocol.is_from_participant(frame):
             # Counted without a JSON parse; --reply needs the chat id, so it parses.
-            ctx.metrics.count("organizer_frames_user_message")
+            ctx.metrics.count_of(CountFamily.ORGANIZER_FRAMES, "user_message")
             ctx.metrics.organizer_received.add(int(time.time()))
             return
         kind, payload = protocol.parse(frame, conn.local_addr)
-        ctx.metrics.count(f"organizer_frames_{kind}")
+        ctx.metrics.count_of(CountFamily.ORGANIZER_FRAMES, kind)
         if protocol.from_participant(kind, payload):
             ctx.metrics.organizer_received.add(int(time.time()))
             if ctx.settings.reply:
                 content = protocol.REPLY_PREFIX + payload.get("content", "")
                 conn.send(protocol.send_message(payload["chatId"], content))
-                ctx.metrics.count("replies_sent")
+                ctx.metrics.count(Count.REPLIES_SENT)
         elif kind == "new_chat":
-            ctx.metrics.count("organizer_chats_started")
-            ctx.metrics.count(f"chats_started_by_{self.name}")
+            ctx.metrics.count(Count.ORGANIZER_CHATS_STARTED)
+            ctx.metrics.count_of(CountFamily.CHATS_STARTED_BY, self.name)
         elif kind == "error" and not ctx.stop.is_set():
             text = payload.get("message") if isinstance(payload, dict) else payload
             raise ServerErrorFrame(f"organizer connection {conn.local_addr}: server error: {text}")

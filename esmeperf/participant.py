@@ -7,9 +7,9 @@ import time
 from . import protocol
 from .connection import Connection
 from .context import Context
+from .counts import Count, CountFamily
 from .errors import ChatWaitTimeout, ServerErrorFrame
 from .pacing import run_paced
-from .rest import RestClient
 
 MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
 PARTICIPANT_RECV_SIZE = 4096  # a few echoes per read; bigger frames take more reads
@@ -43,7 +43,7 @@ class Spawner:
                 return
             worker = Participant(ctx, number)
             ctx.start_thread(f"participant-{number}", worker.run)
-            ctx.metrics.count("participants_started")
+            ctx.metrics.count(Count.PARTICIPANTS_STARTED)
             number += self.stride
 
 
@@ -76,7 +76,7 @@ class Participant:
         chat_id = self._wait_for_chat(conn)
         if chat_id is None:
             return
-        self.ctx.metrics.count("chats_count")
+        self.ctx.metrics.count(Count.CHATS)
         self.ctx.metrics.chat_wait.record(0, time.monotonic() - self.arrival)
         self._chat(conn, chat_id)
 
@@ -84,18 +84,18 @@ class Participant:
         """Sign up and file the chat request, as the Go test's manager does."""
         ctx = self.ctx
         base = ctx.target.participant_api_url
-        with RestClient(ctx.settings.http_timeout) as rest:
-            tag = f"{ctx.email_tag}_" if ctx.email_tag else ""
-            email = f"participant_{ctx.stamp}_{tag}{self.number}@performance.com"
-            started = time.monotonic()
-            self.user_id, token = rest.sign_up(base, email)
-            middle = time.monotonic()
-            ctx.metrics.signup.record(0, middle - started)
-            if ctx.stop.is_set():  # no help request after the stop
-                return token
-            rest.chat_request(base, token, ctx.target.event_id)
-            ctx.metrics.chat_request.record(0, time.monotonic() - middle)
-        ctx.metrics.count("created_participants_count")
+        rest = ctx.rest  # one keep-alive pool for all participants, as the Go test's client
+        tag = f"{ctx.email_tag}_" if ctx.email_tag else ""
+        email = f"participant_{ctx.stamp}_{tag}{self.number}@performance.com"
+        started = time.monotonic()
+        self.user_id, token = rest.sign_up(base, email)
+        middle = time.monotonic()
+        ctx.metrics.signup.record(0, middle - started)
+        if ctx.stop.is_set():  # no help request after the stop
+            return token
+        rest.chat_request(base, token, ctx.target.event_id)
+        ctx.metrics.chat_request.record(0, time.monotonic() - middle)
+        ctx.metrics.count(Count.CREATED_PARTICIPANTS)
         return token
 
     def _echo(self, conn: Connection, number: int) -> None:
@@ -109,7 +109,7 @@ class Participant:
             # Echoes slower than an interval can share one read, and its one kernel timestamp
             # (the last packet's) then stands for both: the earlier one's round trip is an
             # upper bound. Counted, not hidden.
-            metrics.count("echoes_sharing_a_read")
+            metrics.count(Count.ECHOES_SHARING_A_READ)
         self.last_echo_read = conn.reads
         second = received_ns // 1_000_000_000
         metrics.delivered.add(second)
@@ -138,12 +138,12 @@ class Participant:
             if frame is None:
                 continue
             kind, payload = protocol.parse(frame, conn.local_addr)
-            ctx.metrics.count(f"participant_frames_{kind}")
+            ctx.metrics.count_of(CountFamily.PARTICIPANT_FRAMES, kind)
             if kind == "new_chat" and payload.get("participantId") == self.user_id:
-                ctx.metrics.count("chats_found_by_push")
+                ctx.metrics.count(Count.CHATS_FOUND_BY_PUSH)
                 return str(payload["id"])
             if kind == "chats" and payload.get("chats"):
-                ctx.metrics.count("chats_found_by_poll")
+                ctx.metrics.count(Count.CHATS_FOUND_BY_POLL)
                 return str(payload["chats"][0]["id"])
             if kind == "error":
                 raise ServerErrorFrame(
@@ -193,7 +193,7 @@ class Participant:
             return
         number = protocol.reply_number(kind, payload, protocol.REPLY_PREFIX + prefix)
         if number is not None:
-            ctx.metrics.count("replies_received")
+            ctx.metrics.count(Count.REPLIES_RECEIVED)
             # Participant send -> organizer reply received: the full round trip via the
             # organizer, on one clock.
             sent_ns = self.awaiting_reply.pop(number, None)
@@ -202,7 +202,7 @@ class Participant:
                 ctx.metrics.reply_latency.record(now_ns // 1_000_000_000,
                                                  (now_ns - sent_ns) / 1e9)
             return
-        ctx.metrics.count(f"participant_frames_{kind}")
+        ctx.metrics.count_of(CountFamily.PARTICIPANT_FRAMES, kind)
         if kind == "error" and not ctx.stop.is_set():
             raise ServerErrorFrame(
                 f"connection {conn.local_addr}: server error: {payload.get('message')}")

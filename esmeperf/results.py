@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, gofmt
+from .counts import Count
 
 if TYPE_CHECKING:
     from .run import RunResult
@@ -77,8 +78,8 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "participants_duration": gofmt.duration(
             result.stopped_ns - result.participants_started_ns),
         "messages_sent": sent,
-        "chats_count": counts.get("chats_count", 0),
-        "created_participants_count": counts.get("created_participants_count", 0),
+        "chats_count": counts.get(Count.CHATS, 0),
+        "created_participants_count": counts.get(Count.CREATED_PARTICIPANTS, 0),
         # Ours from here on.
         "run_id": result.run_id,
         "end_reason": result.end_reason,

@@ -14,6 +14,7 @@ from typing import Any
 from . import openfiles
 from .config import Settings, Target
 from .context import Context
+from .counts import Count
 from .lifecycle import Lifecycle
 from .organizer import Organizer
 from .participant import Spawner
@@ -73,7 +74,8 @@ class Run:
 
     def __init__(self, target: Target, settings: Settings,
                  target_alive: Callable[[], int | None] | None = None,
-                 lifecycle: Lifecycle | None = None) -> None:
+                 lifecycle: Lifecycle | None = None,
+                 tokens: dict[str, str] | None = None) -> None:
         self.target = target
         self.settings = settings
         self.run_id = uuid.uuid4().hex[:12]
@@ -81,6 +83,7 @@ class Run:
         self._target_exit = target_alive
         # The job's owner of signals; a Run made alone (a benchmark) gets one of its own.
         self.lifecycle = lifecycle or Lifecycle()
+        self._tokens = tokens or {}  # organizers signed in by the pre-flight check
         self.workers = Workers(target, settings, stamp=int(time.time()))
         self.ctx = self.workers.ctx
         self.shards: ShardGroup | None = None
@@ -138,7 +141,9 @@ class Run:
         try:
             self._log_settings()
             for organizer in organizers:
-                organizer.sign_in()
+                organizer.token = self._tokens.get(organizer.creds.email, "")
+                if not organizer.token:
+                    organizer.sign_in()
             log.info("organizer initialized")
             for organizer in organizers:
                 workers.start_thread(organizer.name, organizer.run)
@@ -208,8 +213,8 @@ class Run:
 
     def _sample(self) -> Sample:
         m = self.ctx.metrics
-        return Sample(m.get("created_participants_count"), m.get("chats_count"),
-                      m.get("connections_open"))
+        return Sample(m.get(Count.CREATED_PARTICIPANTS), m.get(Count.CHATS),
+                      m.get(Count.CONNECTIONS_OPEN))
 
     def _shutdown(self) -> None:
         """Drain, then close: shards close their own sockets; every wait is bounded."""

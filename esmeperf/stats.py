@@ -8,6 +8,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from .counts import Count, CountFamily
+
 # Latencies are recorded in microseconds, from 1 us up to 10 minutes.
 _LOWEST_US, _HIGHEST_US = 1, 600_000_000
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
@@ -203,18 +205,24 @@ class Metrics:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
 
-    def count(self, name: str, n: int = 1) -> None:
-        """Bump a run-wide counter (participants, chats, frames by type, ...)."""
+    def count(self, name: Count, n: int = 1) -> None:
+        """Bump a run-wide counter."""
         with self._lock:
-            self._counts[name] += n
+            self._counts[name.value] += n
+
+    def count_of(self, family: CountFamily, key: str, n: int = 1) -> None:
+        """Bump one counter of a family (frames by type, chats by organizer)."""
+        with self._lock:
+            self._counts[f"{family.value}_{key}"] += n
 
     def counts(self) -> dict[str, int]:
+        """Every counter by its summary key."""
         with self._lock:
             return dict(self._counts)
 
-    def get(self, name: str) -> int:
+    def get(self, name: Count) -> int:
         with self._lock:
-            return self._counts[name]
+            return self._counts[name.value]
 
     def _parts(self) -> dict[str, RateCounter | LatencyRecorder]:
         return {name: value for name, value in vars(self).items()

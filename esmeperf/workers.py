@@ -170,6 +170,7 @@ class Workers:
         for conn in ctx.connections.seal():
             conn.abort()
         self.join(settings.join_timeout)
+        ctx.rest.close()  # the keep-alive pool: a straggler's request now fails, late and counted
 
     def join(self, timeout: float) -> None:
         """Join all threads until `timeout` passes (much sooner once forced)."""

@@ -208,22 +208,29 @@ def test_server_error_frame_is_the_first_error(tmp_path, target_factory):
     assert summary["messages_sent"] >= 5
 
 
-def test_bad_organizer_password_is_a_clear_error_with_files(tmp_path, target):
-    config = write_config(tmp_path, target.config, organizer_password="wrong-password-123456")
-    assert run_main(tmp_path, config, "--duration", "5s") == 1
-    summary, rates = load_results(tmp_path / "out")
-    assert "/auth/sign-in: responded with status code: 400 instead of: 200" in (
-        summary["first_error"]["message"])
-    assert summary["messages_sent"] == 0 and rates == {}
-    assert "wrong-password-123456" not in json.dumps(summary)
+def test_bad_organizer_password_is_refused_before_any_load(tmp_path, target, capsys):
+    config = write_config(tmp_path, {k: v for k, v in target.config.items()
+                                     if k != "organizers"},
+                          organizer_password="wrong-password-123456")
+    assert run_main(tmp_path, config, "--duration", "5s") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"esmeperf: error: organizer {target.config['organizer_email']}: sign-in "
+                   "rejected with status 400: invalid email or password"]
+    assert "wrong-password-123456" not in err[0]
+    assert not outputs(tmp_path / "out")  # no run, no result files
 
 
-def test_unreachable_url_is_a_clear_error(tmp_path, target, unused_port):
-    config = write_config(tmp_path, target.config,
-                          organizer_api_url=f"http://127.0.0.1:{unused_port}")
-    assert run_main(tmp_path, config, "--duration", "5s", "--http-timeout", "2") == 1
-    summary, _ = load_results(tmp_path / "out")
-    assert "error sending request" in summary["first_error"]["message"]
+@pytest.mark.parametrize("key", ["organizer_api_url", "participant_api_url",
+                                 "messenger_ws_url"])
+def test_unreachable_url_is_refused_before_any_load(tmp_path, target, unused_port, capsys,
+                                                    key):
+    scheme = "ws" if key == "messenger_ws_url" else "http"
+    url = f"{scheme}://127.0.0.1:{unused_port}"
+    config = write_config(tmp_path, target.config, **{key: url})
+    assert run_main(tmp_path, config, "--duration", "5s", "--http-timeout", "2") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"esmeperf: error: {key} {url}: connection refused"]
+    assert not outputs(tmp_path / "out")
 
 
 @pytest.fixture

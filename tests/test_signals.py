@@ -207,7 +207,7 @@ def test_signal_while_the_target_starts(tmp_path, esmeperf_process, sig):
 @BOTH
 def test_signal_while_the_targets_stats_are_read(tmp_path, esmeperf_process, sig):
     out = tmp_path / "out"
-    run = esmeperf_process(out, "-q", "-sci", "10", "-cpi", "50", "-smi", "100",
+    run = esmeperf_process(out, "-sci", "10", "-cpi", "50", "-smi", "100",
                            "--duration", "2s", "--target-args", "--stats-delay 3")
     run.wait_for(READING_STATS)
     run.proc.send_signal(sig)
@@ -222,7 +222,7 @@ def test_signal_while_the_targets_stats_are_read(tmp_path, esmeperf_process, sig
 @BOTH
 def test_signal_while_the_files_are_written(tmp_path, esmeperf_process, sig):
     out = tmp_path / "out"
-    run = esmeperf_process(out, "-q", "-sci", "10", "-cpi", "50", "-smi", "100",
+    run = esmeperf_process(out, "-sci", "10", "-cpi", "50", "-smi", "100",
                            "--duration", "2s")
     run.wait_for(WRITING)
     run.proc.send_signal(sig)  # the plot, drawn last, takes far longer than this signal
@@ -237,7 +237,7 @@ def test_signal_while_the_files_are_written(tmp_path, esmeperf_process, sig):
 @BOTH
 def test_signal_between_sweep_runs(tmp_path, esmeperf_process, sig):
     out = tmp_path / "out"
-    run = esmeperf_process(out, "-q", "-sci", "10", "-cpi", "50", "-smi", "100,200",
+    run = esmeperf_process(out, "-sci", "10", "-cpi", "50", "-smi", "100,200",
                            "--duration", "2s")
     run.wait_for(SECOND_RUN)
     run.proc.send_signal(sig)

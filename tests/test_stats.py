@@ -59,6 +59,7 @@ def test_steady_rate_ignores_partial_edges_and_ramp():
 
 
 def test_metrics_drain_and_merge_are_exact():
+    from esmeperf.counts import Count, CountFamily
     from esmeperf.stats import Metrics
 
     shard_a, shard_b, parent = Metrics(), Metrics(), Metrics()
@@ -66,12 +67,14 @@ def test_metrics_drain_and_merge_are_exact():
         shard = shard_a if i % 2 else shard_b
         shard.sent.add(100 + i % 3)
         shard.rtt.record(100 + i % 3, i / 1000)
-        shard.count("chats_count")
+        shard.count(Count.CHATS)
+        shard.count_of(CountFamily.PARTICIPANT_FRAMES, "new_chat")
     first = shard_a.drain()
     shard_a.sent.add(200, 5)  # recorded after the first drain: goes in the next one
     for delta in (first, shard_b.drain(), shard_a.drain()):
         parent.merge(delta)
-    assert parent.sent.total() == 1005 and parent.get("chats_count") == 1000
+    assert parent.sent.total() == 1005 and parent.get(Count.CHATS) == 1000
+    assert parent.counts() == {"chats_count": 1000, "participant_frames_new_chat": 1000}
     assert parent.sent.snapshot()[200] == 5
     merged = parent.rtt.summary()
     assert merged["count"] == 1000
