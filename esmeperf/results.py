@@ -1,9 +1,8 @@
-"""The result files: the Go test's two JSON files (same names and shapes) plus our series CSV."""
+"""The result files: the Go test's two JSON files (same names and shapes) plus our series CSV
+(esmeperf/series.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import platform
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, gofmt
 from .counts import Count
+from .series import SERIES_COLUMNS, csv_text, read_series, series_rows  # noqa: F401 re-export
 
 if TYPE_CHECKING:
     from .run import RunResult
@@ -21,10 +21,6 @@ SUMMARY_SUFFIX = "_performance_test_summary.json"
 RATES_SUFFIX = "_performance_test_message_rates.json"
 SERIES_SUFFIX = "_performance_test_series.csv"
 PLOT_SUFFIX = "_performance_test_rates.png"
-SERIES_COLUMNS = (
-    "second", "participants", "chats", "sent", "delivered", "organizer_received", "errors",
-    "missed", "connections", "rtt_p50_ms", "rtt_p99_ms", "lateness_p99_ms",
-)
 
 
 def steady_rate(rates: dict[int, int]) -> float:
@@ -129,38 +125,6 @@ def _cross_check(sent: int, stats: dict[str, Any] | None) -> dict[str, Any] | No
     return {"messages_sent": sent, "target_stored": stored, "difference": stored - sent}
 
 
-def series_rows(result: RunResult) -> list[dict[str, Any]]:
-    """One row per second from start to stop, zero-filled."""
-    m = result.ctx.metrics
-    sent, delivered = result.sent, m.delivered.snapshot()
-    received, errors, missed = (m.organizer_received.snapshot(), m.errors.snapshot(),
-                                m.missed.snapshot())
-    first = result.started_ns // 1_000_000_000
-    last = max([result.stopped_ns // 1_000_000_000, *sent, *delivered, *received])
-    rows, gauge = [], None
-    for second in range(first, last + 1):
-        gauge = result.samples.get(second, gauge)
-        rows.append({
-            "second": second,
-            "participants": gauge.participants if gauge else 0,
-            "chats": gauge.chats if gauge else 0,
-            "sent": sent.get(second, 0),
-            "delivered": delivered.get(second, 0),
-            "organizer_received": received.get(second, 0),
-            "errors": errors.get(second, 0),
-            "missed": missed.get(second, 0),
-            "connections": gauge.connections if gauge else 0,
-            "rtt_p50_ms": _blank(m.rtt.second_percentile_ms(second, 50)),
-            "rtt_p99_ms": _blank(m.rtt.second_percentile_ms(second, 99)),
-            "lateness_p99_ms": _blank(m.lateness.second_percentile_ms(second, 99)),
-        })
-    return rows
-
-
-def _blank(value: float | None) -> str | float:
-    return "" if value is None else value
-
-
 def _write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -187,29 +151,12 @@ def write_results(result: RunResult, summary: dict[str, Any], out_dir: Path,
     _write_atomic(paths["summary"], json.dumps(summary, indent=2, ensure_ascii=False))
     rates = {str(k): v for k, v in result.sent.items()}
     _write_atomic(paths["rates"], json.dumps(dict(sorted(rates.items())), indent=2))
-    lines = _csv_text(series_rows(result))
+    lines = csv_text(series_rows(result))
     _write_atomic(paths["series"], lines)
     return paths
-
-
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SERIES_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def read_rates(path: str | os.PathLike[str]) -> dict[int, int]:
     """Read a message-rates file (ours or the Go test's)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     return {int(k): int(v) for k, v in data.items()}
-
-
-def read_series(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a series CSV back into rows (values as strings, `second` as int)."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        row["second"] = int(row["second"])
-    return rows

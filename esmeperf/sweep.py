@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from .config import Settings
-from .plot import RunData, load_run, plot_overlay, plot_run, plot_scatter
+from .errors import ConfigError
+from .figures import plot_overlay, plot_run, plot_scatter
+from .rundata import SWEEP_RUN_DIR, RunData, RunFileError, go_duration_ms, load_run
 from .status import ExitStatus
 
 log = logging.getLogger("esmeperf")
 
 STABLE_PLOT = "rates.png"  # each run's PNG under a name that does not change between runs
+REPORT = "report.md"
+SCATTER = "scatter.png"
 
 # Worst first: the sweep's exit status is the most serious of its runs'.
 _SEVERITY = (ExitStatus.INTERRUPTED, ExitStatus.ERROR, ExitStatus.THRESHOLD, ExitStatus.OK)
@@ -31,9 +36,32 @@ def matrix(settings: Settings, scis: Sequence[float], cpis: Sequence[float],
     return runs
 
 
+def check_out(out_dir: Path) -> None:
+    """Refuse an --out that already holds a sweep (ConfigError): a second sweep would mix its
+    runs into the first's directories, and report.md would list only the new ones."""
+    if not out_dir.is_dir():
+        return
+    found = sorted(p.name + "/" if p.is_dir() else p.name for p in out_dir.iterdir()
+                   if p.name in (REPORT, SCATTER)
+                   or (p.name.startswith("overlay_") and p.suffix == ".png")
+                   or (p.is_dir() and SWEEP_RUN_DIR.fullmatch(p.name)))
+    if found:
+        shown = ", ".join(found[:2]) + (f" and {len(found) - 2} more" if len(found) > 2 else "")
+        raise ConfigError(f"--out {out_dir} already holds a sweep ({shown}): give another "
+                          "directory, or move that one away")
+
+
 def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
               out_dir: Path) -> int:
-    """Run each Settings with `run_one`; stop early only on a signal; then write the report."""
+    """Run each Settings with `run_one`; stop early only on a signal; then write the report.
+
+    An --out that already holds a sweep is refused first: exit 2, one line, nothing run.
+    """
+    try:
+        check_out(out_dir)
+    except ConfigError as exc:
+        print(f"esmeperf: error: {exc}", file=sys.stderr)
+        return ExitStatus.USAGE
     statuses: list[int] = []
     started: list[Settings] = []
     for number, settings in enumerate(runs, 1):
@@ -52,7 +80,7 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
     for settings in started:
         try:
             loaded.append(load_run(settings.out_dir))
-        except (OSError, ValueError) as exc:
+        except RunFileError as exc:
             log.error("run in %s left no readable results: %s", settings.out_dir, exc)
     for path in write_report(loaded, out_dir):
         log.info("report: %s", path)
@@ -81,8 +109,8 @@ def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
             reason = run.summary.get("end_reason", "")
             paths.append(plot_run(run.rows, f"{run.label}; ended by {reason}",
                                   out_dir / run.folder / STABLE_PLOT))
-    paths.append(plot_scatter(runs, out_dir / "scatter.png"))
-    report = out_dir / "report.md"
+    paths.append(plot_scatter(runs, out_dir / SCATTER))
+    report = out_dir / REPORT
     report.write_text(markdown_table(runs), encoding="utf-8")
     paths.append(report)
     return paths
@@ -91,9 +119,9 @@ def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
 def markdown_table(runs: Sequence[RunData]) -> str:
     """One row per run: parameters, duration, counts, max rate, delivery, p99, end reason."""
     lines = [
-        "| run | sci ms | cpi ms | smi ms | duration | participants | chats | max msg/s | "
+        "| run | sci ms | cpi ms | smi ms | duration s | participants | chats | max msg/s | "
         "delivered/sent | rtt p99 ms | ended by |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in runs:
         s, p = run.summary, run.params
@@ -103,8 +131,17 @@ def markdown_table(runs: Sequence[RunData]) -> str:
         intervals = " | ".join(f"{p.get(k, 0):g}" for k in ("sci", "cpi", "smi"))
         lines.append(
             f"| {run.folder or run.stem} | {intervals} "
-            f"| {s.get('participants_duration', '')} | {s.get('created_participants_count', '')}"
+            f"| {_seconds(s.get('participants_duration'))} "
+            f"| {s.get('created_participants_count', '')}"
             f" | {s.get('chats_count', '')} | {rate} "
             f"| {'' if ratio is None else f'{ratio:.4f}'} | {'' if p99 is None else p99} "
             f"| {s.get('end_reason', '')} |")
     return "\n".join(lines) + "\n"
+
+
+def _seconds(go_duration: object) -> str:
+    """A Go duration string ("3.001335541s", "2m24.76s") as seconds to a tenth: "3.0"."""
+    try:
+        return f"{go_duration_ms(str(go_duration)) / 1000:.1f}"
+    except ValueError:
+        return ""

@@ -55,6 +55,13 @@ def test_ready_file_format_and_sigterm_exit_0(tmp_path) -> None:
         assert not [p for p in os.listdir(tmp_path) if p.startswith(".ready-")]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+        # One line for a person: where the three APIs listen. The ready file goes at exit.
+        assert proc.stderr.read().decode() == (  # type: ignore[union-attr]
+            f"esmeperf-target: ready: organizer API {doc['organizer_api_url']}, "
+            f"participant API {doc['participant_api_url']}, "
+            f"Messenger API {doc['messenger_ws_url']}\n")
+        assert proc.stdout.read() == b""  # type: ignore[union-attr]
+        assert os.listdir(tmp_path) == []
     finally:
         proc.kill()
         proc.wait()
@@ -90,6 +97,26 @@ def test_bad_cli_is_one_line_exit_2(args: list[str], needle: str) -> None:
     assert proc.returncode == 2
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("esmeperf-target: ")
+
+
+@pytest.mark.parametrize("where,reason", [
+    ("missing/c.json", "{path}: no such directory: {tmp}/missing"),
+    (".", "{path} is a directory"),
+])
+def test_bad_ready_file_is_exit_2_before_binding(tmp_path, where: str, reason: str) -> None:
+    path = str(tmp_path / where) if where != "." else str(tmp_path)
+    with socket.socket() as busy:  # were the ports bound first, this would be exit 1
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        proc = spawn("--organizer-port", port, "--participant-port", "0", "--messenger-port",
+                     "0", "--ready-file", path)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert err.decode() == ("esmeperf-target: error: argument --ready-file: "
+                            + reason.format(path=path, tmp=tmp_path) + "\n")
+    assert out == b""
+    assert os.listdir(tmp_path) == []  # nothing written, and the process is gone (waited)
 
 
 def test_port_in_use_exit_1_names_port() -> None:

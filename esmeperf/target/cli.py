@@ -67,16 +67,35 @@ def pipe_fd(text: str) -> int:
     return value
 
 
+def ready_path(text: str) -> str:
+    """A file the ready JSON can be written to: its directory exists and is writable.
+
+    Checked before any port is bound, so a typo costs one line, not a bound server.
+    """
+    if not text:
+        raise argparse.ArgumentTypeError("empty path")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    directory = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"{text}: no such directory: {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: directory {directory} is not writable")
+    return text
+
+
 def get_parser() -> argparse.ArgumentParser:
     """The argument parser (argparse-manpage builds the man page from it)."""
     p = _Parser(
         prog="esmeperf-target",
         description="ESME-compatible stand-in server: organizer API, participant API and "
         "Messenger API (WebSocket) in one asyncio process backed by SQLite. Wire-compatible "
-        "with ESME's own performance test. Prints nothing on success; readiness is reported "
-        "with --ready-file/--ready-fd as a config.json object.",
+        "with ESME's own performance test. Once listening it prints one line on stderr, "
+        "'esmeperf-target: ready: ...' with the three URLs; --ready-file/--ready-fd report "
+        "readiness as a config.json object.",
         epilog="Exit status: 0 after SIGTERM, SIGINT or EOF on --watch-fd; 1 if a port cannot "
-        "be bound (the message names it); 2 on bad command-line input.")
+        "be bound (the message names it); 2 on bad command-line input, including a "
+        "--ready-file whose directory is missing or not writable (checked before binding).")
     p.add_argument("--version", action="version", version=f"esmeperf-target {__version__}")
     net = p.add_argument_group("listeners")
     net.add_argument("--host", default="127.0.0.1",
@@ -107,9 +126,10 @@ def get_parser() -> argparse.ArgumentParser:
                       "load test signing up ~50 participants/s on a small box; hashing runs "
                       "in a thread pool (default: %(default)s)")
     ready = p.add_argument_group("readiness and lifetime")
-    ready.add_argument("--ready-file", metavar="PATH",
+    ready.add_argument("--ready-file", type=ready_path, metavar="PATH",
                        help="once all listeners accept, atomically write the ready JSON "
-                       "(ESME config.json keys plus 'organizers' and 'pid') to PATH")
+                       "(ESME config.json keys plus 'organizers' and 'pid') to PATH; "
+                       "removed again at exit")
     ready.add_argument("--ready-fd", type=fd, metavar="FD",
                        help="write the ready JSON as one line to the inherited FD, then close it")
     ready.add_argument("--watch-fd", type=pipe_fd, metavar="FD",

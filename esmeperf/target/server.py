@@ -31,6 +31,10 @@ class BindError(Exception):
     """A listener could not bind; the message names the address and port."""
 
 
+class ReadyFileError(Exception):
+    """--ready-file could not be written after all (checked at start, lost since): exit 2."""
+
+
 @dataclass(frozen=True)
 class Options:
     """Everything the server needs, already validated by the CLI."""
@@ -77,19 +81,47 @@ def ready_document(opts: Options, ports: dict[str, int]) -> dict[str, Any]:
 
 
 def announce(opts: Options, document: dict[str, Any]) -> None:
-    """Write the ready JSON to --ready-file (atomically) and/or --ready-fd (then close it)."""
+    """Write the ready JSON to --ready-file (atomically) and/or --ready-fd (then close it),
+    then the one ready line on stderr."""
     line = json.dumps(document) + "\n"
     if opts.ready_file:
         directory = os.path.dirname(os.path.abspath(opts.ready_file))
-        fd, tmp = tempfile.mkstemp(prefix=".ready-", dir=directory)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(line)
-        os.replace(tmp, opts.ready_file)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".ready-", dir=directory)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(line)
+            os.replace(tmp, opts.ready_file)
+        except OSError as exc:
+            raise ReadyFileError(f"--ready-file {opts.ready_file}: "
+                                 f"{exc.strerror or exc}") from None
     if opts.ready_fd is not None:
         data = line.encode()
         while data:
             data = data[os.write(opts.ready_fd, data):]
         os.close(opts.ready_fd)
+    print(ready_line(document), file=sys.stderr, flush=True)
+
+
+def ready_line(document: dict[str, Any]) -> str:
+    """The line a person starting the target reads: where its three APIs listen."""
+    return (f"esmeperf-target: ready: organizer API {document['organizer_api_url']}, "
+            f"participant API {document['participant_api_url']}, "
+            f"Messenger API {document['messenger_ws_url']}")
+
+
+def withdraw(path: str) -> None:
+    """Remove our ready file at exit: a stale one would send a client to closed ports.
+    Left alone if another process has replaced it since."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            owner = json.loads(handle.read()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return
+    if owner == os.getpid():
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            log.warning("could not remove the ready file %s: %s", path, exc.strerror)
 
 
 async def serve(opts: Options) -> int:
@@ -103,6 +135,7 @@ async def serve(opts: Options) -> int:
     store = Store(db_path)
     runners: list[web.AppRunner] = []
     messenger: Messenger | None = None
+    announced = False
     try:
         hashes = await asyncio.gather(*(
             loop.run_in_executor(None, hash_password, pw, opts.pbkdf2_iterations)
@@ -130,12 +163,14 @@ async def serve(opts: Options) -> int:
             loop.add_signal_handler(signum, stop.set)
         if opts.watch_fd is not None:
             watch_parent(loop, opts.watch_fd, stop)
+        announced = True  # from here on, a ready file of ours may exist
         announce(opts, ready_document(opts, ports))
-        log.info("ready: %s", ports)
         await stop.wait()
         log.info("shutting down")
         return 0
     finally:
+        if announced and opts.ready_file:
+            withdraw(opts.ready_file)
         if messenger is not None:
             for transport in list(messenger.sockets):
                 transport.abort()
@@ -165,9 +200,13 @@ def watch_parent(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Event) 
 
 
 def run(opts: Options) -> int:
-    """Run the server; map bind failures to exit status 1 with one line on stderr."""
+    """Run the server; a bind failure is exit 1, a ready file lost since the start exit 2, each
+    one line on stderr."""
     try:
         return asyncio.run(serve(opts))
     except BindError as exc:
         print(f"esmeperf-target: error: {exc}", file=sys.stderr)
         return 1
+    except ReadyFileError as exc:
+        print(f"esmeperf-target: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,66 @@
+"""The series CSV: every column of a row describes the same second (issue 15, item 10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from esmeperf.cli import main
+from esmeperf.results import read_series
+
+FINAL_LINE = re.compile(r"esmeperf: ended by duration: \d+ participants, \d+ chats, \d+ sent, "
+                        r"\d+ delivered \(1\.0000\), rtt p99 [\d.]+ ms\n")
+
+
+def children() -> list[int]:
+    """Processes whose parent is this one (Linux /proc): none may be left behind."""
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid():
+            found.append(int(entry))
+    return found
+
+
+def test_each_row_describes_one_second(tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(["-q", "--out", str(out), "-sci", "10", "-cpi", "20", "-smi", "100",
+                   "--duration", "2.5s"])
+    assert status == 0
+    stdout, stderr = capsys.readouterr()
+    assert stdout == "" and FINAL_LINE.fullmatch(stderr), stderr
+    assert children() == []  # the embedded target is gone
+    names = sorted(os.listdir(out))
+    assert [n.split("_", 1)[1] for n in names] == [
+        "performance_test_message_rates.json", "performance_test_rates.png",
+        "performance_test_series.csv", "performance_test_summary.json"]
+    summary = json.loads(next(out.glob("*_summary.json")).read_text())
+    rows = read_series(next(out.glob("*_series.csv")))
+
+    assert [r["second"] for r in rows] == list(range(rows[0]["second"], rows[-1]["second"] + 1))
+    assert sum(int(r["sent"]) for r in rows) == summary["messages_sent"]
+    fractions = [float(r["load_fraction"]) for r in rows]
+    assert 0 < fractions[0] < 1 and fractions[-1] < 1 and abs(sum(fractions) - 2.5) < 0.05
+    whole = [i for i, f in enumerate(fractions) if f == 1]
+    assert whole == list(range(whole[0], whole[-1] + 1))  # one stretch between the ends
+    people = [int(r["participants"]) for r in rows]
+    chats = [int(r["chats"]) for r in rows]
+    assert people == sorted(people) and chats == sorted(chats)  # counts by each second's end
+    assert people[-1] == summary["created_participants_count"]
+    assert chats[-1] == summary["chats_count"]
+    for row in rows:
+        if int(row["sent"]):  # a second that saw a message saw its sender and its chat
+            assert int(row["participants"]) > 0 and int(row["chats"]) > 0, row
+    # The first second holds only the start of the load: its participants are those that
+    # could arrive in it (one every 20 ms from the start), not the next second's.
+    first = rows[0]
+    assert 0 < int(first["participants"]) <= fractions[0] * 50 + 2, first
+    # Connections are known at the end of every second before the stop, not after it.
+    stop = max(i for i, f in enumerate(fractions) if f > 0)
+    assert all(r["connections"] != "" for r in rows[:stop])
+    assert all(r["connections"] == "" for r in rows[stop:])
