@@ -52,9 +52,10 @@ class Connection:
 
     def __init__(self, ws: websocket.WebSocket, url: str, send_timeout: float,
                  recv_size: int = wsframe.RECV_SIZE) -> None:
-        self.ws = ws
         self.url = url
         assert ws.sock is not None  # a connected WebSocket has its socket
+        # Only the socket is kept: websocket-client's object (the handshake's headers and
+        # more, about 0.6 KB) would stay alive for nothing in every one of thousands.
         self.sock: socket.socket = ws.sock
         self.local_addr = go_addr(self.sock.getsockname())
         self._lock = threading.Lock()  # one frame at a time: the worker, pongs, close()
@@ -62,7 +63,9 @@ class Connection:
         self._plain = not isinstance(self.sock, ssl.SSLSocket)
         self._timeout: float | None = -1.0  # not set yet
         self._batching = False
-        self._closing = threading.Event()
+        # Set once by close()/abort() (any thread), read by the worker: a plain flag, as an
+        # Event would cost each of thousands of connections a Condition it never waits on.
+        self._closing = False
         if self._plain:
             self.sock.settimeout(None)  # blocking; deadlines come from SO_RCVTIMEO/SO_SNDTIMEO
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
@@ -97,7 +100,7 @@ class Connection:
 
     def send(self, text: str) -> None:
         """Send one text frame; Closed once shutdown closed the connection (nothing is sent)."""
-        if self._closing.is_set():
+        if self._closing:
             raise Closed(f"connection {self.local_addr}: closed by this side")
         try:
             self._send_raw(wsframe.encode(text.encode()))
@@ -165,6 +168,8 @@ class Connection:
             self.sock.setsockopt(socket.SOL_SOCKET, wsframe.SO_TIMESTAMPNS, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _BATCH_LOWAT if on else 1)
         self._reader.timestamps = self._batching = on
+        if on:  # a read then brings the frames of a whole interval
+            self._reader.recv_size = max(self._reader.recv_size, BATCH_RECV_SIZE)
         return on
 
     def _set_recv_timeout(self, timeout: float | None) -> None:
@@ -179,7 +184,7 @@ class Connection:
     @property
     def closing(self) -> bool:
         """True once shutdown asked this connection to close."""
-        return self._closing.is_set()
+        return self._closing
 
     def close(self) -> None:
         """Send a close frame (NORMAL) if that can be done at once; the server answers by closing.
@@ -187,7 +192,7 @@ class Connection:
         Best effort, never blocking: when the server stopped reading (a full send buffer, or
         the worker stuck in its own send) the frame is skipped, and abort() follows anyway.
         """
-        self._closing.set()
+        self._closing = True
         self._send_close_frame()
 
     def _send_close_frame(self) -> None:
@@ -202,17 +207,18 @@ class Connection:
 
     def abort(self) -> None:
         """Drop the TCP connection now; wakes a worker blocked in recv()."""
-        self._closing.set()
+        self._closing = True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass  # not connected any more
-        self.ws.shutdown()
+        self.sock.close()
 
 
 _CLOSE_NORMAL = struct.pack("!H", CloseCode.NORMAL)
 _FOREVER = struct.pack("ll", 0, 0)
 _BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends
+BATCH_RECV_SIZE = 4096  # a few echoes per batched read; bigger frames take more reads
 
 
 def _timeval(seconds: float) -> bytes:

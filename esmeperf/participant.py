@@ -12,7 +12,9 @@ from .errors import ChatWaitTimeout, ServerErrorFrame
 from .pacing import run_paced
 
 MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
-PARTICIPANT_RECV_SIZE = 4096  # a few echoes per read; bigger frames take more reads
+# A thread blocked in recv() holds a buffer of this size for the whole wait, and thousands
+# wait at once: small by default (one frame is ~150 bytes), larger once reads are batched.
+PARTICIPANT_RECV_SIZE = 1024
 BATCH_MAX_SMI = 1000  # ms: the longest interval for which reads wait for the next send
 
 
@@ -60,6 +62,13 @@ class Participant:
         self.last_echo_read = -1  # which read of the socket brought the last echo
 
     def run(self) -> None:
+        """Arrive: sign up, ask for help, connect; then hand the connection to a new thread.
+
+        The conversation runs for the rest of the run in a thread of its own that starts
+        fresh: the arrival's deep calls (requests, the handshake) leave about 5 KB of touched
+        stack and thread-local memory behind, and thousands of participants would keep it for
+        nothing. One worker still has one thread at a time.
+        """
         ctx = self.ctx
         token = self._register()
         if ctx.stop.is_set():
@@ -69,7 +78,12 @@ class Participant:
                                ctx.settings.handshake_timeout, newline=False,
                                recv_size=PARTICIPANT_RECV_SIZE)
         ctx.metrics.handshake.record(0, time.monotonic() - started)
-        ctx.hold(conn, lambda: self._converse(conn))
+        try:
+            ctx.start_thread(f"participant-{self.number}",
+                             lambda: ctx.hold(conn, lambda: self._converse(conn)))
+        except BaseException:
+            conn.abort()  # no thread will hold it
+            raise
 
     def _converse(self, conn: Connection) -> None:
         """Find the chat, then chat until the stop."""

@@ -84,7 +84,7 @@ class Workers:
 
     def __init__(self, target: Target, settings: Settings, stamp: int) -> None:
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._threads: set[threading.Thread] = set()  # started and not yet finished
         self.first_error: FirstError | None = None
         self.late_errors = 0
         self.end_reason: EndReason | None = None
@@ -98,14 +98,23 @@ class Workers:
         # keep the process alive; shutdown itself always stops and joins every thread.
         thread = threading.Thread(target=self._guard, args=(name, body), name=name, daemon=True)
         with self._lock:
-            self._threads.append(thread)
-        thread.start()
+            self._threads.add(thread)
+        try:
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self._threads.discard(thread)
+            raise
 
     def _guard(self, name: str, body: Callable[[], None]) -> None:
         try:
             body()
         except BaseException as exc:  # noqa: B036 - every failure must reach the summary
             self.record_error(name, exc)
+        finally:
+            # A finished thread is forgotten: a long run starts one or two per participant.
+            with self._lock:
+                self._threads.discard(threading.current_thread())
 
     def record_error(self, thread: str, exc: BaseException) -> None:
         """Keep the first error and stop; errors after the stop are only counted."""

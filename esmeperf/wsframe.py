@@ -69,7 +69,7 @@ class FrameReader:
         # Each read allocates this much before shrinking to what came: ten thousand threads
         # each asking for 64 KiB fragment the heap, so a socket that gets one small frame at
         # a time asks for little.
-        self._recv_size = recv_size
+        self.recv_size = recv_size
         self._send_raw = send_raw  # sends an encoded frame under the connection's lock
         self._buf = bytearray()
         self._pos = 0
@@ -82,13 +82,13 @@ class FrameReader:
     def fill(self) -> None:
         """Read what the socket has (blocking, with the socket's timeout)."""
         if self.timestamps:
-            data, ancillary, _, _ = self._sock.recvmsg(self._recv_size, _CMSG_SPACE)
+            data, ancillary, _, _ = self._sock.recvmsg(self.recv_size, _CMSG_SPACE)
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     seconds, nanos = _TIMESPEC.unpack_from(value)
                     self.rx_ns = seconds * 1_000_000_000 + nanos
         else:
-            data = self._sock.recv(self._recv_size)
+            data = self._sock.recv(self.recv_size)
         if not data:
             raise ConnectionResetError("connection closed without a close frame")
         self.reads += 1
