@@ -22,7 +22,13 @@ def target() -> Iterator[TargetProcess]:
     try:
         yield proc
     finally:
-        proc.stop()
+        assert_stopped_cleanly(proc)
+
+
+def assert_stopped_cleanly(proc: TargetProcess) -> None:
+    """Stop a target; unless a test killed it on purpose, it must exit 0 on SIGTERM."""
+    code = proc.stop()
+    assert code == 0 or proc.killed, f"the target exited with status {code}"
 
 
 @pytest.fixture
@@ -38,7 +44,7 @@ def target_factory() -> Iterator[Callable[..., TargetProcess]]:
 
     yield factory
     for proc in started:
-        proc.stop()
+        assert_stopped_cleanly(proc)
 
 
 class EsmeClient:

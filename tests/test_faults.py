@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from test_run import child_targets, load_results, run_main, write_config
+from helpers import child_targets, load_results, run_main, write_config
 
 from esmeperf.cli import main
 

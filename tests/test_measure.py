@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from test_run import load_results, outputs, run_main, write_config
+from helpers import load_results, outputs, run_main, write_config
 
 
 def test_organizer_pool_shares_the_chats_and_replies_are_measured(tmp_path, target_factory):

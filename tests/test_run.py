@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import EsmeClient
+from helpers import (
+    child_targets,
+    load_results,
+    outputs,
+    run_main,
+    stored_participant_messages,
+    write_config,
+)
 
 from esmeperf.cli import main
 from esmeperf.results import read_series
@@ -24,43 +30,8 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d
 MESSAGE = re.compile(r"^connection 127\.0\.0\.1:(\d+): message number (\d+)$")
 
 
-def write_config(tmp_path: Path, config: dict[str, Any], **changes: Any) -> Path:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({**config, **changes}))
-    return path
 
 
-def outputs(out: Path) -> dict[str, Path]:
-    """The result files of the single run in `out`, by kind."""
-    files = {}
-    for kind, suffix in (("summary", "_performance_test_summary.json"),
-                         ("rates", "_performance_test_message_rates.json"),
-                         ("series", "_performance_test_series.csv"),
-                         ("plot", "_performance_test_rates.png")):
-        found = list(out.glob(f"*{suffix}"))
-        assert len(found) <= 1, found
-        if found:
-            files[kind] = found[0]
-    return files
-
-
-def load_results(out: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    files = outputs(out)
-    assert {"summary", "rates", "series"} <= set(files), files
-    summary = json.loads(files["summary"].read_text())
-    rates = json.loads(files["rates"].read_text())
-    # The two files agree, whatever the way out was, and no worker outlived the shutdown.
-    assert sum(rates.values()) == summary["messages_sent"]
-    assert summary["threads_alive_after_join"] == []
-    return summary, rates
-
-
-def run_main(tmp_path: Path, config: Path | None, *args: str) -> int:
-    out = tmp_path / "out"
-    argv = ["-q", "--out", str(out), *args]
-    if config is not None:
-        argv += ["--config", str(config)]
-    return main(argv)
 
 
 def test_run_writes_go_compatible_files_and_exact_messages(tmp_path, target, capsys):
@@ -111,27 +82,6 @@ def test_run_writes_go_compatible_files_and_exact_messages(tmp_path, target, cap
     assert "ended by duration" in capsys.readouterr().err
 
 
-def stored_participant_messages(config: dict[str, Any]) -> list[str]:
-    """Message texts the target stored for the organizer's chats (problem descriptions left out)."""
-    client = EsmeClient(config)
-    try:
-        token = client.organizer_token()
-        ws = client.ws(token)
-        try:
-            chats = client.request(ws, "get_chats")["payload"]["chats"]
-            texts = []
-            for chat in chats:
-                response = client.get("messenger_ws_url",
-                                      f"/agency/chats/{chat['id']}/messages", token)
-                assert response.status_code == 200, response.text
-                texts += [m["content"] for m in response.json()
-                          if not m["content"].startswith("Problem description: ")]
-            return texts
-        finally:
-            ws.close()
-    finally:
-        client.close()
-
 
 def test_embedded_target_by_default(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no config.json here
@@ -146,25 +96,6 @@ def test_embedded_target_by_default(tmp_path, monkeypatch):
     assert "plot" in outputs(tmp_path / "out")
     assert not child_targets(), "the embedded target outlived the run"
 
-
-def child_targets() -> list[int]:
-    """PIDs of `esmeperf.target` processes whose parent is this test process."""
-    import os
-
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        state = stat.rsplit(")", 1)[1].split()[0]
-        if ppid == os.getpid() and b"esmeperf.target" in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def test_chat_found_by_get_chats_when_push_is_missed(tmp_path, target_factory):

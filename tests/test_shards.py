@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from test_run import load_results, run_main, stored_participant_messages, write_config
+from helpers import load_results, run_main, stored_participant_messages, write_config
 
 from esmeperf.cli import main
 

@@ -100,7 +100,9 @@ def test_slow_reader_does_not_stall_other_chats(target_factory, client_factory) 
     esme.send(sleeper, "start_chat")
     p1 = esme.ws(p1_token)
     chats = []
+    deadline = time.monotonic() + 10
     while not chats:  # start_chat is processed asynchronously to our requests
+        assert time.monotonic() < deadline, "the organizer's start_chat made no chat in 10 s"
         chats = esme.request(p1, "get_chats")["payload"]["chats"]
     chat1 = chats[0]["id"]
     # chat 2: organizer 2 and participant 2 both read

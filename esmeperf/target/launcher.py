@@ -166,6 +166,11 @@ class TargetProcess:
         assert proc.returncode is not None
         return proc.returncode
 
+    @property
+    def killed(self) -> bool:
+        """Whether kill() ended the child (a deliberate SIGKILL, not a crash)."""
+        return self._killed
+
     def kill(self) -> None:
         """SIGKILL the child at once (for fault tests)."""
         if self._proc is not None and self._proc.poll() is None:

@@ -1,0 +1,92 @@
+"""Helpers the end-to-end tests share: config files, result files, runs of main() in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from conftest import EsmeClient
+
+from esmeperf.cli import main
+
+
+def write_config(tmp_path: Path, config: dict[str, Any], **changes: Any) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, **changes}))
+    return path
+
+
+def outputs(out: Path) -> dict[str, Path]:
+    """The result files of the single run in `out`, by kind."""
+    files = {}
+    for kind, suffix in (("summary", "_performance_test_summary.json"),
+                         ("rates", "_performance_test_message_rates.json"),
+                         ("series", "_performance_test_series.csv"),
+                         ("plot", "_performance_test_rates.png")):
+        found = list(out.glob(f"*{suffix}"))
+        assert len(found) <= 1, found
+        if found:
+            files[kind] = found[0]
+    return files
+
+
+def load_results(out: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    files = outputs(out)
+    assert {"summary", "rates", "series"} <= set(files), files
+    summary = json.loads(files["summary"].read_text())
+    rates = json.loads(files["rates"].read_text())
+    # The two files agree, whatever the way out was, and no worker outlived the shutdown.
+    assert sum(rates.values()) == summary["messages_sent"]
+    assert summary["threads_alive_after_join"] == []
+    return summary, rates
+
+
+def run_main(tmp_path: Path, config: Path | None, *args: str) -> int:
+    out = tmp_path / "out"
+    argv = ["-q", "--out", str(out), *args]
+    if config is not None:
+        argv += ["--config", str(config)]
+    return main(argv)
+
+
+def stored_participant_messages(config: dict[str, Any]) -> list[str]:
+    """Message texts the target stored for the organizer's chats (problem descriptions left out)."""
+    client = EsmeClient(config)
+    try:
+        token = client.organizer_token()
+        ws = client.ws(token)
+        try:
+            chats = client.request(ws, "get_chats")["payload"]["chats"]
+            texts = []
+            for chat in chats:
+                response = client.get("messenger_ws_url",
+                                      f"/agency/chats/{chat['id']}/messages", token)
+                assert response.status_code == 200, response.text
+                texts += [m["content"] for m in response.json()
+                          if not m["content"].startswith("Problem description: ")]
+            return texts
+        finally:
+            ws.close()
+    finally:
+        client.close()
+
+
+def child_targets() -> list[int]:
+    """PIDs of `esmeperf.target` processes whose parent is this test process."""
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if ppid == os.getpid() and b"esmeperf.target" in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
