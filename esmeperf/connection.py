@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import ssl
 import struct
@@ -10,6 +11,7 @@ import threading
 import time
 from enum import IntEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 import websocket
 
@@ -50,16 +52,16 @@ class Connection:
     `close()` and `abort()` may be called from the main thread to wake the worker at shutdown.
     """
 
-    def __init__(self, ws: websocket.WebSocket, url: str, send_timeout: float,
-                 recv_size: int = wsframe.RECV_SIZE) -> None:
+    def __init__(self, sock: socket.socket, url: str, send_timeout: float,
+                 recv_size: int = wsframe.RECV_SIZE, received: bytes = b"") -> None:
         self.url = url
-        assert ws.sock is not None  # a connected WebSocket has its socket
-        # Only the socket is kept: websocket-client's object (the handshake's headers and
-        # more, about 0.6 KB) would stay alive for nothing in every one of thousands.
-        self.sock: socket.socket = ws.sock
+        # Only the socket is kept, not websocket-client's object (the handshake's headers and
+        # more, about 0.6 KB) that would stay alive for nothing in every one of thousands.
+        self.sock = sock
         self.local_addr = go_addr(self.sock.getsockname())
         self._lock = threading.Lock()  # one frame at a time: the worker, pongs, close()
         self._reader = wsframe.FrameReader(self.sock, self._send_raw, recv_size)
+        self._reader.feed(received)  # what came right behind the handshake's response
         self._plain = not isinstance(self.sock, ssl.SSLSocket)
         self._timeout: float | None = -1.0  # not set yet
         self._batching = False
@@ -81,11 +83,24 @@ class Connection:
         `newline` as protocol.authorization says.
         """
         url = f"{ws_url}/connect"
+        parts = urlsplit(url)
+        buffered: _HandshakeSocket | None = None
         try:
-            ws = websocket.create_connection(url, timeout=timeout, skip_utf8_validation=True)
+            if parts.scheme == "ws":
+                buffered = _HandshakeSocket(_tcp_connect(parts.hostname or "",
+                                                         parts.port or 80, timeout))
+            ws = websocket.create_connection(url, timeout=timeout, skip_utf8_validation=True,
+                                             socket=buffered)
         except (OSError, websocket.WebSocketException) as exc:
+            if buffered is not None:
+                buffered.sock.close()
             raise WebSocketFailure(f"{url}: could not connect to websocket: {exc}") from exc
-        conn = cls(ws, url, send_timeout=timeout, recv_size=recv_size)
+        if buffered is not None and ws.sock is buffered:
+            conn = cls(buffered.sock, url, send_timeout=timeout, recv_size=recv_size,
+                       received=buffered.rest())
+        else:  # wss://, or a redirect websocket-client followed on a socket of its own
+            assert ws.sock is not None
+            conn = cls(ws.sock, url, send_timeout=timeout, recv_size=recv_size)
         auth = protocol.authorization(token, newline)
         try:
             conn._send_raw(wsframe.encode(auth.encode()))
@@ -215,6 +230,58 @@ class Connection:
         self.sock.close()
 
 
+class _HandshakeSocket:
+    """A connected socket whose reads websocket-client's handshake takes from a buffer.
+
+    websocket-client reads the handshake's response a byte at a time: about 150 recv()
+    calls per connection, each handing the GIL over, which with hundreds of arrivals a second
+    cost more CPU than the rest of an arrival. Here one recv() brings the whole response;
+    bytes behind it (frames, in principle) are kept for the frame reader. Everything else
+    goes to the socket itself.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = self.sock.recv(HANDSHAKE_RECV_SIZE), 0
+        data = self._buf[self._pos:self._pos + size]
+        self._pos += len(data)
+        return data
+
+    def rest(self) -> bytes:
+        """What was read past the handshake's response."""
+        return self._buf[self._pos:]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+@functools.lru_cache(maxsize=16)
+def _address(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
+    """The first address of host:port, looked up once a run, not once per connection."""
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    return family, sockaddr
+
+
+def _tcp_connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A connected TCP socket with TCP_NODELAY, as websocket-client would open it."""
+    family, sockaddr = _address(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.connect(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+HANDSHAKE_RECV_SIZE = 4096  # a whole 101 response, headers and all
 _CLOSE_NORMAL = struct.pack("!H", CloseCode.NORMAL)
 _FOREVER = struct.pack("ll", 0, 0)
 _BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends

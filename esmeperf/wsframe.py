@@ -97,6 +97,10 @@ class FrameReader:
             self._pos = 0
         self._buf += data
 
+    def feed(self, data: bytes) -> None:
+        """Bytes already read from the socket by someone else (the handshake)."""
+        self._buf += data
+
     def pending(self) -> bool:
         """Whether part of a frame is waiting for the rest."""
         return self._pos < len(self._buf) or bool(self._fragments)

@@ -102,16 +102,12 @@ def test_reader_rejects_a_stray_continuation(pair):
     (b"", "closed by server$"),
 ])
 def test_connection_names_the_servers_close_code_and_answers_normal(status, words):
-    import websocket
-
     from esmeperf.connection import CloseCode, Closed, Connection
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         client = socket.create_connection(server.getsockname(), timeout=5)
         peer, _ = server.accept()
-    ws = websocket.WebSocket()
-    ws.sock = client
-    conn = Connection(ws, "ws://test/connect", send_timeout=5)
+    conn = Connection(client, "ws://test/connect", send_timeout=5)
     assert conn.local_addr == f"127.0.0.1:{client.getsockname()[1]}"
     peer.settimeout(5)
     peer.sendall(server_frame(status, wsframe.OP_CLOSE))
@@ -137,3 +133,62 @@ def test_reader_rejects_broken_frames(pair, frame, words):
     reader.fill()
     with pytest.raises(wsframe.ProtocolError, match=words):
         reader.next_message()
+
+
+def test_handshake_reads_the_response_in_one_recv_and_keeps_what_follows():
+    # A server that answers the upgrade and sends a frame in the same write: the frame must
+    # reach the reader, and the handshake must not read the response a byte at a time.
+    import base64
+    import hashlib
+    import threading
+
+    from esmeperf.connection import Connection
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            peer, _ = server.accept()
+            with peer:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += peer.recv(4096)
+                key = [line.split(b": ", 1)[1] for line in request.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key:")][0]
+                accept = base64.b64encode(hashlib.sha1(
+                    key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                peer.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept
+                             + b"\r\n\r\n" + server_frame(b'{"type":"hello"}'))
+                peer.recv(4096)  # the authorization frame
+                peer.recv(4096)  # EOF once the client is done
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        conn = Connection.open(f"ws://127.0.0.1:{port}", "participant:token", 5, newline=False)
+        try:
+            assert conn.recv(5) == '{"type":"hello"}'
+        finally:
+            conn.abort()
+            thread.join(10)
+
+
+def test_handshake_socket_serves_byte_reads_from_one_recv():
+    from esmeperf.connection import _HandshakeSocket
+
+    reads = []
+
+    class Counting(socket.socket):
+        def recv(self, size: int, *args: int) -> bytes:
+            reads.append(size)
+            return super().recv(size, *args)
+
+    left, right = socket.socketpair()
+    counting = Counting(fileno=left.detach())
+    with counting, right:
+        response = b"HTTP/1.1 101 Switching Protocols\r\n" + b"x" * 150 + b"\r\n\r\nFRAME"
+        right.sendall(response)
+        buffered = _HandshakeSocket(counting)
+        got = b"".join(buffered.recv(1) for _ in range(len(response) - 5))
+        assert got == response[:-5] and buffered.rest() == b"FRAME"
+        assert len(reads) == 1  # websocket-client asked for one byte at a time
