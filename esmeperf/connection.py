@@ -285,6 +285,7 @@ HANDSHAKE_RECV_SIZE = 4096  # a whole 101 response, headers and all
 _CLOSE_NORMAL = struct.pack("!H", CloseCode.NORMAL)
 _FOREVER = struct.pack("ll", 0, 0)
 _BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends
+BATCH_MAX_MS = 1000  # the longest interval for which reads wait for the next send
 BATCH_RECV_SIZE = 4096  # a few echoes per batched read; bigger frames take more reads
 
 

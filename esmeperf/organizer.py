@@ -7,7 +7,7 @@ import time
 
 from . import protocol
 from .config import Credentials
-from .connection import Connection
+from .connection import BATCH_MAX_MS, Connection
 from .context import Context
 from .counts import Count, CountFamily
 from .errors import ServerErrorFrame
@@ -47,6 +47,10 @@ class Organizer:
             conn.send(protocol.START_CHAT)
             ctx.metrics.count(Count.START_CHAT_SENT)
 
+        # Frames are only counted here (with --reply they are answered, and wait for nobody):
+        # read them once per start_chat interval, not one wake-up per frame. At -smi 100 and
+        # a thousand participants that is 100 wake-ups a second instead of 10,000.
+        conn.batch_reads(ctx.settings.sci <= BATCH_MAX_MS and not ctx.settings.reply)
         run_paced(ctx, conn, ctx.settings.sci / 1000, start_chat,
                   lambda frame: self._handle(conn, frame),
                   lambda skipped: ctx.metrics.count(Count.START_CHAT_MISSED, skipped))
@@ -56,12 +60,12 @@ class Organizer:
         if not ctx.settings.reply and protocol.is_from_participant(frame):
             # Counted without a JSON parse; --reply needs the chat id, so it parses.
             ctx.metrics.count_of(CountFamily.ORGANIZER_FRAMES, "user_message")
-            ctx.metrics.organizer_received.add(int(time.time()))
+            ctx.metrics.organizer_received.add((conn.rx_ns or time.time_ns()) // 1_000_000_000)
             return
         kind, payload = protocol.parse(frame, conn.local_addr)
         ctx.metrics.count_of(CountFamily.ORGANIZER_FRAMES, kind)
         if protocol.from_participant(kind, payload):
-            ctx.metrics.organizer_received.add(int(time.time()))
+            ctx.metrics.organizer_received.add((conn.rx_ns or time.time_ns()) // 1_000_000_000)
             if ctx.settings.reply:
                 content = protocol.REPLY_PREFIX + payload.get("content", "")
                 conn.send(protocol.send_message(payload["chatId"], content))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from . import protocol
-from .connection import Connection
+from .connection import BATCH_MAX_MS, Connection
 from .context import Context
 from .counts import Count, CountFamily
 from .errors import ChatWaitTimeout, ServerErrorFrame
@@ -15,7 +15,6 @@ MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
 # A thread blocked in recv() holds a buffer of this size for the whole wait, and thousands
 # wait at once: small by default (one frame is ~150 bytes), larger once reads are batched.
 PARTICIPANT_RECV_SIZE = 1024
-BATCH_MAX_SMI = 1000  # ms: the longest interval for which reads wait for the next send
 
 
 class Spawner:
@@ -172,9 +171,9 @@ class Participant:
         head, tail = protocol.numbered_head(chat_id, prefix), protocol.SEND_MESSAGE_TAIL
         number = 0
         # Wake once per message, not twice (Connection.batch_reads), when that delays nothing
-        # by more than BATCH_MAX_SMI: errors and the stop are seen at the next send. Not with
+        # by more than BATCH_MAX_MS: errors and the stop are seen at the next send. Not with
         # --reply: echo and reply both arrive between two sends, one timestamp can't tell them.
-        conn.batch_reads(ctx.settings.smi <= BATCH_MAX_SMI and not ctx.settings.reply)
+        conn.batch_reads(ctx.settings.smi <= BATCH_MAX_MS and not ctx.settings.reply)
 
         def send(now: float, late: float) -> None:
             nonlocal number
