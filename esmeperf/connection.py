@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import select
 import socket
 import ssl
 import struct
@@ -65,6 +67,7 @@ class Connection:
         self._plain = not isinstance(self.sock, ssl.SSLSocket)
         self._timeout: float | None = -1.0  # not set yet
         self._batching = False
+        self._poll: select.poll | None = None  # made on the first sub-jiffy wait
         # Set once by close()/abort() (any thread), read by the worker: a plain flag, as an
         # Event would cost each of thousands of connections a Condition it never waits on.
         self._closing = False
@@ -146,15 +149,32 @@ class Connection:
                 timeout = deadline - time.monotonic()      # gets what is left, not it all again
                 if timeout <= 0:
                     return None
-            if timeout != self._timeout:
+            flags = 0
+            if self._plain and timeout is not None and timeout < FINE_TIMEOUT:
+                # SO_RCVTIMEO counts in jiffies (4 ms at HZ=250): a 1 ms interval would
+                # wait 4. Batched reads sleep to the deadline (microseconds) and take what
+                # came, even below the low-water mark (MSG_DONTWAIT does); others wait in
+                # poll(), which wakes for the first frame (to the millisecond otherwise).
+                if self._batching:
+                    time.sleep(timeout)
+                elif not self._wait_readable(timeout):
+                    return None
+                flags = socket.MSG_DONTWAIT
+            elif timeout != self._timeout:
                 self._set_recv_timeout(timeout)
             try:
-                reader.fill()
+                reader.fill(flags)
             except (BlockingIOError, TimeoutError):
                 return None
             except OSError as exc:
                 raise Closed(f"connection {self.local_addr}: error receiving message: "
                              f"{exc.strerror or exc}") from exc
+
+    def _wait_readable(self, timeout: float) -> bool:
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(self.sock, select.POLLIN)
+        return bool(self._poll.poll(math.ceil(timeout * 1000)))
 
     @property
     def reads(self) -> int:
@@ -285,6 +305,7 @@ HANDSHAKE_RECV_SIZE = 4096  # a whole 101 response, headers and all
 _CLOSE_NORMAL = struct.pack("!H", CloseCode.NORMAL)
 _FOREVER = struct.pack("ll", 0, 0)
 _BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends
+FINE_TIMEOUT = 0.02  # seconds: shorter waits use poll(), not SO_RCVTIMEO (jiffies)
 BATCH_MAX_MS = 1000  # the longest interval for which reads wait for the next send
 BATCH_RECV_SIZE = 4096  # a few echoes per batched read; bigger frames take more reads
 

@@ -79,16 +79,17 @@ class FrameReader:
         self.reads = 0  # fill() calls that brought data
         self.rx_ns = 0  # kernel receive time of the last data read, Unix ns (0: unknown)
 
-    def fill(self) -> None:
-        """Read what the socket has (blocking, with the socket's timeout)."""
+    def fill(self, flags: int = 0) -> None:
+        """Read what the socket has (blocking with the socket's timeout, unless `flags` say
+        MSG_DONTWAIT, which also takes less than SO_RCVLOWAT)."""
         if self.timestamps:
-            data, ancillary, _, _ = self._sock.recvmsg(self.recv_size, _CMSG_SPACE)
+            data, ancillary, _, _ = self._sock.recvmsg(self.recv_size, _CMSG_SPACE, flags)
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     seconds, nanos = _TIMESPEC.unpack_from(value)
                     self.rx_ns = seconds * 1_000_000_000 + nanos
         else:
-            data = self._sock.recv(self.recv_size)
+            data = self._sock.recv(self.recv_size, flags)
         if not data:
             raise ConnectionResetError("connection closed without a close frame")
         self.reads += 1
