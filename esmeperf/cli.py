@@ -97,6 +97,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return _positive_float(text)
+
+
 def _span(text: str) -> float:
     try:
         return timespan(text)
@@ -159,6 +165,10 @@ def get_parser() -> argparse.ArgumentParser:
                      "the reply latency")
     run.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
                      help="directory for the result files (default: current directory)")
+    run.add_argument("--summary-export", type=Path, default=None, metavar="PATH",
+                     help="also write the summary JSON to PATH, a name that does not change "
+                     "from run to run (replaced if it exists; its directory must exist); not "
+                     "with a sweep or --repeat")
     run.add_argument("--no-plot", dest="plot", action="store_false",
                      help="do not draw the PNG at the end")
     run.add_argument("--target-args", default="", metavar="ARGS",
@@ -176,6 +186,10 @@ def get_parser() -> argparse.ArgumentParser:
                           "(default 5)")
     timeouts.add_argument("--join-timeout", type=_positive_float, default=10.0, metavar="S",
                           help="wait this long for threads to end at shutdown (default 10)")
+    timeouts.add_argument("--stall-timeout", type=_non_negative_float, default=10.0,
+                          metavar="S", help="a message or start_chat unanswered this long "
+                          "stops the run as an error, end reason 'stall' (default 10; "
+                          "0 turns the check off)")
     gates = parser.add_argument_group("gates (exit status 3 when one fails)")
     gates.add_argument("--max-p99", type=_positive_float, default=None, metavar="MS",
                        help="message round-trip p99 must be at most MS")
@@ -185,7 +199,8 @@ def get_parser() -> argparse.ArgumentParser:
                        help="steady-state messages/s (second half of the run) at least N")
     output = parser.add_argument_group("output")
     output.add_argument("-q", "--quiet", action="store_true",
-                        help="print only the final line (and warnings) on stderr")
+                        help="print only the final line (and warnings) on stderr; the "
+                        "summary table still goes to stdout")
     output.add_argument("--debug", action="store_true",
                         help="debug logs, full tracebacks, thread dumps on SIGUSR1/SIGQUIT")
     output.add_argument("--version", action="version", version=f"esmeperf {__version__}")
@@ -198,9 +213,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(
         sci=args.sci[0], cpi=args.cpi[0], smi=args.smi[0], log_ws=args.log_ws,
         duration=args.duration, max_participants=args.max_participants, out_dir=args.out,
+        summary_export=args.summary_export,
         http_timeout=args.http_timeout, handshake_timeout=args.handshake_timeout,
         chat_timeout=args.chat_timeout, echo_timeout=args.echo_timeout,
-        join_timeout=args.join_timeout, organizers=args.organizers,
+        join_timeout=args.join_timeout, stall_timeout=args.stall_timeout,
+        organizers=args.organizers,
         processes=args.processes, reply=args.reply,
         gates=Gates(args.max_p99, args.min_delivered_ratio, args.min_rate),
         quiet=args.quiet, debug=args.debug, plot=args.plot,
@@ -215,6 +232,22 @@ def check_out_dir(path: Path) -> None:
             pass
     except OSError as exc:
         raise ConfigError(f"--out {path}: not a writable directory ({exc.strerror})") from None
+
+
+def check_summary_export(path: Path, runs: int) -> None:
+    """Refuse a --summary-export we cannot write, or one a sweep would overwrite run after run
+    (each run of a sweep has its summary in its own directory, report.md compares them)."""
+    if runs > 1:
+        raise ConfigError(f"--summary-export {path}: not with a sweep or --repeat (each run's "
+                          "summary is in its own directory under --out)")
+    if path.is_dir():
+        raise ConfigError(f"--summary-export {path}: is a directory, give a file name")
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".esmeperf-write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--summary-export {path}: cannot write in {path.parent} "
+                          f"({exc.strerror})") from None
 
 
 def attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
@@ -299,6 +332,9 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
     try:
         settings = settings_from_args(args)
         check_out_dir(settings.out_dir)
+        runs = len(args.sci) * len(args.cpi) * len(args.smi) * args.repeat
+        if settings.summary_export is not None:
+            check_summary_export(settings.summary_export, runs)
         config_path = args.config
         if config_path is None and os.path.exists(DEFAULT_CONFIG):
             config_path = Path(DEFAULT_CONFIG)
@@ -330,7 +366,6 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
     except ConfigError as exc:
         print(f"esmeperf: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
-    runs = len(args.sci) * len(args.cpi) * len(args.smi) * args.repeat
     if runs > 1 and settings.duration is None:
         print("esmeperf: error: a sweep or --repeat needs --duration", file=sys.stderr)
         return ExitStatus.USAGE

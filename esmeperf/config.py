@@ -148,11 +148,13 @@ class Settings:
     duration: float | None = None
     max_participants: int | None = None
     out_dir: Path = Path(".")
+    summary_export: Path | None = None  # a fixed path for the summary JSON, besides out_dir's
     http_timeout: float = 10.0
     handshake_timeout: float = 45.0
     chat_timeout: float = 30.0
     echo_timeout: float = 5.0
     join_timeout: float = 10.0
+    stall_timeout: float = 10.0  # 0: no stall detection
     organizers: int = 1
     processes: int = 1
     reply: bool = False
@@ -176,6 +178,7 @@ class Settings:
             "handshake_timeout_s": self.handshake_timeout,
             "chat_timeout_s": self.chat_timeout,
             "echo_timeout_s": self.echo_timeout,
+            "stall_timeout_s": self.stall_timeout,
             "gates": {k: v for k, v in vars(self.gates).items() if v is not None},
         }
 

@@ -11,6 +11,7 @@ from .config import Settings, Target
 from .connection import Closed, Connection
 from .counts import Count
 from .rest import RestClient
+from .stall import StallWatch
 from .stats import Metrics
 
 log = logging.getLogger("esmeperf")
@@ -65,6 +66,7 @@ class Context:
     metrics: Metrics = field(default_factory=Metrics)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
     rest: RestClient = field(init=False)  # the participants' shared keep-alive pool
+    stalls: StallWatch = field(default_factory=StallWatch)  # workers with requests in flight
 
     def __post_init__(self) -> None:
         self.rest = RestClient(self.settings.http_timeout, shared=True)

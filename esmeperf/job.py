@@ -104,8 +104,9 @@ def _start_embedded(settings: Settings, target_args: list[str]) -> Any:
 
 
 def _report(result: Any) -> int:
+    from . import report
     from .plot import plot_run
-    from .results import PLOT_SUFFIX, build_summary, series_rows, write_results
+    from .results import PLOT_SUFFIX, build_summary, series_rows, write_results, write_summary
 
     summary = build_summary(result)
     status = result.status
@@ -131,9 +132,14 @@ def _report(result: Any) -> int:
             paths["plot"] = plot_run(series_rows(result), title, out_dir / f"{stamp}{PLOT_SUFFIX}")
         except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the results
             log.error("could not draw the plot: %s", exc)
-    log.info("-" * 80)
-    for kind, path in paths.items():
-        log.info("%s: %s", kind, path)
+    export = result.settings.summary_export
+    if export is not None:
+        try:
+            paths["summary_export"] = write_summary(summary, export)
+        except OSError as exc:  # checked before the run; the summary is in --out all the same
+            log.error("cannot write --summary-export %s (%s)", export, exc)
+    # The table (stdout) lists the files; the logs (stderr) end with the final line.
+    report.show(summary, paths)
     print(final_line(summary, failed), file=sys.stderr)
     if result.first_error is not None and result.settings.debug:
         print(result.first_error.traceback, file=sys.stderr, end="")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 
@@ -17,6 +18,9 @@ from .rest import RestClient
 log = logging.getLogger("esmeperf")
 
 
+START_CHAT_ANSWERS = frozenset(("new_chat", "info", "error"))
+
+
 class Organizer:
     """One organizer: signs in, connects, sends start_chat on a fixed grid, drains its socket."""
 
@@ -26,6 +30,9 @@ class Organizer:
         self.creds = creds
         self.token = ""
         self.time_started_ns = 0
+        # Send times of start_chats not answered yet (new_chat, "no new chats" or an error
+        # answers each, in order): the stall check reads the oldest.
+        self._unanswered: collections.deque[int] = collections.deque()
 
     def sign_in(self) -> None:
         """Sign in before the run starts: a bad password is a clear error, not a nil panic."""
@@ -44,6 +51,7 @@ class Organizer:
 
         def start_chat(now: float, late: float) -> None:
             ctx.log_ws(f"organizer connection {conn.local_addr}: sending start chat message")
+            self._unanswered.append(time.time_ns())
             conn.send(protocol.START_CHAT)
             ctx.metrics.count(Count.START_CHAT_SENT)
 
@@ -51,9 +59,20 @@ class Organizer:
         # read them once per start_chat interval, not one wake-up per frame. At -smi 100 and
         # a thousand participants that is 100 wake-ups a second instead of 10,000.
         conn.batch_reads(ctx.settings.sci <= BATCH_MAX_MS and not ctx.settings.reply)
-        run_paced(ctx, conn, ctx.settings.sci / 1000, start_chat,
-                  lambda frame: self._handle(conn, frame),
-                  lambda skipped: ctx.metrics.count(Count.START_CHAT_MISSED, skipped))
+        ctx.stalls.add(self)
+        try:
+            run_paced(ctx, conn, ctx.settings.sci / 1000, start_chat,
+                      lambda frame: self._handle(conn, frame),
+                      lambda skipped: ctx.metrics.count(Count.START_CHAT_MISSED, skipped))
+        finally:
+            ctx.stalls.discard(self)
+
+    def oldest_unanswered(self) -> tuple[int, str] | None:
+        """The send time of the oldest start_chat with no answer yet (for the stall check)."""
+        try:
+            return self._unanswered[0], "start_chat"
+        except IndexError:
+            return None
 
     def _handle(self, conn: Connection, frame: str) -> None:
         ctx = self.ctx
@@ -64,6 +83,8 @@ class Organizer:
             return
         kind, payload = protocol.parse(frame, conn.local_addr)
         ctx.metrics.count_of(CountFamily.ORGANIZER_FRAMES, kind)
+        if kind in START_CHAT_ANSWERS and self._unanswered:
+            self._unanswered.popleft()
         if protocol.from_participant(kind, payload):
             ctx.metrics.organizer_received.add((conn.rx_ns or time.time_ns()) // 1_000_000_000)
             if ctx.settings.reply:

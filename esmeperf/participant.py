@@ -54,6 +54,7 @@ class Participant:
     def __init__(self, ctx: Context, number: int) -> None:
         self.ctx = ctx
         self.number = number
+        self.name = f"participant-{number}"
         self.arrival = time.monotonic()
         self.user_id = 0
         self.pending: dict[int, int] = {}  # message number -> send time, Unix ns
@@ -187,9 +188,28 @@ class Participant:
             metrics.lateness.record(second, late)
 
         marker = protocol.echo_marker(prefix)
-        run_paced(ctx, conn, ctx.settings.smi / 1000, send,
-                  lambda frame: self._handle(conn, frame, prefix, marker),
-                  lambda skipped: metrics.missed.add(int(time.time()), skipped))
+        ctx.stalls.add(self)
+        try:
+            run_paced(ctx, conn, ctx.settings.smi / 1000, send,
+                      lambda frame: self._handle(conn, frame, prefix, marker),
+                      lambda skipped: metrics.missed.add(int(time.time()), skipped))
+        finally:
+            ctx.stalls.discard(self)
+            ended_ns = time.time_ns()
+            for sent_ns in self.pending.values():
+                metrics.unconfirmed.record(0, (ended_ns - sent_ns) / 1e9)
+
+    def oldest_unanswered(self) -> tuple[int, str] | None:
+        """The send time of the oldest message not echoed yet (read by the stall check).
+
+        Messages go into `pending` in order and leave when echoed, so the first is the
+        oldest; taking it is one C call, atomic under the GIL.
+        """
+        try:
+            number, sent_ns = next(iter(self.pending.items()))
+        except (StopIteration, RuntimeError):
+            return None
+        return sent_ns, f"message number {number}"
 
     def _handle(self, conn: Connection, frame: str, prefix: str, marker: str) -> None:
         ctx = self.ctx

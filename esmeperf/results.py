@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
-import tempfile
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,7 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "errors_after_stop": result.late_errors,
         "threads_alive_after_join": result.threads_alive,
         "messages_delivered": delivered,
+        "messages_confirmed": delivered,  # messages_sent the target echoed back
         "messages_unconfirmed": max(0, sent - delivered),
         "delivered_ratio": round(delivered / sent, 6) if sent else None,
         "organizer_received": m.organizer_received.total(),
@@ -126,8 +128,19 @@ def _cross_check(sent: int, stats: dict[str, Any] | None) -> dict[str, Any] | No
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Write via a temporary file and rename, so a reader never sees half a file.
+
+    The file gets the mode open() gives the PNG (0666 less the umask, 0644 usually), not
+    mkstemp's 0600: results are for sharing.
+    """
+    for attempt in itertools.count(1):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            if attempt == 10:
+                raise
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
@@ -135,6 +148,18 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """The summary file's text. Go's json.MarshalIndent: two spaces, no trailing newline; a Go
+    struct, so keys in field order (ours after the Go test's)."""
+    return json.dumps(summary, indent=2, ensure_ascii=False)
+
+
+def write_summary(summary: dict[str, Any], path: Path) -> Path:
+    """Write the summary alone, e.g. to --summary-export's fixed path (replaced if it exists)."""
+    _write_atomic(path, summary_json(summary))
+    return path
 
 
 def write_results(result: RunResult, summary: dict[str, Any], out_dir: Path,
@@ -146,9 +171,8 @@ def write_results(result: RunResult, summary: dict[str, Any], out_dir: Path,
         "rates": out_dir / f"{stamp}{RATES_SUFFIX}",
         "series": out_dir / f"{stamp}{SERIES_SUFFIX}",
     }
-    # Go's json.MarshalIndent: two spaces, no trailing newline. The summary is a Go struct
-    # (keys in field order, ours after); the rates are a Go map, whose keys Go writes sorted.
-    _write_atomic(paths["summary"], json.dumps(summary, indent=2, ensure_ascii=False))
+    write_summary(summary, paths["summary"])
+    # The rates are a Go map, whose keys Go writes sorted.
     rates = {str(k): v for k, v in result.sent.items()}
     _write_atomic(paths["rates"], json.dumps(dict(sorted(rates.items())), indent=2))
     lines = csv_text(series_rows(result))

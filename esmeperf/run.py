@@ -19,6 +19,7 @@ from .lifecycle import Lifecycle
 from .organizer import Organizer
 from .participant import Spawner
 from .shard import Command, ProcessShards, ShardGroup, ShardSpec
+from .stall import Oldest
 from .status import ExitStatus
 from .workers import (
     CLOSE_GRACE,
@@ -199,8 +200,12 @@ class Run:
             if ctx.stop.wait(max(0.0, next_tick - time.monotonic())):
                 return
             samples[int(time.time())] = self._sample()
+            oldest = self.workers.check_stalls()
             if not settings.quiet:
-                print_progress(self, time.monotonic() - start, samples, file=sys.stderr)
+                print_progress(self, time.monotonic() - start, samples, oldest,
+                               file=sys.stderr)
+            if ctx.stop.is_set():
+                return
             if self._target_exit is not None:
                 code = self._target_exit()
                 if code is not None:
@@ -249,7 +254,8 @@ class Run:
         return ExitStatus.OK
 
 
-def print_progress(run: Run, elapsed: float, samples: dict[int, Sample], file: Any) -> None:
+def print_progress(run: Run, elapsed: float, samples: dict[int, Sample],
+                   oldest: Oldest | None, file: Any) -> None:
     """One line of live progress: what a person watching the run wants to see."""
     m = run.ctx.metrics
     second = int(time.time()) - 1  # the last complete second
@@ -259,4 +265,6 @@ def print_progress(run: Run, elapsed: float, samples: dict[int, Sample], file: A
     p99_text = f"{p99:.1f}ms" if p99 is not None else "-"
     print(f"{elapsed:6.0f}s participants {sample.participants:>6} chats {sample.chats:>6} "
           f"sent/s {sent:>6} delivered/s {delivered:>6} rtt p99 {p99_text:>8} "
-          f"errors {m.errors.total()}", file=file, flush=True)
+          f"errors {m.errors.total()}"
+          + (f" oldest unanswered {oldest.age_s:.1f}s" if oldest is not None
+             and oldest.age_s * 1000 > run.settings.smi else ""), file=file, flush=True)

@@ -69,6 +69,7 @@ class Delta:
 class Failed:
     index: int
     error: FirstError
+    reason: EndReason = EndReason.ERROR
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ class ShardRunner:
         self._send = send
         self.workers = Workers(spec.target, spec.settings, spec.stamp)
         self.workers.ctx.email_tag = spec.email_tag
-        self.workers.on_first_error = lambda error: self._send(Failed(spec.index, error))
+        self.workers.on_first_error = lambda error, reason: self._send(
+            Failed(spec.index, error, reason))
         self.closing = threading.Event()
 
     def command(self, command: Command) -> None:
@@ -137,6 +139,7 @@ class ShardRunner:
             drained = stopped = False
             deadline = None
             while not self.closing.wait(REPORT_INTERVAL):
+                workers.check_stalls()
                 # Stopped a whole interval ago: a send racing the stop is in this delta.
                 settled, stopped = stopped, workers.ctx.stop.is_set()
                 delta = metrics.drain()
@@ -185,9 +188,9 @@ class ReportSink:
         match message:
             case Delta(metrics=metrics):
                 self.workers.ctx.metrics.merge(metrics)
-            case Failed(index=index, error=error):
+            case Failed(index=index, error=error, reason=reason):
                 error.thread = f"shard-{index}{where}/{error.thread}"
-                self.workers.record(error)
+                self.workers.record(error, reason)
             case Drained(index=index):
                 with self._lock:
                     self.drained.add(index)

@@ -140,6 +140,19 @@ class LatencyRecorder:
         with self._lock:
             return summarize(self._total, self._sum_us)
 
+    def summary_with(self, other: LatencyRecorder) -> dict[str, float | int]:
+        """This recorder's and `other`'s whole-run values summarised as one distribution."""
+        merged = new_histogram(3)
+        with self._lock:
+            merged.add(self._total)
+            sum_us = self._sum_us
+        with other._lock:
+            merged.add(other._total)
+            sum_us += other._sum_us
+        out = summarize(merged, sum_us)
+        release(merged)
+        return out
+
     def second_percentile_ms(self, second: int, pct: float) -> float | None:
         """A percentile of one second's latencies (only SECOND_PERCENTILES once retired)."""
         with self._lock:
@@ -202,6 +215,9 @@ class Metrics:
         self.chat_request = LatencyRecorder(per_second=False)
         self.handshake = LatencyRecorder(per_second=False)
         self.chat_wait = LatencyRecorder(per_second=False)
+        # Each message never confirmed, at the age it had when its participant ended: the
+        # round trips it would have had at least (a frozen target can't hide behind a low p99).
+        self.unconfirmed = LatencyRecorder(per_second=False)
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
 
@@ -246,6 +262,7 @@ class Metrics:
     def latencies(self) -> dict[str, Any]:
         return {
             "message_rtt": self.rtt.summary(),
+            "message_rtt_with_unconfirmed": self.rtt.summary_with(self.unconfirmed),
             "send_lateness": self.lateness.summary(),
             "organizer_reply": self.reply_latency.summary(),
             "sign_up": self.signup.summary(),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from . import openfiles
 from .config import Settings, Target
 from .context import Context
+from .stall import Oldest
 
 log = logging.getLogger("esmeperf")
 
@@ -36,6 +37,7 @@ class EndReason(enum.Enum):
     ERROR = "error"  # the first error in any worker
     SIGNAL = "signal"  # SIGINT or SIGTERM (its name follows in the text)
     PARENT = "parent"  # a shard told to stop by the run that owns it
+    STALL = "stall"  # a request unanswered past --stall-timeout (also the first error)
 
 
 @contextmanager
@@ -90,7 +92,7 @@ class Workers:
         self.end_reason: EndReason | None = None
         self.end_detail = ""  # the signal's name for EndReason.SIGNAL
         self.force = threading.Event()  # skip the graceful waits (a second signal)
-        self.on_first_error: Callable[[FirstError], None] | None = None
+        self.on_first_error: Callable[[FirstError, EndReason], None] | None = None
         self.ctx = Context(target, settings, self.start_thread, stamp=stamp)
 
     def start_thread(self, name: str, body: Callable[[], None]) -> None:
@@ -123,22 +125,36 @@ class Workers:
             error.message = openfiles.out_of_files_message(thread)
         self.record(error)
 
-    def record(self, error: FirstError) -> None:
+    def record(self, error: FirstError, reason: EndReason = EndReason.ERROR) -> None:
         self.ctx.metrics.errors.add(int(time.time()))
         with self._lock:
             first = self.first_error is None and not self.ctx.stop.is_set()
             if first:
                 self.first_error = error
-                self.end_reason = EndReason.ERROR
+                self.end_reason = reason
             else:
                 self.late_errors += 1
         if first:
             log.error("%s error: %s", error.thread, error.message)
             if self.on_first_error is not None:
-                self.on_first_error(error)
+                self.on_first_error(error, reason)
             self.ctx.stop.set()
         else:
             log.debug("%s: error after stop: %s", error.thread, error.message)
+
+    def check_stalls(self) -> Oldest | None:
+        """Stop as at a first error if a request waited past --stall-timeout (0: never);
+        return the oldest unanswered request either way (the progress line shows it)."""
+        timeout = self.ctx.settings.stall_timeout
+        oldest = self.ctx.stalls.oldest()
+        if oldest is not None and timeout and oldest.age_s > timeout \
+                and not self.ctx.stop.is_set():
+            self.record(FirstError(
+                thread=oldest.worker, type="Stall", traceback="",
+                message=f"{oldest.what} unanswered for {oldest.age_s:.1f} s "
+                        f"(--stall-timeout {timeout:g} s): the target stopped answering"),
+                reason=EndReason.STALL)
+        return oldest
 
     def stop(self, reason: EndReason, detail: str = "") -> None:
         """Stop for `reason` unless a reason (the first error, say) is already set."""
