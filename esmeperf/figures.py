@@ -22,6 +22,8 @@ SENT, DELIVERED, CHATS, PARTICIPANTS = "tab:blue", "tab:green", "tab:orange", "t
 LATENCY = {"rtt_p50_ms": ("round trip p50", "tab:purple"),
            "rtt_p99_ms": ("round trip p99", "tab:red")}
 PARTIAL_SHADE = "0.92"  # neutral: no quantity is drawn in gray
+SATURATED_SHADE = "#f4cccc"  # pale red: seconds the generator's own CPU was saturated
+SATURATED = 0.90  # health.BUSY: a second at this share of the generator's CPU
 
 
 def _figure(size: tuple[float, float]) -> Figure:
@@ -108,6 +110,13 @@ def run_figure(rows: list[dict[str, Any]], title: str) -> Figure:
         right.set_ylim(0, max([*people, *chats, 1]) * 1.15)
     if any(partial):
         handles.append(Patch(color=PARTIAL_SHADE, label="partial second (start, stop)"))
+    saturated = [(_num(r.get("generator_cpu")) or 0.0) >= SATURATED for r in rows]
+    if any(saturated):  # where the generator, not the target, may have set the pace
+        for x, busy in zip(xs, saturated, strict=True):
+            if busy:
+                for ax in (top, bottom):
+                    ax.axvspan(x - 0.5, x + 0.5, color=SATURATED_SHADE, zorder=0, linewidth=0)
+        handles.append(Patch(color=SATURATED_SHADE, label="generator CPU saturated"))
     top.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3,
                frameon=False, fontsize="small")
     _latency_panel(bottom, rows, xs, partial)

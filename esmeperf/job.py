@@ -58,6 +58,7 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
     try:
         tokens = preflight.check(target, settings)
         run = Run(target, settings, lifecycle=lifecycle, tokens=tokens,
+                  target_pid=embedded.pid if embedded else None,
                   target_alive=(lambda: embedded.returncode) if embedded else None)
         run.shard_launcher = shard_launcher
         result = run.execute()

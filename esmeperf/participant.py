@@ -42,7 +42,7 @@ class Spawner:
         while limit is None or number <= limit:
             if ctx.stop.wait(max(0.0, start + number * interval - time.monotonic())):
                 return
-            worker = Participant(ctx, number)
+            worker = Participant(ctx, number, intended=start + number * interval)
             ctx.start_thread(f"participant-{number}", worker.run)
             ctx.metrics.count(Count.PARTICIPANTS_STARTED)
             number += self.stride
@@ -51,9 +51,10 @@ class Spawner:
 class Participant:
     """One participant: REST sign-up and chat request, then one WebSocket read and written here."""
 
-    def __init__(self, ctx: Context, number: int) -> None:
+    def __init__(self, ctx: Context, number: int, intended: float | None = None) -> None:
         self.ctx = ctx
         self.number = number
+        self.intended = intended  # monotonic time of its slot on the arrival grid
         self.name = f"participant-{number}"
         self.arrival = time.monotonic()
         self.user_id = 0
@@ -102,6 +103,9 @@ class Participant:
         tag = f"{ctx.email_tag}_" if ctx.email_tag else ""
         email = f"participant_{ctx.stamp}_{tag}{self.number}@performance.com"
         started = time.monotonic()
+        if self.intended is not None:  # how far behind the grid this arrival starts
+            ctx.metrics.arrival_lateness.record(int(time.time()),
+                                                max(0.0, started - self.intended))
         self.user_id, token = rest.sign_up(base, email)
         middle = time.monotonic()
         ctx.metrics.signup.record(0, middle - started)

@@ -24,6 +24,7 @@ LATENCY_LABELS = {
     "ws_handshake": "handshake",
     "arrival_to_chat": "arrival to chat",
     "organizer_reply": "organizer reply",
+    "message_rtt_with_unconfirmed": "rtt + unconfirmed",
 }
 LATENCY_COLUMNS = ("count", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 _LABEL_WIDTH = 20

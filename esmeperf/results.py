@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, gofmt
+from . import __version__, gofmt, health
 from .counts import Count
 from .series import SERIES_COLUMNS, csv_text, read_series, series_rows  # noqa: F401 re-export
 
@@ -78,6 +78,7 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "chats_count": counts.get(Count.CHATS, 0),
         "created_participants_count": counts.get(Count.CREATED_PARTICIPANTS, 0),
         # Ours from here on.
+        "participants_planned": participants_planned(result),
         "run_id": result.run_id,
         "end_reason": result.end_reason,
         "exit_status": int(result.status),
@@ -103,9 +104,39 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "versions": {"esmeperf": __version__, "python": platform.python_version()},
     }
     summary.update(_pacing(rates, m.missed.snapshot()))
+    summary["generator_health"] = generator_health(result, summary["latency"])
     gates = check_gates(result, summary)
     summary["gates"] = gates
     return summary
+
+
+def participants_planned(result: RunResult) -> int:
+    """The arrivals the -cpi grid asked for between the participants' start and the stop."""
+    s = result.settings
+    slots = (result.stopped_ns - result.participants_started_ns) // int(s.cpi * 1_000_000)
+    return int(slots) if s.max_participants is None else min(int(slots), s.max_participants)
+
+
+def load_seconds(result: RunResult) -> list[int]:
+    """The Unix seconds wholly inside the load (the participants' start to the stop)."""
+    first = -(-result.participants_started_ns // 1_000_000_000)  # the first whole second
+    last = result.stopped_ns // 1_000_000_000  # the one the stop fell in is partial
+    return list(range(first, last))
+
+
+def generator_health(result: RunResult, latency: dict[str, Any]) -> dict[str, Any]:
+    """Whether the generator itself limited the run (esmeperf/health.py has the rules)."""
+    m, s = result.ctx.metrics, result.settings
+    return health.assess(health.Figures(
+        load_seconds=load_seconds(result),
+        generator_cpu_ms=m.generator_cpu_ms.snapshot(),
+        cores=health.generator_cores(s.processes),
+        target_cpu_ms=m.target_cpu_ms.snapshot() if result.target.embedded else None,
+        send_lateness_p99_ms=latency["send_lateness"].get("p99_ms"),
+        smi_ms=s.smi,
+        arrival_lateness_p99_ms=latency["arrival_lateness"].get("p99_ms"),
+        cpi_ms=s.cpi,
+        threads_alive_max=max((x.threads for x in result.samples.values()), default=0)))
 
 
 def _pacing(rates: dict[int, int], missed: dict[int, int]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import openfiles
+from . import health, openfiles
 from .config import Settings, Target
 from .context import Context
 from .counts import Count
@@ -41,6 +41,7 @@ class Sample:
     participants: int
     chats: int
     connections: int
+    threads: int = 0  # threads alive in this process
 
 
 @dataclass
@@ -76,7 +77,8 @@ class Run:
     def __init__(self, target: Target, settings: Settings,
                  target_alive: Callable[[], int | None] | None = None,
                  lifecycle: Lifecycle | None = None,
-                 tokens: dict[str, str] | None = None) -> None:
+                 tokens: dict[str, str] | None = None,
+                 target_pid: int | None = None) -> None:
         self.target = target
         self.settings = settings
         self.run_id = uuid.uuid4().hex[:12]
@@ -87,6 +89,8 @@ class Run:
         self._tokens = tokens or {}  # organizers signed in by the pre-flight check
         self.workers = Workers(target, settings, stamp=int(time.time()))
         self.ctx = self.workers.ctx
+        self._cpu = CpuMeter(self.ctx.metrics, target_pid)
+        self._warned: set[str] = set()  # the falling-behind warnings already given
         self.shards: ShardGroup | None = None
         # Starts shards elsewhere (Dask); None: --processes N local processes.
         self.shard_launcher: Callable[[list[ShardSpec], Workers], ShardGroup] | None = None
@@ -200,7 +204,9 @@ class Run:
             if ctx.stop.wait(max(0.0, next_tick - time.monotonic())):
                 return
             samples[int(time.time())] = self._sample()
+            self._cpu.tick()
             oldest = self.workers.check_stalls()
+            self._warn_if_behind()
             if not settings.quiet:
                 print_progress(self, time.monotonic() - start, samples, oldest,
                                file=sys.stderr)
@@ -219,7 +225,23 @@ class Run:
     def _sample(self) -> Sample:
         m = self.ctx.metrics
         return Sample(m.get(Count.CREATED_PARTICIPANTS), m.get(Count.CHATS),
-                      m.get(Count.CONNECTIONS_OPEN))
+                      m.get(Count.CONNECTIONS_OPEN), threading.active_count())
+
+    def _warn_if_behind(self) -> None:
+        """Say once, as it happens, that arrivals or sends fell behind their schedule."""
+        m, second = self.ctx.metrics, int(time.time()) - 1
+        late = m.arrival_lateness.second_percentile_ms(second, 99)
+        limit_ms = max(health.ARRIVAL_LATE_MIN_S * 1000,
+                       health.ARRIVAL_LATE_INTERVALS * self.settings.cpi)
+        if late is not None and late >= limit_ms and "arrivals" not in self._warned:
+            self._warned.add("arrivals")
+            log.warning("warning: arrivals are %.1f s behind the -cpi grid (p99 of the last "
+                        "second): the generator may be limiting the run", late / 1000)
+        if m.missed.at(second) and "sends" not in self._warned:
+            self._warned.add("sends")
+            log.warning("warning: participants skipped %d sends in the last second (late by a "
+                        "whole -smi interval): the generator may be limiting the run",
+                        m.missed.at(second))
 
     def _shutdown(self) -> None:
         """Drain, then close: shards close their own sockets; every wait is bounded."""
@@ -254,6 +276,29 @@ class Run:
         return ExitStatus.OK
 
 
+class CpuMeter:
+    """CPU milliseconds per second: this process's (shards add their own), and the embedded
+    target's where its pid is known. Read once a tick; a tick's CPU goes to its middle second.
+    """
+
+    def __init__(self, metrics: Any, target_pid: int | None) -> None:
+        self._metrics, self._target_pid = metrics, target_pid
+        self._last = cpu_seconds()
+        self._last_target = health.process_cpu_seconds(target_pid) if target_pid else None
+
+    def tick(self) -> None:
+        second = int(time.time() - 0.5)
+        now = cpu_seconds()
+        self._metrics.generator_cpu_ms.add(second, round((now - self._last) * 1000))
+        self._last = now
+        if self._target_pid and self._last_target is not None:
+            target = health.process_cpu_seconds(self._target_pid)
+            if target is not None:
+                self._metrics.target_cpu_ms.add(second,
+                                                round((target - self._last_target) * 1000))
+                self._last_target = target
+
+
 def print_progress(run: Run, elapsed: float, samples: dict[int, Sample],
                    oldest: Oldest | None, file: Any) -> None:
     """One line of live progress: what a person watching the run wants to see."""
@@ -263,7 +308,8 @@ def print_progress(run: Run, elapsed: float, samples: dict[int, Sample],
     sent, delivered = m.sent.at(second), m.delivered.at(second)
     p99 = m.rtt.second_percentile_ms(second, 99)  # the last second's, not the whole run's
     p99_text = f"{p99:.1f}ms" if p99 is not None else "-"
-    print(f"{elapsed:6.0f}s participants {sample.participants:>6} chats {sample.chats:>6} "
+    total = f"/{run.settings.duration:.0f}s" if run.settings.duration else ""
+    print(f"{elapsed:6.0f}s{total} participants {sample.participants:>6} chats {sample.chats:>6} "
           f"sent/s {sent:>6} delivered/s {delivered:>6} rtt p99 {p99_text:>8} "
           f"errors {m.errors.total()}"
           + (f" oldest unanswered {oldest.age_s:.1f}s" if oldest is not None

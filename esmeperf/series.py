@@ -15,6 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .counts import Count
+from .health import generator_cores
 
 if TYPE_CHECKING:
     from .run import RunResult
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 SERIES_COLUMNS = (
     "second", "participants", "chats", "sent", "delivered", "organizer_received", "errors",
     "missed", "connections", "rtt_p50_ms", "rtt_p99_ms", "lateness_p99_ms", "load_fraction",
+    "arrival_lateness_p99_ms", "generator_cpu", "target_cpu",
 )
 _WHOLE_COLUMNS = frozenset(SERIES_COLUMNS[:9])  # second ... connections: whole numbers
 _REQUIRED_COLUMNS = ("second", "sent")  # never empty (the Go test's rates have only these)
@@ -40,6 +42,8 @@ def series_rows(result: RunResult) -> list[dict[str, Any]]:
     last = max([result.stopped_ns // _NS, *sent, *delivered, *received])
     load = (result.participants_started_ns, result.stopped_ns)
     read = readings(result)
+    gen_cpu, target_cpu = m.generator_cpu_ms.snapshot(), m.target_cpu_ms.snapshot()
+    cores = generator_cores(result.settings.processes)
     rows = []
     for second in range(first, last + 1):
         participants, chats, connections = gauges_at_end(read, second)
@@ -57,8 +61,17 @@ def series_rows(result: RunResult) -> list[dict[str, Any]]:
             "rtt_p99_ms": _blank(m.rtt.second_percentile_ms(second, 99)),
             "lateness_p99_ms": _blank(m.lateness.second_percentile_ms(second, 99)),
             "load_fraction": _overlap(second, *load),
+            "arrival_lateness_p99_ms": _blank(m.arrival_lateness.second_percentile_ms(second,
+                                                                                     99)),
+            # Shares of the CPU each can use: a core per generator process, the target's one.
+            "generator_cpu": _share(gen_cpu.get(second), 1000 * cores),
+            "target_cpu": _share(target_cpu.get(second), 1000),
         })
     return rows
+
+
+def _share(ms: int | None, capacity_ms: float) -> float | str:
+    return "" if ms is None else round(ms / capacity_ms, 3)
 
 
 Reading = tuple[float, int, int, int]  # Unix time, participants, chats, connections

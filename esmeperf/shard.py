@@ -138,8 +138,13 @@ class ShardRunner:
             sent = delivered = 0
             drained = stopped = False
             deadline = None
+            cpu_last = cpu_seconds()
             while not self.closing.wait(REPORT_INTERVAL):
                 workers.check_stalls()
+                cpu_now = cpu_seconds()
+                metrics.generator_cpu_ms.add(int(time.time() - REPORT_INTERVAL / 2),
+                                             round((cpu_now - cpu_last) * 1000))
+                cpu_last = cpu_now
                 # Stopped a whole interval ago: a send racing the stop is in this delta.
                 settled, stopped = stopped, workers.ctx.stop.is_set()
                 delta = metrics.drain()

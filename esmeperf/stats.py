@@ -208,8 +208,14 @@ class Metrics:
         self.organizer_received = RateCounter()
         self.errors = RateCounter()
         self.missed = RateCounter()
+        # CPU milliseconds the generator spent in each second (this process and its shards,
+        # each adding its own), and the embedded target's (0 when there is none).
+        self.generator_cpu_ms = RateCounter()
+        self.target_cpu_ms = RateCounter()
         self.rtt = LatencyRecorder()
         self.lateness = LatencyRecorder()
+        # A participant's intended arrival on the grid -> its sign-up request sent.
+        self.arrival_lateness = LatencyRecorder()
         self.reply_latency = LatencyRecorder()
         self.signup = LatencyRecorder(per_second=False)
         self.chat_request = LatencyRecorder(per_second=False)
@@ -264,6 +270,7 @@ class Metrics:
             "message_rtt": self.rtt.summary(),
             "message_rtt_with_unconfirmed": self.rtt.summary_with(self.unconfirmed),
             "send_lateness": self.lateness.summary(),
+            "arrival_lateness": self.arrival_lateness.summary(),
             "organizer_reply": self.reply_latency.summary(),
             "sign_up": self.signup.summary(),
             "chat_request": self.chat_request.summary(),

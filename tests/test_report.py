@@ -116,7 +116,8 @@ def test_table_numbers_equal_the_summary_json(tmp_path, target, capsys):
         assert [float(c) for c in cells] == [shown[keys[label]][c] for c in (
             "count", "p50_ms", "p90_ms", "p99_ms", "max_ms")], label
     totals = table_rows(text, "totals")
-    assert totals["participants"] == [f"{summary['created_participants_count']} created"]
+    assert totals["participants"] == [f"{summary['created_participants_count']} created of "
+                                      f"{summary['participants_planned']} planned"]
     assert totals["chats"] == [str(summary["chats_count"])]
     assert totals["messages sent"] == [str(summary["messages_sent"])]
     assert totals["delivered"] == [f"{summary['messages_delivered']} "

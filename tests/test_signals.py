@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-PROGRESS = re.compile(r"^\s+\d+s participants")
+PROGRESS = re.compile(r"^\s+\d+s(/\d+s)? participants")
 TARGET_PID = re.compile(r"embedded target on \S+ \(pid (\d+)\)")
 GRACEFUL = re.compile(r"stopping gracefully")
 FORCED = re.compile(r"stopping at once")
