@@ -117,25 +117,36 @@ def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
 
 
 def markdown_table(runs: Sequence[RunData]) -> str:
-    """One row per run: parameters, duration, counts, max rate, delivery, p99, end reason."""
+    """One row per run: parameters, duration, participants (of planned), chats, max rate,
+    delivery, p99, end reason and the generator's health (with its reasons below the table)."""
     lines = [
-        "| run | sci ms | cpi ms | smi ms | duration s | participants | chats | max msg/s | "
-        "delivered/sent | rtt p99 ms | ended by |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| run | sci ms | cpi ms | smi ms | duration s | participants (planned) | chats "
+        "| max msg/s | delivered/sent | rtt p99 ms | ended by | generator |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
+    notes = []
     for run in runs:
         s, p = run.summary, run.params
         rate, _ = run.max_rate()
         ratio = s.get("delivered_ratio")
         p99 = (s.get("latency") or {}).get("message_rtt", {}).get("p99_ms")
         intervals = " | ".join(f"{p.get(k, 0):g}" for k in ("sci", "cpi", "smi"))
+        planned = s.get("participants_planned")
+        health = s.get("generator_health") or {}
+        verdict = "" if not health else "suspect" if health.get("suspect") else "ok"
+        name = run.folder or run.stem
+        if health.get("reasons"):
+            notes.append(f"- {name}: " + "; ".join(health["reasons"]))
         lines.append(
-            f"| {run.folder or run.stem} | {intervals} "
+            f"| {name} | {intervals} "
             f"| {_seconds(s.get('participants_duration'))} "
             f"| {s.get('created_participants_count', '')}"
-            f" | {s.get('chats_count', '')} | {rate} "
+            + (f" ({planned})" if planned is not None else "")
+            + f" | {s.get('chats_count', '')} | {rate} "
             f"| {'' if ratio is None else f'{ratio:.4f}'} | {'' if p99 is None else p99} "
-            f"| {s.get('end_reason', '')} |")
+            f"| {s.get('end_reason', '')} | {verdict} |")
+    if notes:
+        lines += ["", "Generator health (esmeperf's own limits, not the target's):", *notes]
     return "\n".join(lines) + "\n"
 
 

@@ -93,7 +93,7 @@ def test_sweep_runs_the_matrix_and_reports(tmp_path, monkeypatch):
         assert len(list((tmp_path / "sweep" / name).glob("*_performance_test_*"))) == 4
     table = (tmp_path / "sweep" / "report.md").read_text().splitlines()
     assert len(table) == 4 and table[2].startswith("| 01_sci10_cpi100_smi100_r1 | 10 | 100 | 100 |")
-    assert table[3].endswith("| duration |")
+    assert "| 4 (4) | 4 |" in table[3] and table[3].endswith("| duration | ok |")
     for row in table[2:]:  # the duration in seconds, to a tenth (1.5 s, give or take)
         assert re.fullmatch(r"1\.[4-9]", row.split(" | ")[4]), row
     assert (tmp_path / "sweep" / "scatter.png").exists()
@@ -160,7 +160,7 @@ def test_report_durations_are_rounded_seconds(tmp_path):
     run = load_run(write_go_run(tmp_path / "go", 1700000100, rates))
     assert run.summary["participants_duration"] == "2m24.76s"
     row = markdown_table([run]).splitlines()[2]
-    assert row == "| go | 10 | 20 | 100 | 144.8 | 262 | 255 | 10 |  |  |  |"
+    assert row == "| go | 10 | 20 | 100 | 144.8 | 262 | 255 | 10 |  |  |  |  |"
 
 
 def test_overlay_legend_names_runs_and_parameters(tmp_path, monkeypatch, capsys):
