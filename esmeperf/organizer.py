@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 
@@ -30,9 +29,10 @@ class Organizer:
         self.creds = creds
         self.token = ""
         self.time_started_ns = 0
-        # Send times of start_chats not answered yet (new_chat, "no new chats" or an error
-        # answers each, in order): the stall check reads the oldest.
-        self._unanswered: collections.deque[int] = collections.deque()
+        # Send time of the first start_chat since the target last answered one (0: none
+        # waiting). Not a queue of every start_chat: a target that drops frames to a slow
+        # reader loses some answers, and it has not stalled while others still come.
+        self._waiting_since = 0
 
     def sign_in(self) -> None:
         """Sign in before the run starts: a bad password is a clear error, not a nil panic."""
@@ -51,7 +51,8 @@ class Organizer:
 
         def start_chat(now: float, late: float) -> None:
             ctx.log_ws(f"organizer connection {conn.local_addr}: sending start chat message")
-            self._unanswered.append(time.time_ns())
+            if not self._waiting_since:
+                self._waiting_since = time.time_ns()
             conn.send(protocol.START_CHAT)
             ctx.metrics.count(Count.START_CHAT_SENT)
 
@@ -68,11 +69,9 @@ class Organizer:
             ctx.stalls.discard(self)
 
     def oldest_unanswered(self) -> tuple[int, str] | None:
-        """The send time of the oldest start_chat with no answer yet (for the stall check)."""
-        try:
-            return self._unanswered[0], "start_chat"
-        except IndexError:
-            return None
+        """When the target was last left without answering a start_chat (the stall check)."""
+        since = self._waiting_since
+        return (since, "start_chat") if since else None
 
     def _handle(self, conn: Connection, frame: str) -> None:
         ctx = self.ctx
@@ -83,8 +82,8 @@ class Organizer:
             return
         kind, payload = protocol.parse(frame, conn.local_addr)
         ctx.metrics.count_of(CountFamily.ORGANIZER_FRAMES, kind)
-        if kind in START_CHAT_ANSWERS and self._unanswered:
-            self._unanswered.popleft()
+        if kind in START_CHAT_ANSWERS:
+            self._waiting_since = 0
         if protocol.from_participant(kind, payload):
             ctx.metrics.organizer_received.add((conn.rx_ns or time.time_ns()) // 1_000_000_000)
             if ctx.settings.reply:

@@ -61,6 +61,7 @@ class Participant:
         self.pending: dict[int, int] = {}  # message number -> send time, Unix ns
         self.awaiting_reply: dict[int, int] = {}  # echoed, organizer's reply not seen yet
         self.last_echo_read = -1  # which read of the socket brought the last echo
+        self.confirmed_sent_ns = 0  # send time of the newest message echoed so far
 
     def run(self) -> None:
         """Arrive: sign up, ask for help, connect; then hand the connection to a new thread.
@@ -121,6 +122,7 @@ class Participant:
         sent_ns = self.pending.pop(number, None)
         if sent_ns is None:
             return
+        self.confirmed_sent_ns = max(self.confirmed_sent_ns, sent_ns)
         metrics = self.ctx.metrics
         received_ns = conn.rx_ns or time.time_ns()
         if conn.rx_ns and conn.reads == self.last_echo_read:
@@ -204,16 +206,17 @@ class Participant:
                 metrics.unconfirmed.record(0, (ended_ns - sent_ns) / 1e9)
 
     def oldest_unanswered(self) -> tuple[int, str] | None:
-        """The send time of the oldest message not echoed yet (read by the stall check).
+        """The oldest message sent since the target last echoed one (the stall check).
 
-        Messages go into `pending` in order and leave when echoed, so the first is the
-        oldest; taking it is one C call, atomic under the GIL.
+        Older unechoed messages are lost, not a stall: the target still answers (it may drop
+        frames to a slow reader); they count as unconfirmed at the end. Messages go into
+        `pending` in order; copying it is one C call, atomic under the GIL.
         """
-        try:
-            number, sent_ns = next(iter(self.pending.items()))
-        except (StopIteration, RuntimeError):
-            return None
-        return sent_ns, f"message number {number}"
+        floor = self.confirmed_sent_ns
+        for number, sent_ns in list(self.pending.items()):
+            if sent_ns > floor:
+                return sent_ns, f"message number {number}"
+        return None
 
     def _handle(self, conn: Connection, frame: str, prefix: str, marker: str) -> None:
         ctx = self.ctx

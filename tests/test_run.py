@@ -7,7 +7,6 @@ import re
 import time
 
 import pytest
-from conftest import EsmeClient
 from helpers import (
     child_targets,
     load_results,
@@ -237,10 +236,10 @@ def test_echoes_waiting_at_the_stop_are_counted(tmp_path, target):
     assert summary["messages_unconfirmed"] == 0
 
 
-def test_batched_reads_wait_for_their_deadline(target):
+def test_batched_reads_wait_for_their_deadline(target, esme):
     from esmeperf.connection import Connection
 
-    token = EsmeClient(target.config).organizer_token()
+    token = esme.organizer_token()
     conn = Connection.open(target.config["messenger_ws_url"], token, 5, newline=True)
     try:
         assert conn.batch_reads(True)
