@@ -90,3 +90,17 @@ def child_targets() -> list[int]:
         if ppid == os.getpid() and b"esmeperf.target" in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+def children() -> list[int]:
+    """Processes whose parent is this one (Linux /proc): none may be left behind."""
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid():
+            found.append(int(entry))
+    return found

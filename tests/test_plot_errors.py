@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import children
 
 from esmeperf.plot import main
 
@@ -40,20 +41,6 @@ def files(root: Path) -> dict[str, int]:
     """Every file under root with its modification time: a write shows as a difference."""
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")
             if p.is_file()}
-
-
-def children() -> list[int]:
-    """Processes whose parent is this one (Linux /proc): none may be left behind."""
-    found = []
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
-                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == os.getpid():
-            found.append(int(entry))
-    return found
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import re
 import struct
 
 import pytest
+from helpers import children
 
 from esmeperf.cli import main
 from esmeperf.figures import overlay_figure, run_figure
@@ -105,20 +106,6 @@ def test_sweep_runs_the_matrix_and_reports(tmp_path, monkeypatch):
 def test_sweep_needs_a_duration(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "-smi", "100,1000"]) == 2
     assert "needs --duration" in capsys.readouterr().err
-
-
-def children() -> list[int]:
-    """Processes whose parent is this one (Linux /proc): none may be left behind."""
-    found = []
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
-                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == os.getpid():
-            found.append(int(entry))
-    return found
 
 
 def files(root):

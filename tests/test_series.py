@@ -6,25 +6,13 @@ import json
 import os
 import re
 
+from helpers import children
+
 from esmeperf.cli import main
 from esmeperf.results import read_series
 
 FINAL_LINE = re.compile(r"esmeperf: ended by duration: \d+ participants, \d+ chats, \d+ sent, "
                         r"\d+ delivered \(1\.0000\), rtt p99 [\d.]+ ms\n")
-
-
-def children() -> list[int]:
-    """Processes whose parent is this one (Linux /proc): none may be left behind."""
-    found = []
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
-                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == os.getpid():
-            found.append(int(entry))
-    return found
 
 
 def test_each_row_describes_one_second(tmp_path, capsys):
