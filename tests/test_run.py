@@ -243,15 +243,24 @@ def test_batched_reads_wait_for_their_deadline(target, esme):
     conn = Connection.open(target.config["messenger_ws_url"], token, 5, newline=True)
     try:
         assert conn.batch_reads(True)
-        sent = time.time_ns()
-        conn.send('{"type":"start_chat","payload":""}\n')  # answered with info "no new chats"
-        started = time.time_ns()
-        frame = conn.recv(0.5)  # the small answer does not end the wait; the deadline does
-        assert time.time_ns() - started >= 450_000_000
-        assert json.loads(frame or "{}") == {"type": "info",
-                                             "payload": {"message": "no new chats"}}
-        # The kernel stamped the answer on arrival, not when the deadline woke us.
-        assert sent < conn.rx_ns <= time.time_ns()
+        stamped = []
+        # Linux turns receive timestamps on through a deferred work item the first time any
+        # socket asks, so a packet right after that may come unstamped (rx_ns 0: the code
+        # then uses the wake-up time). Three tries: at least one must carry the stamp.
+        for _ in range(3):
+            sent = time.time_ns()
+            conn.send('{"type":"start_chat","payload":""}\n')  # answered: "no new chats"
+            started = time.time_ns()
+            frame = conn.recv(0.5)  # the small answer does not end the wait; the deadline does
+            assert time.time_ns() - started >= 450_000_000
+            assert json.loads(frame or "{}") == {"type": "info",
+                                                 "payload": {"message": "no new chats"}}
+            if conn.rx_ns:
+                # The kernel stamped the answer on arrival, not when the deadline woke us.
+                assert sent < conn.rx_ns < started + 450_000_000
+                stamped.append(conn.rx_ns)
+                break
+        assert stamped, "no answer carried a kernel receive timestamp"
         conn.batch_reads(False)
         conn.send('{"type":"start_chat","payload":""}\n')
         started = time.time_ns()
