@@ -103,6 +103,15 @@ def _non_negative_float(text: str) -> float:
     return _positive_float(text)
 
 
+def _stages(text: str) -> tuple[tuple[float, float], ...]:
+    from .schedule import parse_stages
+
+    try:
+        return parse_stages(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _span(text: str) -> float:
     try:
         return timespan(text)
@@ -128,9 +137,14 @@ def get_parser() -> argparse.ArgumentParser:
                           default=[1000.0], metavar="MS",
                           help="start chat interval (default 1000); a comma list sweeps")
     scenario.add_argument("-cpi", "--create-participant-interval", dest="cpi",
-                          type=_ms_list, default=[1000.0], metavar="MS",
+                          type=_ms_list, default=None, metavar="MS",
                           help="create participant interval (default 1000); arrivals follow "
                           "a fixed grid however slow sign-up is; a comma list sweeps")
+    scenario.add_argument("--stages", type=_stages, default=None, metavar="D:R[,D:R...]",
+                          help="instead of -cpi: arrivals per second R, ramping linearly over "
+                          "each stage's duration D from the previous stage's end rate (0 before "
+                          "the first), e.g. 5s:10,10s:10,5s:0 (150 participants); the run ends "
+                          "after the last stage unless --duration says otherwise")
     scenario.add_argument("-smi", "--send-message-interval", dest="smi", type=_ms_list,
                           default=[1000.0], metavar="MS",
                           help="send message interval per participant (default 1000); a comma "
@@ -207,6 +221,17 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve_arrivals(args: argparse.Namespace) -> None:
+    """-cpi or --stages, not both; with --stages the run lasts the stages unless --duration."""
+    if args.stages is not None:
+        if args.cpi is not None:
+            raise ConfigError("give -cpi or --stages, not both (--stages replaces -cpi's grid)")
+        if args.duration is None:
+            args.duration = sum(duration for duration, _ in args.stages)
+    if args.cpi is None:
+        args.cpi = [1000.0]
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.min_delivered_ratio is not None and args.min_delivered_ratio > 1:
         raise ConfigError("--min-delivered-ratio must be between 0 and 1")
@@ -217,6 +242,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         http_timeout=args.http_timeout, handshake_timeout=args.handshake_timeout,
         chat_timeout=args.chat_timeout, echo_timeout=args.echo_timeout,
         join_timeout=args.join_timeout, stall_timeout=args.stall_timeout,
+        stages=args.stages or (),
         organizers=args.organizers,
         processes=args.processes, reply=args.reply,
         gates=Gates(args.max_p99, args.min_delivered_ratio, args.min_rate),
@@ -284,8 +310,14 @@ def check_open_files(args: argparse.Namespace, embedded: bool) -> None:
     log.debug("open files limit: %s", "none" if soft is None else soft)
     if args.scheduler:
         return  # the participants live on the Dask workers, which raise their own limits
+    by_schedule = None
+    if args.stages:
+        from .schedule import Schedule
+
+        by_schedule = Schedule(stages=args.stages).arrivals_by(args.duration)
     plan = openfiles.plan(args.max_participants, args.duration, min(args.cpi),
-                          processes=args.cluster or args.processes, embedded_target=embedded)
+                          processes=args.cluster or args.processes, embedded_target=embedded,
+                          by_schedule=by_schedule)
     problem = openfiles.check(plan, soft)
     if problem is None:
         return
@@ -330,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
     """Check the flags and the config, then run the job (a sweep when intervals are lists)."""
     try:
+        resolve_arrivals(args)
         settings = settings_from_args(args)
         check_out_dir(settings.out_dir)
         runs = len(args.sci) * len(args.cpi) * len(args.smi) * args.repeat

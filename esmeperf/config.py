@@ -155,6 +155,8 @@ class Settings:
     echo_timeout: float = 5.0
     join_timeout: float = 10.0
     stall_timeout: float = 10.0  # 0: no stall detection
+    # --stages: (duration s, end rate arrivals/s) each; empty: -cpi's fixed grid
+    stages: tuple[tuple[float, float], ...] = ()
     organizers: int = 1
     processes: int = 1
     reply: bool = False
@@ -179,6 +181,7 @@ class Settings:
             "chat_timeout_s": self.chat_timeout,
             "echo_timeout_s": self.echo_timeout,
             "stall_timeout_s": self.stall_timeout,
+            "stages": [list(stage) for stage in self.stages] or None,
             "gates": {k: v for k, v in vars(self.gates).items() if v is not None},
         }
 

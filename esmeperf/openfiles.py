@@ -92,9 +92,13 @@ class Plan:
 
 
 def plan(max_participants: int | None, duration: float | None, cpi_ms: float,
-         processes: int, embedded_target: bool) -> Plan:
-    """The participants a run plans: its maximum, or the arrivals its duration leaves time for."""
+         processes: int, embedded_target: bool, by_schedule: int | None = None) -> Plan:
+    """The participants a run plans: its maximum, or the arrivals its duration leaves time for
+    (`by_schedule`: what --stages create in it, a count as certain as a maximum)."""
     by_duration = None if duration is None else math.floor(duration * 1000 / cpi_ms) + 1
+    if by_schedule is not None:
+        max_participants = min(by_schedule, max_participants or by_schedule)
+        by_duration = None
     counts = [n for n in (max_participants, by_duration) if n is not None]
     participants = min(counts) if counts else None
     bounded = max_participants is not None and (by_duration is None

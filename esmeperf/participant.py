@@ -10,6 +10,7 @@ from .context import Context
 from .counts import Count, CountFamily
 from .errors import ChatWaitTimeout, ServerErrorFrame
 from .pacing import run_paced
+from .schedule import schedule_of, take
 
 MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
 # A thread blocked in recv() holds a buffer of this size for the whole wait, and thousands
@@ -18,7 +19,8 @@ PARTICIPANT_RECV_SIZE = 1024
 
 
 class Spawner:
-    """Starts participant n at start + n x cpi (open loop: a slow sign-up delays no one else).
+    """Starts participant n at its time on the schedule (-cpi's grid or --stages), open loop: a
+    slow sign-up delays no one else.
 
     With shards, spawner i of N starts the participants n = i+1, i+1+N, ... on the same grid,
     whose origin `start_wall` (Unix time) the parent chose.
@@ -33,19 +35,20 @@ class Spawner:
     def run(self) -> None:
         ctx = self.ctx
         self.time_started_ns = time.time_ns()
-        interval = ctx.settings.cpi / 1000
         limit = ctx.settings.max_participants
         start = time.monotonic()
         if self.start_wall is not None:
             start -= time.time() - self.start_wall
-        number = self.offset + 1
-        while limit is None or number <= limit:
-            if ctx.stop.wait(max(0.0, start + number * interval - time.monotonic())):
+        for number, offset in take(schedule_of(ctx.settings).offsets(), self.offset + 1,
+                                   self.stride):
+            if limit is not None and number > limit:
                 return
-            worker = Participant(ctx, number, intended=start + number * interval)
+            due = start + offset
+            if ctx.stop.wait(max(0.0, due - time.monotonic())):
+                return
+            worker = Participant(ctx, number, intended=due)
             ctx.start_thread(f"participant-{number}", worker.run)
             ctx.metrics.count(Count.PARTICIPANTS_STARTED)
-            number += self.stride
 
 
 class Participant:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, gofmt, health
 from .counts import Count
+from .schedule import schedule_of, shortest_interval_ms
 from .series import SERIES_COLUMNS, csv_text, read_series, series_rows  # noqa: F401 re-export
 
 if TYPE_CHECKING:
@@ -111,10 +112,10 @@ def build_summary(result: RunResult) -> dict[str, Any]:
 
 
 def participants_planned(result: RunResult) -> int:
-    """The arrivals the -cpi grid asked for between the participants' start and the stop."""
+    """The arrivals the schedule (-cpi's grid or --stages) asked for by the stop."""
     s = result.settings
-    slots = (result.stopped_ns - result.participants_started_ns) // int(s.cpi * 1_000_000)
-    return int(slots) if s.max_participants is None else min(int(slots), s.max_participants)
+    slots = schedule_of(s).arrivals_by((result.stopped_ns - result.participants_started_ns) / 1e9)
+    return slots if s.max_participants is None else min(slots, s.max_participants)
 
 
 def load_seconds(result: RunResult) -> list[int]:
@@ -135,7 +136,7 @@ def generator_health(result: RunResult, latency: dict[str, Any]) -> dict[str, An
         send_lateness_p99_ms=latency["send_lateness"].get("p99_ms"),
         smi_ms=s.smi,
         arrival_lateness_p99_ms=latency["arrival_lateness"].get("p99_ms"),
-        cpi_ms=s.cpi,
+        cpi_ms=shortest_interval_ms(s),
         threads_alive_max=max((x.threads for x in result.samples.values()), default=0)))
 
 

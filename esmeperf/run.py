@@ -18,6 +18,7 @@ from .counts import Count
 from .lifecycle import Lifecycle
 from .organizer import Organizer
 from .participant import Spawner
+from .schedule import shortest_interval_ms
 from .shard import Command, ProcessShards, ShardGroup, ShardSpec
 from .stall import Oldest
 from .status import ExitStatus
@@ -182,7 +183,10 @@ class Run:
     def _log_settings(self) -> None:
         s = self.settings
         log.info("start chat interval: %g ms", s.sci)
-        log.info("create participant interval: %g ms", s.cpi)
+        if s.stages:
+            log.info("arrival stages: %s", ", ".join(f"{d:g}s:{r:g}/s" for d, r in s.stages))
+        else:
+            log.info("create participant interval: %g ms", s.cpi)
         log.info("send message interval: %g ms", s.smi)
         log.info("log websocket messages: %s", "true" if s.log_ws else "false")
         current = openfiles.limits()
@@ -232,7 +236,7 @@ class Run:
         m, second = self.ctx.metrics, int(time.time()) - 1
         late = m.arrival_lateness.second_percentile_ms(second, 99)
         limit_ms = max(health.ARRIVAL_LATE_MIN_S * 1000,
-                       health.ARRIVAL_LATE_INTERVALS * self.settings.cpi)
+                       health.ARRIVAL_LATE_INTERVALS * shortest_interval_ms(self.settings))
         if late is not None and late >= limit_ms and "arrivals" not in self._warned:
             self._warned.add("arrivals")
             log.warning("warning: arrivals are %.1f s behind the -cpi grid (p99 of the last "
