@@ -241,11 +241,14 @@ class Run:
             self._warned.add("arrivals")
             log.warning("warning: arrivals are %.1f s behind the -cpi grid (p99 of the last "
                         "second): the generator may be limiting the run", late / 1000)
-        if m.missed.at(second) and "sends" not in self._warned:
+        missed, sent = m.missed.at(second), m.sent.at(second)
+        # A send or two lost to a scheduling hiccup is noise; a share of them is a trend.
+        if missed >= max(MISSED_WARN_MIN, MISSED_WARN_SHARE * (missed + sent)) \
+                and "sends" not in self._warned:
             self._warned.add("sends")
-            log.warning("warning: participants skipped %d sends in the last second (late by a "
-                        "whole -smi interval): the generator may be limiting the run",
-                        m.missed.at(second))
+            log.warning("warning: participants skipped %d of %d sends in the last second (late "
+                        "by a whole -smi interval): the generator may be limiting the run",
+                        missed, missed + sent)
 
     def _shutdown(self) -> None:
         """Drain, then close: shards close their own sockets; every wait is bounded."""
@@ -278,6 +281,10 @@ class Run:
         if self.workers.end_reason is EndReason.SIGNAL:
             return ExitStatus.INTERRUPTED
         return ExitStatus.OK
+
+
+MISSED_WARN_MIN = 10  # skipped sends in one second before the live warning ...
+MISSED_WARN_SHARE = 0.05  # ... and this share of that second's scheduled sends
 
 
 class CpuMeter:

@@ -89,7 +89,10 @@ def test_a_light_run_is_not_suspect(tmp_path):
     assert verdict["suspect"] is False, verdict
     assert summary["participants_planned"] >= summary["created_participants_count"] >= 50
     late = summary["latency"]["arrival_lateness"]
-    assert late["count"] == summary["created_participants_count"] and late["p99_ms"] < 1000
+    # Every arrival that sent its sign-up is timed, also one still signing up at the stop.
+    started = summary["counts"]["participants_started"]
+    assert summary["created_participants_count"] <= late["count"] <= started
+    assert late["p99_ms"] < 1000
     assert {"arrival_lateness_p99_ms", "generator_cpu", "target_cpu"} <= set(rows[0])
     assert any(r["generator_cpu"] not in ("", "0.0") for r in rows)
 
