@@ -13,7 +13,6 @@ NTP-synchronised. The skew of every worker against this client is measured at th
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 import traceback
@@ -24,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .preflight import unreachable
 from .shard import Command, ReportSink, ShardMessage, ShardReport, ShardRunner, ShardSpec
 from .workers import FirstError, Workers
 
@@ -55,12 +55,9 @@ def _probe(address: str) -> None:
         port = None
     if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
         raise ConfigError(f"--scheduler {address}: expected tcp://HOST:PORT")
-    try:
-        socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT).close()
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ConfigError(f"cannot reach the Dask scheduler {address}: "
-                          f"{reason.lower()}") from None
+    reason = unreachable(parts.hostname, port, PROBE_TIMEOUT)
+    if reason:
+        raise ConfigError(f"cannot reach the Dask scheduler {address}: {reason}")
 
 
 def parse_cluster(text: str) -> int:

@@ -21,6 +21,11 @@ ARRIVAL_LATE_MIN_S = 1.0  # arrival lateness p99 at least this ...
 ARRIVAL_LATE_INTERVALS = 5  # ... and at least this many -cpi intervals
 
 
+def arrival_limit_ms(interval_ms: float) -> float:
+    """Arrival lateness from which arrivals count as behind the grid."""
+    return max(ARRIVAL_LATE_MIN_S * 1000, ARRIVAL_LATE_INTERVALS * interval_ms)
+
+
 def usable_cores() -> int:
     """The processors this process may run on (its affinity, else all of them)."""
     try:
@@ -77,9 +82,9 @@ def assess(f: Figures) -> dict[str, Any]:
     send_share = (f.send_lateness_p99_ms / f.smi_ms) if f.send_lateness_p99_ms else 0.0
     if send_share >= SEND_LATE_SHARE:
         reasons.append(f"send lateness p99 = {send_share:.0%} of the interval")
-    arrival_limit_ms = max(ARRIVAL_LATE_MIN_S * 1000, ARRIVAL_LATE_INTERVALS * f.cpi_ms)
+    late_limit_ms = arrival_limit_ms(f.cpi_ms)
     late_ms = f.arrival_lateness_p99_ms or 0.0
-    if late_ms >= arrival_limit_ms:
+    if late_ms >= late_limit_ms:
         reasons.append(f"arrivals {late_ms / 1000:.1f} s behind the grid (p99)")
     suspect = bool(reasons)
     findings: list[str] = []
@@ -103,5 +108,5 @@ def assess(f: Figures) -> dict[str, Any]:
         "threads_alive_max": f.threads_alive_max,
         "thresholds": {"busy": BUSY, "busy_share": BUSY_SHARE,
                        "send_late_share": SEND_LATE_SHARE,
-                       "arrival_late_ms": arrival_limit_ms},
+                       "arrival_late_ms": late_limit_ms},
     }

@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
 
 log = logging.getLogger("esmeperf")
 
@@ -60,17 +59,6 @@ class Lifecycle:
         self.received: list[str] = []  # names of every signal of the job, in order
         self.held: list[str] = []  # signals held while the current run's files were written
         self._queue: queue.SimpleQueue[tuple[int, Phase] | None] = queue.SimpleQueue()
-
-    @property
-    def phase(self) -> Phase:
-        with self._lock:
-            return self._phase
-
-    @property
-    def interrupted(self) -> bool:
-        """A signal asked the job to end (the rest of a sweep is skipped)."""
-        with self._lock:
-            return bool(self.received)
 
     @contextmanager
     def installed(self) -> Iterator[Lifecycle]:
@@ -148,12 +136,3 @@ class Lifecycle:
                 raise Interrupted(self.received[0])
             self._phase = Phase.STARTING
             self.held = []
-
-    def signal_name(self) -> str | None:
-        """The first signal of the job, if any."""
-        with self._lock:
-            return self.received[0] if self.received else None
-
-    def describe(self) -> dict[str, Any]:
-        with self._lock:
-            return {"phase": self._phase.value, "received": list(self.received)}

@@ -18,17 +18,24 @@ from .rest import RestClient
 DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 
+def unreachable(host: str, port: int, timeout: float) -> str | None:
+    """Why a TCP connection to host:port fails ("connection refused", ...), or None."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except OSError as exc:
+        return (exc.strerror or str(exc) or type(exc).__name__).lower()
+    return None
+
+
 def reach(key: str, url: str, timeout: float) -> None:
     """A TCP connection to the URL's host and port, or a ConfigError saying why not."""
     parts = urlsplit(url)
     port = parts.port or DEFAULT_PORTS.get(parts.scheme, 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout=timeout).close()
-    except TimeoutError:
-        raise ConfigError(f"{key} {url}: no answer within {timeout:g} s") from None
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ConfigError(f"{key} {url}: {reason.lower()}") from None
+    reason = unreachable(parts.hostname or "", port, timeout)
+    if reason:
+        raise ConfigError(f"{key} {url}: {reason}")
 
 
 def sign_in(rest: RestClient, target: Target, creds: Credentials) -> str:

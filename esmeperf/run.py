@@ -24,6 +24,7 @@ from .stall import Oldest
 from .status import ExitStatus
 from .workers import (
     CLOSE_GRACE,
+    CpuMeter,
     EndReason,
     FirstError,
     Workers,
@@ -90,7 +91,7 @@ class Run:
         self._tokens = tokens or {}  # organizers signed in by the pre-flight check
         self.workers = Workers(target, settings, stamp=int(time.time()))
         self.ctx = self.workers.ctx
-        self._cpu = CpuMeter(self.ctx.metrics, target_pid)
+        self._cpu = CpuMeter(self.ctx.metrics, target_pid, interval=1.0)
         self._warned: set[str] = set()  # the falling-behind warnings already given
         self.shards: ShardGroup | None = None
         # Starts shards elsewhere (Dask); None: --processes N local processes.
@@ -235,8 +236,7 @@ class Run:
         """Say once, as it happens, that arrivals or sends fell behind their schedule."""
         m, second = self.ctx.metrics, int(time.time()) - 1
         late = m.arrival_lateness.second_percentile_ms(second, 99)
-        limit_ms = max(health.ARRIVAL_LATE_MIN_S * 1000,
-                       health.ARRIVAL_LATE_INTERVALS * shortest_interval_ms(self.settings))
+        limit_ms = health.arrival_limit_ms(shortest_interval_ms(self.settings))
         if late is not None and late >= limit_ms and "arrivals" not in self._warned:
             self._warned.add("arrivals")
             log.warning("warning: arrivals are %.1f s behind the -cpi grid (p99 of the last "
@@ -285,29 +285,6 @@ class Run:
 
 MISSED_WARN_MIN = 10  # skipped sends in one second before the live warning ...
 MISSED_WARN_SHARE = 0.05  # ... and this share of that second's scheduled sends
-
-
-class CpuMeter:
-    """CPU milliseconds per second: this process's (shards add their own), and the embedded
-    target's where its pid is known. Read once a tick; a tick's CPU goes to its middle second.
-    """
-
-    def __init__(self, metrics: Any, target_pid: int | None) -> None:
-        self._metrics, self._target_pid = metrics, target_pid
-        self._last = cpu_seconds()
-        self._last_target = health.process_cpu_seconds(target_pid) if target_pid else None
-
-    def tick(self) -> None:
-        second = int(time.time() - 0.5)
-        now = cpu_seconds()
-        self._metrics.generator_cpu_ms.add(second, round((now - self._last) * 1000))
-        self._last = now
-        if self._target_pid and self._last_target is not None:
-            target = health.process_cpu_seconds(self._target_pid)
-            if target is not None:
-                self._metrics.target_cpu_ms.add(second,
-                                                round((target - self._last_target) * 1000))
-                self._last_target = target
 
 
 def print_progress(run: Run, elapsed: float, samples: dict[int, Sample],

@@ -30,7 +30,14 @@ from typing import Any, Protocol
 from . import openfiles
 from .config import Settings, Target
 from .participant import Spawner
-from .workers import EndReason, FirstError, Workers, cpu_seconds, worker_thread_settings
+from .workers import (
+    CpuMeter,
+    EndReason,
+    FirstError,
+    Workers,
+    cpu_seconds,
+    worker_thread_settings,
+)
 
 log = logging.getLogger("esmeperf")
 
@@ -138,13 +145,10 @@ class ShardRunner:
             sent = delivered = 0
             drained = stopped = False
             deadline = None
-            cpu_last = cpu_seconds()
+            cpu = CpuMeter(metrics, None, interval=REPORT_INTERVAL)
             while not self.closing.wait(REPORT_INTERVAL):
                 workers.check_stalls()
-                cpu_now = cpu_seconds()
-                metrics.generator_cpu_ms.add(int(time.time() - REPORT_INTERVAL / 2),
-                                             round((cpu_now - cpu_last) * 1000))
-                cpu_last = cpu_now
+                cpu.tick()
                 # Stopped a whole interval ago: a send racing the stop is in this delta.
                 settled, stopped = stopped, workers.ctx.stop.is_set()
                 delta = metrics.drain()

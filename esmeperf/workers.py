@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from . import openfiles
+from . import health, openfiles
 from .config import Settings, Target
 from .context import Context
 from .stall import Oldest
+from .stats import Metrics
 
 log = logging.getLogger("esmeperf")
 
@@ -75,6 +76,30 @@ def cpu_seconds() -> float:
     """User plus system CPU time of this whole process so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU milliseconds per second: this process's (shards add their own), and the embedded
+    target's where its pid is known. Read once a tick of `interval` seconds; a tick's CPU goes
+    to the second its middle fell in.
+    """
+
+    def __init__(self, metrics: Metrics, target_pid: int | None, interval: float) -> None:
+        self._metrics, self._target_pid, self._interval = metrics, target_pid, interval
+        self._last = cpu_seconds()
+        self._last_target = health.process_cpu_seconds(target_pid) if target_pid else None
+
+    def tick(self) -> None:
+        second = int(time.time() - self._interval / 2)
+        now = cpu_seconds()
+        self._metrics.generator_cpu_ms.add(second, round((now - self._last) * 1000))
+        self._last = now
+        if self._target_pid and self._last_target is not None:
+            target = health.process_cpu_seconds(self._target_pid)
+            if target is not None:
+                self._metrics.target_cpu_ms.add(second,
+                                                round((target - self._last_target) * 1000))
+                self._last_target = target
 
 
 class Workers:

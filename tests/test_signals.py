@@ -174,6 +174,16 @@ SECOND_RUN = re.compile(r"=== run 2 of 2")
 BOTH = pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 
 
+LOAD = ("-sci", "10", "-cpi", "50")
+
+
+def interrupt_at(run: Esmeperf, pattern: re.Pattern[str], sig: signal.Signals) -> Esmeperf:
+    """Send `sig` once the run logs a line matching `pattern` (the phase under test)."""
+    run.wait_for(pattern)
+    run.proc.send_signal(sig)
+    return run
+
+
 def targets_of(pid: int) -> list[int]:
     """Live `esmeperf.target` processes whose parent is `pid`."""
     found = []
@@ -207,10 +217,9 @@ def test_signal_while_the_target_starts(tmp_path, esmeperf_process, sig):
 @BOTH
 def test_signal_while_the_targets_stats_are_read(tmp_path, esmeperf_process, sig):
     out = tmp_path / "out"
-    run = esmeperf_process(out, "-sci", "10", "-cpi", "50", "-smi", "100",
-                           "--duration", "2s", "--target-args", "--stats-delay 3")
-    run.wait_for(READING_STATS)
-    run.proc.send_signal(sig)
+    run = interrupt_at(esmeperf_process(out, *LOAD, "-smi", "100", "--duration", "2s",
+                                        "--target-args", "--stats-delay 3"),
+                       READING_STATS, sig)
     run.wait_for(re.compile("the results are being written; stopping after that"))
     assert run.finish() == 130, run.seen[-5:]
     summary = summary_of(out)
@@ -222,10 +231,9 @@ def test_signal_while_the_targets_stats_are_read(tmp_path, esmeperf_process, sig
 @BOTH
 def test_signal_while_the_files_are_written(tmp_path, esmeperf_process, sig):
     out = tmp_path / "out"
-    run = esmeperf_process(out, "-sci", "10", "-cpi", "50", "-smi", "100",
-                           "--duration", "2s")
-    run.wait_for(WRITING)
-    run.proc.send_signal(sig)  # the plot, drawn last, takes far longer than this signal
+    # The plot, drawn last, takes far longer than this signal.
+    run = interrupt_at(esmeperf_process(out, *LOAD, "-smi", "100", "--duration", "2s"),
+                       WRITING, sig)
     assert run.finish() == 130, run.seen[-5:]
     summary = summary_of(out)
     assert summary["end_reason"] == "duration"
@@ -237,10 +245,8 @@ def test_signal_while_the_files_are_written(tmp_path, esmeperf_process, sig):
 @BOTH
 def test_signal_between_sweep_runs(tmp_path, esmeperf_process, sig):
     out = tmp_path / "out"
-    run = esmeperf_process(out, "-sci", "10", "-cpi", "50", "-smi", "100,200",
-                           "--duration", "2s")
-    run.wait_for(SECOND_RUN)
-    run.proc.send_signal(sig)
+    run = interrupt_at(esmeperf_process(out, *LOAD, "-smi", "100,200", "--duration", "2s"),
+                       SECOND_RUN, sig)
     assert run.finish() == 130, run.seen[-5:]
     first = out / "01_sci10_cpi50_smi100_r1"
     assert summary_of(first)["end_reason"] == "duration"
