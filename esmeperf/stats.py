@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections import Counter
 from typing import Any
@@ -152,6 +154,20 @@ class LatencyRecorder:
         out = summarize(merged, sum_us)
         release(merged)
         return out
+
+    def cumulative(self, bounds_us: list[int]) -> tuple[list[int], int, int]:
+        """Whole-run counts at or below each bound (ascending, in us), the total count and the
+        sum in us: what a Prometheus histogram exposes, read from the HDR buckets on demand, so
+        a scrape costs nothing per recorded value."""
+        with self._lock:
+            total, sum_us = self._total.get_total_count(), self._sum_us
+            per_bound = [0] * (len(bounds_us) + 1)  # the last slot: above every bound
+            if total:
+                for item in self._total.get_recorded_iterator():
+                    per_bound[bisect.bisect_left(bounds_us, item.value_iterated_to)] += \
+                        item.count_at_value_iterated_to
+        below = list(itertools.accumulate(per_bound[:-1]))
+        return below, total, sum_us
 
     def second_percentile_ms(self, second: int, pct: float) -> float | None:
         """A percentile of one second's latencies (only SECOND_PERCENTILES once retired)."""

@@ -119,3 +119,16 @@ def test_retired_and_drained_histograms_are_freed_at_once():
         assert live() is None and total() is None
     finally:
         gc.enable()
+
+
+def test_cumulative_counts_at_bounds_match_the_recorded_values():
+    recorder = LatencyRecorder(per_second=False)
+    values_s = [0.0005, 0.001, 0.002, 0.01, 0.5, 3.0]
+    for value in values_s:
+        recorder.record(1, value)
+    bounds_us = [1_000, 5_000, 1_000_000, 30_000_000]
+    below, total, sum_us = recorder.cumulative(bounds_us)
+    assert below == [sum(v * 1e6 <= b for v in values_s) for b in bounds_us] == [2, 3, 5, 6]
+    assert total == 6
+    assert sum_us == sum(int(v * 1e6) for v in values_s)
+    assert LatencyRecorder().cumulative(bounds_us) == ([0, 0, 0, 0], 0, 0)
