@@ -240,6 +240,11 @@ class Metrics:
         # Each message never confirmed, at the age it had when its participant ended: the
         # round trips it would have had at least (a frozen target can't hide behind a low p99).
         self.unconfirmed = LatencyRecorder(per_second=False)
+        # Participant arrivals per second: when each sent its sign-up request.
+        self.arrivals = RateCounter()
+        # Optional measurements a run adds (e.g. "surge": surge.SurgeStats), each with its own
+        # drain() and merge(), so shards ship them with the rest.
+        self.extras: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
 
@@ -272,12 +277,16 @@ class Metrics:
             counts, self._counts = self._counts, Counter()
         delta: dict[str, Any] = {name: part.drain() for name, part in self._parts().items()}
         delta["counts"] = dict(counts)
+        delta["extras"] = {name: extra.drain() for name, extra in self.extras.items()}
         return delta
 
     def merge(self, delta: dict[str, Any]) -> None:
         """Add a delta from Metrics.drain(); totals stay exactly the sum of the parts."""
         for name, part in self._parts().items():
             part.merge(delta[name])
+        for name, extra in delta.get("extras", {}).items():
+            if name in self.extras:
+                self.extras[name].merge(extra)
         with self._lock:
             self._counts.update(delta["counts"])
 
