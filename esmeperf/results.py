@@ -196,12 +196,16 @@ def write_summary(summary: dict[str, Any], path: Path) -> Path:
 
 def write_results(result: RunResult, summary: dict[str, Any], out_dir: Path,
                   stamp: int) -> dict[str, Path]:
-    """Write the summary, the message rates and the series; return their paths by kind."""
+    """Write the summary, the message rates, the series and the latency log; return their
+    paths by kind."""
+    from .hlog import HLOG_SUFFIX, hlog_text  # hdrhistogram: not for --help and the man pages
+
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "summary": out_dir / f"{stamp}{SUMMARY_SUFFIX}",
         "rates": out_dir / f"{stamp}{RATES_SUFFIX}",
         "series": out_dir / f"{stamp}{SERIES_SUFFIX}",
+        "latency_log": out_dir / f"{stamp}{HLOG_SUFFIX}",
     }
     write_summary(summary, paths["summary"])
     # The rates are a Go map, whose keys Go writes sorted.
@@ -209,6 +213,7 @@ def write_results(result: RunResult, summary: dict[str, Any], out_dir: Path,
     _write_atomic(paths["rates"], json.dumps(dict(sorted(rates.items())), indent=2))
     lines = csv_text(series_rows(result))
     _write_atomic(paths["series"], lines)
+    _write_atomic(paths["latency_log"], hlog_text(result.ctx.metrics.recorders()))
     return paths
 
 

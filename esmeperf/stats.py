@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import bisect
 import itertools
 import threading
+import time
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
@@ -16,9 +18,11 @@ from .counts import Count, CountFamily
 _LOWEST_US, _HIGHEST_US = 1, 600_000_000
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 SECOND_PERCENTILES = (50.0, 99.0)  # what the per-second series keeps of each second
-# Seconds older than this (behind the newest one recorded) are summarised and their histograms
-# freed: a long run would otherwise hold a 20 KiB histogram per recorder per second.
-LIVE_SECONDS = 30
+# Seconds more than this behind the newest one recorded are retired: their histograms (170 KiB
+# each, at 3 digits from 1 us to 10 minutes) are added into the run's total, kept encoded (a few
+# hundred bytes) and freed. Values come in their own second, or just after it from a busy
+# thread or a shard's delta (twice a second); a later one reopens its second, exactly.
+LIVE_SECONDS = 1
 
 
 class RateCounter:
@@ -101,56 +105,90 @@ def summarize(hist: HdrHistogram, total_us: int) -> dict[str, float | int]:
 
 
 class LatencyRecorder:
-    """An HDR histogram of the whole run plus a coarser one per Unix second.
+    """HDR histograms of latencies, one per Unix second; each value is recorded once.
 
-    A second's histogram is kept while it may still change (LIVE_SECONDS); after that only its
-    SECOND_PERCENTILES are kept, so memory stays flat however long the run.
+    A second's histogram stays open (live) while late values and shard deltas may still reach
+    it: LIVE_SECONDS behind the newest second. Then it is retired: added into the run's total,
+    kept HDR-encoded (compressed, a few hundred bytes: the .hlog's interval for that second) and
+    freed. The whole run is the total plus the live seconds, so recording costs one histogram
+    update per value, not two, and memory stays flat however long the run.
+
+    `per_second=False`: the callers pass no second (0); the recorder takes it from the clock.
     """
 
     def __init__(self, per_second: bool = True) -> None:
         self._lock = threading.Lock()
-        self._total = new_histogram(3)
+        self._clock = not per_second
+        self._live: dict[int, HdrHistogram] = {}
+        self._retired: dict[int, Retired] = {}
+        self._total: HdrHistogram | None = None  # the retired seconds added up, once there are
         self._sum_us = 0
-        self._per_second: dict[int, HdrHistogram] | None = {} if per_second else None
-        self._done: dict[int, dict[float, float]] = {}  # second -> percentile -> ms
         self._newest = 0
+        self._percentiles: dict[int, dict[float, float]] = {}  # retired second -> pct -> ms
 
     def record(self, second: int, seconds: float) -> None:
         us = _clamp(int(seconds * 1_000_000))
+        if self._clock:
+            second = int(time.time())
         with self._lock:
-            self._total.record_value(us)
             self._sum_us += us
-            if self._per_second is not None:
-                hist = self._per_second.get(second)
-                if hist is None:
-                    hist = self._per_second[second] = new_histogram(2)
-                    self._retire(second)
-                hist.record_value(us)
+            hist = self._live.get(second)
+            if hist is None:
+                hist = self._open(second)
+            hist.record_value(us)
+
+    def _open(self, second: int) -> HdrHistogram:
+        """A new live histogram for `second`; retire what fell out of the window (lock held).
+
+        A retired second can open again (a value or a shard's delta came late): it is retired
+        again later, merged with what it had.
+        """
+        hist = self._live[second] = new_histogram(3)
+        if second > self._newest:
+            self._newest = second
+            for old in [s for s in self._live if s < second - LIVE_SECONDS]:
+                self._retire(old)
+        return hist
 
     def _retire(self, second: int) -> None:
-        """Summarise and free the seconds that fell out of the live window (lock held)."""
-        if second <= self._newest or self._per_second is None:
-            return
-        self._newest = second
-        for old in [s for s in self._per_second if s < second - LIVE_SECONDS]:
-            hist = self._per_second.pop(old)
-            values = hist.get_percentile_to_value_dict(list(SECOND_PERCENTILES))
-            self._done[old] = {pct: values[pct] / 1000 for pct in SECOND_PERCENTILES}
-            release(hist)
+        hist = self._live.pop(second)
+        if self._total is None:
+            self._total = new_histogram(3)
+        self._total.add(hist)  # only the new counts: an earlier retirement is in already
+        earlier = self._retired.get(second)
+        if earlier is not None:
+            add_encoded(hist, earlier.encode())
+            self._percentiles.pop(second, None)
+        self._retired[second] = Retired(base64.b64decode(hist.encode()), hist.get_max_value())
+        release(hist)
+
+    def _whole(self) -> HdrHistogram:
+        """The whole run as one histogram (lock held); release() it after use."""
+        whole = new_histogram(3)
+        for hist in [self._total] if self._total is not None else []:
+            whole.add(hist)
+        for hist in self._live.values():
+            whole.add(hist)
+        return whole
 
     def summary(self) -> dict[str, float | int]:
         with self._lock:
-            return summarize(self._total, self._sum_us)
+            whole = self._whole()
+            sum_us = self._sum_us
+        out = summarize(whole, sum_us)
+        release(whole)
+        return out
 
     def summary_with(self, other: LatencyRecorder) -> dict[str, float | int]:
         """This recorder's and `other`'s whole-run values summarised as one distribution."""
-        merged = new_histogram(3)
         with self._lock:
-            merged.add(self._total)
+            merged = self._whole()
             sum_us = self._sum_us
         with other._lock:
-            merged.add(other._total)
+            theirs = other._whole()
             sum_us += other._sum_us
+        merged.add(theirs)
+        release(theirs)
         out = summarize(merged, sum_us)
         release(merged)
         return out
@@ -160,59 +198,120 @@ class LatencyRecorder:
         sum in us: what a Prometheus histogram exposes, read from the HDR buckets on demand, so
         a scrape costs nothing per recorded value."""
         with self._lock:
-            total, sum_us = self._total.get_total_count(), self._sum_us
-            per_bound = [0] * (len(bounds_us) + 1)  # the last slot: above every bound
-            if total:
-                for item in self._total.get_recorded_iterator():
-                    per_bound[bisect.bisect_left(bounds_us, item.value_iterated_to)] += \
-                        item.count_at_value_iterated_to
+            whole = self._whole()
+            sum_us = self._sum_us
+        total = whole.get_total_count()
+        per_bound = [0] * (len(bounds_us) + 1)  # the last slot: above every bound
+        if total:
+            for item in whole.get_recorded_iterator():
+                per_bound[bisect.bisect_left(bounds_us, item.value_iterated_to)] += \
+                    item.count_at_value_iterated_to
+        release(whole)
         below = list(itertools.accumulate(per_bound[:-1]))
         return below, total, sum_us
 
     def second_percentile_ms(self, second: int, pct: float) -> float | None:
-        """A percentile of one second's latencies (only SECOND_PERCENTILES once retired)."""
+        """A percentile of one second's latencies; None for a second without any."""
         with self._lock:
-            hist = (self._per_second or {}).get(second)
-            if hist is None:
-                return self._done.get(second, {}).get(pct)
-            if not hist.get_total_count():
+            hist = self._live.get(second)
+            if hist is not None:
+                if not hist.get_total_count():
+                    return None
+                return hist.get_value_at_percentile(pct) / 1000
+            known = self._percentiles.get(second)
+            if known is not None and pct in known:
+                return known[pct]
+            retired = self._retired.get(second)
+            if retired is None:
                 return None
-            return hist.get_value_at_percentile(pct) / 1000
+            # Computed on demand (the series asks for few recorders' seconds) and kept.
+            hist = HdrHistogram.decode(retired.encode())
+            wanted = sorted({*SECOND_PERCENTILES, pct, *(known or {})})
+            values = hist.get_percentile_to_value_dict(wanted)
+            release(hist)
+            self._percentiles[second] = known = {p: values[p] / 1000 for p in wanted}
+            return known[pct]
+
+    def window_summary(self, first: int, last: int) -> dict[str, float | int]:
+        """summarize() of the values of the seconds first..last (inclusive), their histograms
+        merged exactly (--abort-on-fail's window, a capacity step's measured window). The mean
+        is left out: sums are kept for the whole run only."""
+        window = new_histogram(3)
+        with self._lock:
+            for second in range(first, last + 1):
+                hist, retired = self._live.get(second), self._retired.get(second)
+                if hist is not None:
+                    window.add(hist)
+                if retired is not None:
+                    add_encoded(window, retired.encode())
+        out = summarize(window, 0)
+        out.pop("mean_ms", None)
+        release(window)
+        return out
 
     def seconds(self) -> list[int]:
         with self._lock:
-            return sorted(set(self._per_second or {}) | set(self._done))
+            return sorted(self._live.keys() | self._retired.keys())
+
+    def intervals(self) -> list[tuple[int, Retired]]:
+        """Every second's histogram, HDR-encoded, in order (an .hlog's intervals)."""
+        out = []
+        with self._lock:
+            for second in sorted(self._live.keys() | self._retired.keys()):
+                hist, earlier = self._live.get(second), self._retired.get(second)
+                if hist is None:
+                    assert earlier is not None
+                    out.append((second, earlier))
+                    continue
+                one = new_histogram(3)  # a reopened second: both parts as one interval
+                one.add(hist)
+                if earlier is not None:
+                    add_encoded(one, earlier.encode())
+                if one.get_total_count():
+                    out.append((second, Retired(base64.b64decode(one.encode()),
+                                                one.get_max_value())))
+                release(one)
+        return out
 
     def drain(self) -> dict[str, Any]:
-        """Take what was recorded so far, HDR-encoded, and start again from empty."""
+        """Take what was recorded so far, HDR-encoded per second, and start again from empty."""
         with self._lock:
-            total, self._total = self._total, new_histogram(3)
+            live, self._live = self._live, {}
+            retired, self._retired = self._retired, {}
+            total, self._total = self._total, None
             sum_us, self._sum_us = self._sum_us, 0
-            seconds = self._per_second
-            if seconds is not None:
-                self._per_second = {}
-        delta = {
-            "total": total.encode() if total.get_total_count() else None,
-            "sum_us": sum_us,
-            "seconds": {s: h.encode() for s, h in (seconds or {}).items()},
-        }
-        for hist in [total, *(seconds or {}).values()]:
+            self._percentiles = {}
+        seconds = [(s, r.encode()) for s, r in retired.items()]
+        seconds += [(s, h.encode()) for s, h in live.items() if h.get_total_count()]
+        for hist in [*live.values(), *([total] if total is not None else [])]:
             release(hist)
-        return delta
+        return {"sum_us": sum_us, "seconds": seconds}
 
     def merge(self, delta: dict[str, Any]) -> None:
         """Add a drained delta: the histograms merge exactly, bucket by bucket."""
         with self._lock:
-            if delta["total"] is not None:
-                add_encoded(self._total, delta["total"])
             self._sum_us += delta["sum_us"]
-            if self._per_second is not None:
-                for second, encoded in sorted(delta["seconds"].items()):
-                    hist = self._per_second.get(second)
-                    if hist is None:
-                        hist = self._per_second[second] = new_histogram(2)
-                        self._retire(second)
-                    add_encoded(hist, encoded)
+            for second, encoded in sorted(delta["seconds"]):
+                hist = self._live.get(second)
+                if hist is None:
+                    hist = self._open(second)
+                add_encoded(hist, encoded)
+
+
+class Retired(NamedTuple):
+    """A second's histogram as HdrHistogram's V2 encoding (zlib; base64 only on output), and
+    its largest value in us: what an .hlog interval line needs, at a few hundred bytes."""
+
+    compressed: bytes
+    max_us: int
+
+    def encode(self) -> bytes:
+        """The base64 form HdrHistogram.encode() returns (and HistogramLogWriter writes)."""
+        return base64.b64encode(self.compressed)
+
+    def get_max_value(self) -> int:
+        """As HdrHistogram's, so HistogramLogWriter takes a Retired as it takes a histogram."""
+        return self.max_us
 
 
 class Metrics:
@@ -302,3 +401,12 @@ class Metrics:
             "ws_handshake": self.handshake.summary(),
             "arrival_to_chat": self.chat_wait.summary(),
         }
+
+    def recorders(self) -> dict[str, LatencyRecorder]:
+        """Each latency by its key in the summary's `latency` (the .hlog's tags); `unconfirmed`
+        is the part message_rtt_with_unconfirmed adds to message_rtt."""
+        return {"message_rtt": self.rtt, "send_lateness": self.lateness,
+                "arrival_lateness": self.arrival_lateness, "organizer_reply": self.reply_latency,
+                "sign_up": self.signup, "chat_request": self.chat_request,
+                "ws_handshake": self.handshake, "arrival_to_chat": self.chat_wait,
+                "unconfirmed": self.unconfirmed}

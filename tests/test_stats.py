@@ -91,7 +91,7 @@ def test_old_seconds_are_retired_to_their_percentiles():
     for second in range(1000, 1000 + LIVE_SECONDS + 10):
         for ms in range(1, 101):
             rec.record(second, ms / 1000)
-    assert len(rec._per_second) <= LIVE_SECONDS + 1  # memory stays bounded
+    assert len(rec._live) <= LIVE_SECONDS + 1  # memory stays bounded
     assert rec.seconds() == list(range(1000, 1000 + LIVE_SECONDS + 10))
     retired, live = 1000, 1000 + LIVE_SECONDS + 9
     for second in (retired, live):
@@ -110,10 +110,10 @@ def test_retired_and_drained_histograms_are_freed_at_once():
     try:
         rec = LatencyRecorder()
         rec.record(1000, 0.001)
-        first = weakref.ref(rec._per_second[1000])
+        first = weakref.ref(rec._live[1000])
         rec.record(1000 + LIVE_SECONDS + 1, 0.001)
         assert first() is None
-        live = weakref.ref(rec._per_second[1000 + LIVE_SECONDS + 1])
+        live = weakref.ref(rec._live[1000 + LIVE_SECONDS + 1])
         total = weakref.ref(rec._total)
         LatencyRecorder().merge(rec.drain())
         assert live() is None and total() is None
@@ -132,3 +132,70 @@ def test_cumulative_counts_at_bounds_match_the_recorded_values():
     assert total == 6
     assert sum_us == sum(int(v * 1e6) for v in values_s)
     assert LatencyRecorder().cumulative(bounds_us) == ([0, 0, 0, 0], 0, 0)
+
+
+def test_window_summary_merges_exactly_the_seconds_asked_for():
+    recorder = LatencyRecorder()
+    # 100 fast values a second for 10 seconds, and one slow second outside the window.
+    for second in range(100, 110):
+        for i in range(100):
+            recorder.record(second, 0.001 + i * 0.00001)
+    for _ in range(100):
+        recorder.record(111, 2.0)
+    window = recorder.window_summary(100, 109)
+    assert window["count"] == 1000
+    assert 1.0 <= window["p99_ms"] <= 2.0
+    assert "mean_ms" not in window
+    assert recorder.window_summary(111, 111)["p50_ms"] == pytest.approx(2000, rel=0.01)
+    assert recorder.window_summary(200, 210) == {"count": 0}
+
+
+def _totals(rec):
+    """The recorder's intervals (the .hlog's), added up into one histogram."""
+    from esmeperf.stats import add_encoded, new_histogram
+
+    total = new_histogram(3)
+    for _, interval in rec.intervals():
+        add_encoded(total, interval.encode())
+    return total
+
+
+def test_each_value_is_recorded_once_and_the_seconds_add_up_to_the_run():
+    from esmeperf.stats import LIVE_SECONDS, summarize
+
+    rec = LatencyRecorder()
+    for second in range(100, 110):
+        for ms in range(1, 201):
+            rec.record(second, ms * (second - 99) / 1000)
+    rec.record(100, 7.0)  # long retired: its second reopens, and merges when retired again
+    rec.record(120, 0.5)
+    assert 100 not in rec._live and len(rec._live) <= LIVE_SECONDS + 1
+    whole = _totals(rec)
+    assert summarize(whole, rec._sum_us) == rec.summary()
+    assert rec.summary()["count"] == 2002
+    assert [s for s, _ in rec.intervals()] == [*range(100, 110), 120]
+    assert rec.second_percentile_ms(100, 99) == pytest.approx(199, rel=0.01)
+    assert rec.second_percentile_ms(100, 100) == pytest.approx(7000, rel=0.001)
+
+
+def test_recorders_without_a_second_take_it_from_the_clock():
+    import time
+
+    rec = LatencyRecorder(per_second=False)
+    before = int(time.time())
+    rec.record(0, 0.01)
+    after = int(time.time())
+    assert rec.seconds() and before <= rec.seconds()[0] <= after
+
+
+def test_drained_seconds_merge_exactly_even_once_retired():
+    shard, parent = LatencyRecorder(), LatencyRecorder()
+    for second in range(500, 510):  # the shard retires most of these before its drain
+        for ms in range(1, 101):
+            shard.record(second, ms / 1000)
+    expected = shard.summary()
+    parent.merge(shard.drain())
+    parent.merge(shard.drain())  # an empty delta changes nothing
+    assert parent.summary() == expected
+    assert [s for s, _ in parent.intervals()] == list(range(500, 510))
+    assert shard.summary() == {"count": 0} and shard.intervals() == []

@@ -47,6 +47,26 @@ positive = _ranged(int, 1, "number")
 seconds = _ranged(float, 0, "seconds")
 
 
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0}
+
+
+def duration(text: str) -> float:
+    """Seconds from a duration: 50ms, 0.5s, or a bare number of seconds."""
+    number, scale = text, 1.0
+    for unit in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if text.endswith(unit):
+            number, scale = text[: -len(unit)], _DURATION_UNITS[unit]
+            break
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration: {text!r} (e.g. 50ms, 0.5s or 2)") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be 0 to 1 hour: {text!r}")
+    return value
+
+
 def fd(text: str) -> int:
     """An inherited, open file descriptor number."""
     value = int(text) if text.isdigit() else -1
@@ -169,6 +189,11 @@ def get_parser() -> argparse.ArgumentParser:
                         "{\"unexpected\": true} and create no user")
     faults.add_argument("--stats-delay", type=seconds, default=0.0, metavar="S",
                         help="answer GET /stats only after S seconds")
+    faults.add_argument("--message-delay", type=duration, default=0.0, metavar="DURATION",
+                        help="hold every participant send_message frame DURATION (50ms, 0.5s, "
+                        "or seconds) before it is checked, stored and fanned out, in order; "
+                        "other connections are served meanwhile. A latency regression for "
+                        "esmeperf-compare's tests")
     p.add_argument("--log-level", default="warning",
                    choices=["debug", "info", "warning", "error"],
                    help="stderr log level; nothing is logged per message at any level "
@@ -232,5 +257,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                       fail_signup_after=args.fail_signup_after,
                       fail_chat_request_after=args.fail_chat_request_after,
                       garbage_signup_after=args.garbage_signup_after,
-                      stats_delay=args.stats_delay))
+                      stats_delay=args.stats_delay,
+                      message_delay=args.message_delay))
     return run(opts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any, cast
 
 from aiohttp import WSMsgType, web
@@ -51,6 +52,9 @@ class Messenger:
         self.max_frame = max_frame
         self.auth_timeout = auth_timeout
         self.sockets: set[asyncio.Transport] = set()  # every upgraded socket, for shutdown
+        # --message-delay: participant messages held, oldest first, with when each is due. One
+        # delay for all, so the queue is in due order and one timer at a time serves it.
+        self.held: deque[tuple[float, Conn, dict[str, Any]]] = deque()
 
     # -- authorization ---------------------------------------------------------------------
     def identify(self, data: str | bytes) -> Identity | None:
@@ -177,6 +181,34 @@ class Messenger:
             if faults.error_frame_after is not None and conn.sends == faults.error_frame_after + 1:
                 hub.send(conn, INTERNAL)
                 return self._keep(conn)
+            if faults.message_delay:
+                self._hold(conn, obj)
+                return self._keep(conn)
+        self._store(conn, obj, started)
+        return self._keep(conn)
+
+    def _hold(self, conn: Conn, obj: dict[str, Any]) -> None:
+        """--message-delay: process this frame once the delay has passed, after those before."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.hub.faults.message_delay
+        if not self.held:
+            loop.call_at(due, self._release)
+        self.held.append((due, conn, obj))
+
+    def _release(self) -> None:
+        """Process the held frames that are due; wake again for the next one."""
+        loop = asyncio.get_running_loop()
+        held, now = self.held, loop.time()
+        while held and held[0][0] <= now:
+            _, conn, obj = held.popleft()
+            self._store(conn, obj, time.perf_counter_ns())
+        if held:
+            loop.call_at(held[0][0], self._release)
+
+    def _store(self, conn: Conn, obj: dict[str, Any], started: int) -> None:
+        """Check access, persist (batched) and fan out one send_message frame."""
+        hub = self.hub
+        participant = conn.kind == PARTICIPANT
         if "payload" in obj:
             payload = obj["payload"]
         else:
@@ -186,13 +218,13 @@ class Messenger:
         parsed = _message_payload(payload)
         if parsed is None:
             hub.send(conn, BAD_PAYLOAD)
-            return self._keep(conn)
+            return
         chat_id, text, lat, lng = parsed
         chat = hub.active.get(chat_id)
         owner = None if chat is None else chat.participant_id if participant else chat.organizer_id
         if chat is None or owner != conn.user_id:
             hub.send(conn, _no_access(chat_id))
-            return self._keep(conn)
+            return
         if participant:
             hub.counters.participant_messages += 1
             hub.message(chat, conn.user_id, 0, text, now_ms(), lat, lng)
@@ -200,7 +232,6 @@ class Messenger:
             hub.counters.organizer_messages += 1
             hub.message(chat, conn.user_id, 1, text, now_ms(), None, None)  # ESME drops them
         hub.counters.handling.record((time.perf_counter_ns() - started) // 1000)
-        return self._keep(conn)
 
     def _keep(self, conn: Conn) -> bool:
         limit = self.hub.faults.close_after_messages

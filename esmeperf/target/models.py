@@ -86,3 +86,4 @@ class Faults:
     fail_chat_request_after: int | None = None
     garbage_signup_after: int | None = None
     stats_delay: float = 0.0
+    message_delay: float = 0.0  # seconds every participant message is held

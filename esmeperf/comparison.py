@@ -1,0 +1,206 @@
+"""Base against new: the figures compared, the noise model and the verdicts (esmeperf-compare).
+
+Pure functions of loaded runs (rundata.RunData); esmeperf/compare.py is the command around them.
+
+Noise model. A figure of one run against one run is judged by thresholds: a change counts when
+it is beyond both a share of the base and an absolute amount (p99 worse by more than 20 % and
+5 ms), so neither a small latency doubling (0.3 -> 0.6 ms) nor a 1 % wobble of a big one is
+a regression. With repeats on both sides the runs themselves show the noise: a seeded bootstrap
+(runs resampled with replacement on each side) gives an interval of the difference of the two
+sides' means, and a change counts only when that whole interval is on one side of zero and its
+mean change is still beyond the thresholds, which then set the smallest change that matters.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .results import steady_rate
+from .rundata import RunData
+
+SAME, WORSE, BETTER, NA = "same", "REGRESSION", "better", "n/a"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The smallest change that counts: beyond `pct` % of the base and beyond `absolute`."""
+
+    pct: float
+    absolute: float
+
+    def exceeded(self, base: float, change: float) -> bool:
+        return abs(change) > self.absolute and abs(change) > abs(base) * self.pct / 100
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row: how to read it from a run, its unit, and which way is worse."""
+
+    label: str
+    unit: str
+    higher_is_worse: bool
+    read: Callable[[RunData], float | None]
+    threshold: str  # the Thresholds field that judges it
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The documented defaults; esmeperf-compare has a flag for each."""
+
+    latency: Threshold = Threshold(20.0, 5.0)  # round-trip p50, p90, p99 (ms)
+    max: Threshold = Threshold(100.0, 50.0)  # round-trip max (ms): one value, the noisiest
+    rate: Threshold = Threshold(5.0, 0.0)  # achieved messages/s
+    ratio: Threshold = Threshold(0.0, 0.001)  # delivered ratio
+    errors: Threshold = Threshold(0.0, 0.0)  # errors: any more than the base
+    count: Threshold = Threshold(5.0, 0.0)  # participants created, chats
+
+
+def _latency(key: str) -> Callable[[RunData], float | None]:
+    def read(run: RunData) -> float | None:
+        rtt = (run.summary.get("latency") or {}).get("message_rtt") or {}
+        value = rtt.get(key) if rtt.get("count") else None
+        return float(value) if isinstance(value, int | float) else None
+    return read
+
+
+def achieved_rate(run: RunData) -> float | None:
+    """Mean messages/s over the second half of the run's whole seconds: the summary's
+    achieved_rate, or the same computed from the message rates (the Go test's files)."""
+    value = run.summary.get("achieved_rate")
+    if isinstance(value, int | float):
+        return float(value)
+    rates = {int(r["second"]): int(r["sent"]) for r in run.rows if int(r["sent"])}
+    return steady_rate(rates) if rates else None
+
+
+def _key(name: str) -> Callable[[RunData], float | None]:
+    def read(run: RunData) -> float | None:
+        value = run.summary.get(name)
+        return float(value) if isinstance(value, int | float) else None
+    return read
+
+
+def errors(run: RunData) -> float | None:
+    """Worker errors of the run (the series' per-second counts); None for the Go test's."""
+    if not run.rows or "errors" not in run.rows[0]:
+        return None
+    return float(sum(int(r.get("errors") or 0) for r in run.rows))
+
+
+FIGURES = (
+    Figure("round trip p50", "ms", True, _latency("p50_ms"), "latency"),
+    Figure("round trip p90", "ms", True, _latency("p90_ms"), "latency"),
+    Figure("round trip p99", "ms", True, _latency("p99_ms"), "latency"),
+    Figure("round trip max", "ms", True, _latency("max_ms"), "max"),
+    Figure("achieved rate", "msg/s", False, achieved_rate, "rate"),
+    Figure("delivered ratio", "", False, _key("delivered_ratio"), "ratio"),
+    Figure("errors", "", True, errors, "errors"),
+    Figure("participants", "", False, _key("created_participants_count"), "count"),
+    Figure("chats", "", False, _key("chats_count"), "count"),
+)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """How repeats are judged: a `confidence` % bootstrap interval from `resamples` draws."""
+
+    confidence: float = 95.0
+    resamples: int = 10_000
+    seed: int = 1
+
+
+@dataclass
+class Row:
+    figure: Figure
+    base: list[float]
+    new: list[float]
+    verdict: str = NA
+    interval: tuple[float, float] | None = None
+    why: str = ""
+
+    @property
+    def base_mean(self) -> float | None:
+        return statistics.fmean(self.base) if self.base else None
+
+    @property
+    def new_mean(self) -> float | None:
+        return statistics.fmean(self.new) if self.new else None
+
+    @property
+    def change(self) -> float | None:
+        if self.base_mean is None or self.new_mean is None:
+            return None
+        return self.new_mean - self.base_mean
+
+    @property
+    def change_pct(self) -> float | None:
+        change, base = self.change, self.base_mean
+        return None if change is None or not base else change / abs(base) * 100
+
+
+@dataclass
+class Comparison:
+    rows: list[Row] = field(default_factory=list)
+    repeats: bool = False  # judged by the bootstrap (repeats on both sides)
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [r for r in self.rows if r.verdict == WORSE]
+
+
+def bootstrap_interval(base: Sequence[float], new: Sequence[float],
+                       noise: Noise) -> tuple[float, float]:
+    """The `noise.confidence` % percentile interval of mean(new) - mean(base), resampling the
+    runs of each side with replacement; seeded, so the same runs give the same interval."""
+    rng = random.Random(noise.seed)
+    diffs = sorted(statistics.fmean(rng.choices(new, k=len(new)))
+                   - statistics.fmean(rng.choices(base, k=len(base)))
+                   for _ in range(noise.resamples))
+    tail = (100 - noise.confidence) / 200
+    low = diffs[int(tail * (len(diffs) - 1))]
+    high = diffs[round((1 - tail) * (len(diffs) - 1))]
+    return low, high
+
+
+def judge(row: Row, threshold: Threshold, noise: Noise, repeats: bool) -> None:
+    """Set the row's verdict (and its interval with repeats)."""
+    change, base = row.change, row.base_mean
+    if change is None or base is None:
+        row.verdict, row.why = NA, "not in both"
+        return
+    worse = change > 0 if row.figure.higher_is_worse else change < 0
+    if repeats:
+        row.interval = bootstrap_interval(row.base, row.new, noise)
+    if not threshold.exceeded(base, change):
+        row.verdict = SAME
+        return
+    if row.interval is not None and row.interval[0] <= 0 <= row.interval[1]:
+        row.verdict, row.why = SAME, "within the runs' noise"
+        return
+    row.verdict = WORSE if worse else BETTER
+
+
+def compare(base: Sequence[RunData], new: Sequence[RunData],
+            thresholds: Thresholds | None = None, noise: Noise | None = None) -> Comparison:
+    """Every figure of FIGURES, base runs against new runs, judged."""
+    thresholds, noise = thresholds or Thresholds(), noise or Noise()
+    repeats = len(base) > 1 and len(new) > 1
+    out = Comparison(repeats=repeats)
+    for figure in FIGURES:
+        row = Row(figure, _values(figure, base), _values(figure, new))
+        judge(row, getattr(thresholds, figure.threshold), noise,
+              repeats and len(row.base) > 1 and len(row.new) > 1)
+        out.rows.append(row)
+    return out
+
+
+def _values(figure: Figure, runs: Sequence[RunData]) -> list[float]:
+    return [v for v in (figure.read(run) for run in runs) if v is not None]
+
+
+def suspect_runs(runs: Sequence[RunData]) -> int:
+    """How many runs the generator's health rules marked suspect."""
+    return sum(bool((r.summary.get("generator_health") or {}).get("suspect")) for r in runs)
