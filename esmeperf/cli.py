@@ -112,6 +112,16 @@ def _stages(text: str) -> tuple[tuple[float, float], ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {text!r}")
+    return value
+
+
 def _span(text: str) -> float:
     try:
         return timespan(text)
@@ -217,6 +227,12 @@ def get_parser() -> argparse.ArgumentParser:
                         "summary table still goes to stdout")
     output.add_argument("--debug", action="store_true",
                         help="debug logs, full tracebacks, thread dumps on SIGUSR1/SIGQUIT")
+    output.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
+                        help="serve live Prometheus metrics on http://HOST:PORT/metrics for "
+                        "the whole job (0: any free port, logged); a port in use is exit 2")
+    output.add_argument("--metrics-host", default=None, metavar="HOST",
+                        help="address the metrics endpoint listens on (default 127.0.0.1; "
+                        "0.0.0.0 or :: to let other hosts scrape it)")
     output.add_argument("--version", action="version", version=f"esmeperf {__version__}")
     return parser
 
@@ -402,10 +418,23 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
     if runs > 1 and settings.duration is None:
         print("esmeperf: error: a sweep or --repeat needs --duration", file=sys.stderr)
         return ExitStatus.USAGE
-    if runs > 1:
-        from .sweep import matrix, run_sweep
+    live = None
+    if args.metrics_port is not None or args.metrics_host is not None:
+        from .live import serve
 
-        plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
-        return run_sweep(plan, lambda s: run_job(s, target, target_args, args.debug, dask,
-                                                 lifecycle), settings.out_dir)
-    return run_job(settings, target, target_args, args.debug, dask, lifecycle)
+        try:  # listening from here on: a port in use is found before any load
+            live = serve(args.metrics_host, args.metrics_port)
+        except ConfigError as exc:
+            print(f"esmeperf: error: {exc}", file=sys.stderr)
+            return ExitStatus.USAGE
+    try:
+        if runs > 1:
+            from .sweep import matrix, run_sweep
+
+            plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
+            return run_sweep(plan, lambda s: run_job(s, target, target_args, args.debug, dask,
+                                                     lifecycle, live), settings.out_dir)
+        return run_job(settings, target, target_args, args.debug, dask, lifecycle, live)
+    finally:
+        if live is not None:
+            live.close()

@@ -21,22 +21,23 @@ log = logging.getLogger("esmeperf")
 
 def run_job(settings: Settings, target: Target | None, target_args: list[str], debug: bool,
             dask: tuple[str | None, int | None] | None = None,
-            lifecycle: Lifecycle | None = None) -> int:
+            lifecycle: Lifecycle | None = None, live: Any = None) -> int:
     """One run; an error before it started (the embedded target) is one line, exit 1.
 
-    `lifecycle` owns the signals of the whole job (a sweep shares one across its runs).
+    `lifecycle` owns the signals of the whole job (a sweep shares one across its runs), and
+    so does `live`, the --metrics-port endpoint (esmeperf/live.py) if any.
     """
     lifecycle = lifecycle or Lifecycle()
     lifecycle.next_run()
     try:
         if dask is None:
-            return _run(settings, target, target_args, lifecycle)
+            return _run(settings, target, target_args, lifecycle, live=live)
         from .cluster import DaskCluster
 
         with DaskCluster(scheduler=dask[0], local_workers=dask[1]) as cluster:
             log.info("Dask cluster: %d workers", len(cluster.workers))
             settings = replace(settings, processes=len(cluster.workers))
-            return _run(settings, target, target_args, lifecycle, cluster.launcher)
+            return _run(settings, target, target_args, lifecycle, cluster.launcher, live)
     except EsmePerfError as exc:
         if debug:
             log.exception("failed")
@@ -45,7 +46,7 @@ def run_job(settings: Settings, target: Target | None, target_args: list[str], d
 
 
 def _run(settings: Settings, target: Target | None, target_args: list[str],
-         lifecycle: Lifecycle, shard_launcher: Any = None) -> int:
+         lifecycle: Lifecycle, shard_launcher: Any = None, live: Any = None) -> int:
     # Imported late: --help, bad input and the man page build need no run-time dependency.
     from . import preflight
     from .run import Run
@@ -61,6 +62,8 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
                   target_pid=embedded.pid if embedded else None,
                   target_alive=(lambda: embedded.returncode) if embedded else None)
         run.shard_launcher = shard_launcher
+        if live is not None:  # scrapes read this run's measurements from now on
+            live.attach(run.run_id, run.ctx.metrics, settings, run.ctx.stop)
         result = run.execute()
         if embedded is not None and embedded.returncode is not None and result.first_error:
             # Name the root cause: the workers only saw their sockets die.
@@ -78,7 +81,7 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
             except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal
                 log.warning("could not read the target's /stats: %s", exc)
         # The lifecycle holds any signal from the end of the run to here (FINISHING).
-        status = _report(result)
+        status = _report(result, live)
         if lifecycle.held:
             log.warning("stopped by %s after writing the results", lifecycle.held[0])
             return ExitStatus.INTERRUPTED
@@ -104,7 +107,7 @@ def _start_embedded(settings: Settings, target_args: list[str]) -> Any:
     return process
 
 
-def _report(result: Any) -> int:
+def _report(result: Any, live: Any = None) -> int:
     from . import report
     from .plot import plot_run
     from .results import PLOT_SUFFIX, build_summary, series_rows, write_results, write_summary
@@ -115,6 +118,8 @@ def _report(result: Any) -> int:
     if status == ExitStatus.OK and failed:
         status = ExitStatus.THRESHOLD
     summary["exit_status"] = int(status)
+    if live is not None:  # the verdicts, served until the job ends
+        live.finish(summary)
     stamp = int(time.time())
     out_dir = result.settings.out_dir
     log.info("writing the results")

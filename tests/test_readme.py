@@ -105,6 +105,8 @@ COVERED = {
     "python3 -m pip wheel": "test_man_page_command",
     "bin/esmeperf-target": "test_target_from_a_checkout",
     "python3 -m pip install -e '.[lint]'": "test_lint_command",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 30m --metrics-port":
+        "test_live_metrics_command",
 }
 
 
@@ -279,6 +281,40 @@ def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 30.0
             assert proc.poll() is None, "the Dask scheduler exited"
             assert time.monotonic() < deadline, f"nothing listens on {port} after {timeout} s"
             pause(0.1)
+
+
+@pytest.mark.slow
+def test_live_metrics_command(tmp_path, free_port):
+    """The README's --metrics-port command, on a free port: its endpoint counts sends live."""
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    cmd = shorten(command("python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 30m "
+                          "--metrics-port"), "3s").replace("9464", free_port)
+    log = tmp_path / "esmeperf.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(["bash", "-c", f"exec {cmd}"], cwd=tmp_path, env=scripts_env(),
+                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, sent = time.monotonic() + 60, None
+        while sent is None:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no message counted on /metrics within 60 s"
+            try:
+                with urlopen(f"http://127.0.0.1:{free_port}/metrics", timeout=5) as response:
+                    text = response.read().decode()
+            except URLError:
+                text = ""  # not listening yet
+            found = re.search(r"^esmeperf_messages_sent_total\{.*\} (\S+)$", text, re.M)
+            sent = float(found.group(1)) or None if found else None
+            if sent is None:
+                pause(0.1)
+        assert proc.wait(timeout=COMMAND_TIMEOUT) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert result_files(tmp_path) == set(RESULT_SUFFIXES)
 
 
 @pytest.mark.slow
