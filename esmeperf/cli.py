@@ -13,7 +13,7 @@ import tempfile
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from . import __version__, openfiles
@@ -112,6 +112,15 @@ def _stages(text: str) -> tuple[tuple[float, float], ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _surge(text: str) -> tuple[float, float]:
+    from .surge import parse_window
+
+    try:
+        return parse_window(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -155,6 +164,11 @@ def get_parser() -> argparse.ArgumentParser:
                           "each stage's duration D from the previous stage's end rate (0 before "
                           "the first), e.g. 5s:10,10s:10,5s:0 (150 participants); the run ends "
                           "after the last stage unless --duration says otherwise")
+    scenario.add_argument("--surge", type=_surge, default=None, metavar="FROM-TO",
+                          help="the surge of help requests, e.g. 60s-80s from the first "
+                          "arrival's origin: participants are told apart by cohort (arrived "
+                          "before, during, after it) and messages by phase; default with "
+                          "--stages: the ramp into the peak rate and the stages holding it")
     scenario.add_argument("-smi", "--send-message-interval", dest="smi", type=_ms_list,
                           default=[1000.0], metavar="MS",
                           help="send message interval per participant (default 1000); a comma "
@@ -170,6 +184,12 @@ def get_parser() -> argparse.ArgumentParser:
                      "or a signal, as the original)")
     run.add_argument("--max-participants", type=_positive_int, default=None, metavar="N",
                      help="create at most N participants (the run goes on with them)")
+    run.add_argument("--find-capacity", action="store_true",
+                     help="search for the knee: steps holding 16, 32, 64 ... active chats "
+                     "(arrivals and -sci chosen by the search), then bisect, within --duration "
+                     "(default 10m); a step fails on rate < 0.99 x intended, delivered < 0.999, "
+                     "rtt p99 > --max-p99 (default 1000) or an error; writes the capacity "
+                     "object and a capacity PNG")
     run.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
                      help="run every interval combination N times; the embedded target is "
                      "restarted between runs; overlay graphs, a scatter and report.md follow")
@@ -221,6 +241,10 @@ def get_parser() -> argparse.ArgumentParser:
                        metavar="R", help="delivered/sent must be at least R (e.g. 0.99)")
     gates.add_argument("--min-rate", type=_positive_float, default=None, metavar="N",
                        help="steady-state messages/s (second half of the run) at least N")
+    gates.add_argument("--abort-on-fail", action="store_true",
+                       help="also check the gates once a second over the last 10 s of the run; "
+                       "a breach stops it as the first error does (files written, end reason "
+                       "'gate', exit 3)")
     output = parser.add_argument_group("output")
     output.add_argument("-q", "--quiet", action="store_true",
                         help="print only the final line (and warnings) on stderr; the "
@@ -251,6 +275,10 @@ def resolve_arrivals(args: argparse.Namespace) -> None:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.min_delivered_ratio is not None and args.min_delivered_ratio > 1:
         raise ConfigError("--min-delivered-ratio must be between 0 and 1")
+    if args.abort_on_fail and args.max_p99 is None and args.min_delivered_ratio is None \
+            and args.min_rate is None:
+        raise ConfigError("--abort-on-fail needs a gate: --max-p99, --min-delivered-ratio or "
+                          "--min-rate")
     return Settings(
         sci=args.sci[0], cpi=args.cpi[0], smi=args.smi[0], log_ws=args.log_ws,
         duration=args.duration, max_participants=args.max_participants, out_dir=args.out,
@@ -258,7 +286,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         http_timeout=args.http_timeout, handshake_timeout=args.handshake_timeout,
         chat_timeout=args.chat_timeout, echo_timeout=args.echo_timeout,
         join_timeout=args.join_timeout, stall_timeout=args.stall_timeout,
-        stages=args.stages or (),
+        stages=args.stages or (), surge=args.surge, abort_on_fail=args.abort_on_fail,
         organizers=args.organizers,
         processes=args.processes, reply=args.reply,
         gates=Gates(args.max_p99, args.min_delivered_ratio, args.min_rate),
@@ -375,6 +403,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitStatus.INTERRUPTED
 
 
+def _find_capacity(args: argparse.Namespace, settings: Settings, target: Any,
+                   target_args: list[str], dask: Any, lifecycle: Lifecycle, runs: int,
+                   live: Any) -> int:
+    """--find-capacity: the search chooses the arrivals and -sci itself (capacity.py)."""
+    clash = [flag for flag, given in (("-cpi", args.cpi != [1000.0] or runs > 1),
+                                      ("--stages", args.stages), ("--surge", args.surge),
+                                      ("--repeat", args.repeat > 1),
+                                      ("--abort-on-fail", args.abort_on_fail)) if given]
+    if clash:
+        print(f"esmeperf: error: --find-capacity chooses the arrivals itself: not with "
+              f"{', '.join(clash)} (nor interval lists)", file=sys.stderr)
+        return ExitStatus.USAGE
+    from .capacity import find_capacity, measured_by
+
+    return find_capacity(settings, measured_by(lambda step, on_result: run_job(
+        step, target, target_args, args.debug, dask, lifecycle, live, on_result=on_result)))
+
+
 def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
     """Check the flags and the config, then run the job (a sweep when intervals are lists)."""
     try:
@@ -428,6 +474,9 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
             print(f"esmeperf: error: {exc}", file=sys.stderr)
             return ExitStatus.USAGE
     try:
+        if args.find_capacity:
+            return _find_capacity(args, settings, target, target_args, dask, lifecycle, runs,
+                                  live)
         if runs > 1:
             from .sweep import matrix, run_sweep
 

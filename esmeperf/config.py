@@ -157,6 +157,9 @@ class Settings:
     stall_timeout: float = 10.0  # 0: no stall detection
     # --stages: (duration s, end rate arrivals/s) each; empty: -cpi's fixed grid
     stages: tuple[tuple[float, float], ...] = ()
+    # --surge: (from, to) seconds from the arrival grid's origin; None: from the stages, if any
+    surge: tuple[float, float] | None = None
+    abort_on_fail: bool = False  # --abort-on-fail: the gates, over a sliding window, stop a run
     organizers: int = 1
     processes: int = 1
     reply: bool = False
@@ -182,6 +185,8 @@ class Settings:
             "echo_timeout_s": self.echo_timeout,
             "stall_timeout_s": self.stall_timeout,
             "stages": [list(stage) for stage in self.stages] or None,
+            "surge_s": list(self.surge) if self.surge else None,
+            "abort_on_fail": self.abort_on_fail,
             "gates": {k: v for k, v in vars(self.gates).items() if v is not None},
         }
 

@@ -13,6 +13,7 @@ from .counts import Count
 from .rest import RestClient
 from .stall import StallWatch
 from .stats import Metrics
+from .surge import SurgeStats, window_of
 
 log = logging.getLogger("esmeperf")
 
@@ -70,6 +71,14 @@ class Context:
 
     def __post_init__(self) -> None:
         self.rest = RestClient(self.settings.http_timeout, shared=True)
+        window = window_of(self.settings)
+        if window is not None:
+            self.metrics.extras["surge"] = SurgeStats(window)
+
+    @property
+    def surge(self) -> SurgeStats | None:
+        """The per-cohort figures of a run with a surge window (surge.py), else None."""
+        return self.metrics.extras.get("surge")
 
     def hold(self, conn: Connection, body: Callable[[], None]) -> None:
         """Run `body` on an open connection: registered for shutdown, counted, aborted after.

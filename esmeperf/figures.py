@@ -24,6 +24,9 @@ LATENCY = {"rtt_p50_ms": ("round trip p50", "tab:purple"),
 PARTIAL_SHADE = "0.92"  # neutral: no quantity is drawn in gray
 SATURATED_SHADE = "#f4cccc"  # pale red: seconds the generator's own CPU was saturated
 SATURATED = 0.90  # health.BUSY: a second at this share of the generator's CPU
+SURGE_SHADE = "#d9e8f5"  # pale blue: the surge window
+INTENDED = "tab:gray"  # the schedule's arrivals, under the actual ones
+PHASE_COLOURS = ("tab:cyan", "tab:blue", "tab:purple")  # before, during, after the surge
 
 
 def _figure(size: tuple[float, float]) -> Figure:
@@ -68,22 +71,39 @@ def _shade(axes: Sequence[Axes], xs: Sequence[int], partial: Sequence[bool]) -> 
                 ax.axvspan(x - 0.5, x + 0.5, color=PARTIAL_SHADE, zorder=0, linewidth=0)
 
 
-def plot_run(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
+def plot_run(rows: list[dict[str, Any]], title: str, path: Path,
+             summary: dict[str, Any] | None = None) -> Path:
     """Draw run_figure() to a PNG file."""
-    run_figure(rows, title).savefig(path, format="png")
+    run_figure(rows, title, summary).savefig(path, format="png")
     return path
 
 
-def run_figure(rows: list[dict[str, Any]], title: str) -> Figure:
-    """Rates over time, chats and participants on a second axis, and a latency panel."""
+def run_figure(rows: list[dict[str, Any]], title: str,
+               summary: dict[str, Any] | None = None) -> Figure:
+    """Rates over time, chats and participants on a second axis, and a latency panel.
+
+    With the run's summary: a run with --stages gets a panel of intended and actual arrivals
+    per second, and a run with a surge window the window shaded and a panel of each cohort's
+    round-trip p99 and delivered ratio by phase (surge.py).
+    """
     from matplotlib.patches import Patch
 
-    fig = _figure((10, 6.5))
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    summary = summary or {}
+    staged = bool((summary.get("settings") or {}).get("stages")) and any(
+        r.get("arrivals_intended") not in (None, "") for r in rows)
+    surge = summary.get("surge")
+    heights = [3.0, 2.0] + [1.5] * staged + [2.2] * bool(surge)
+    fig = _figure((10, 6.5 + 1.6 * staged + 2.4 * bool(surge)))
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
+    top = fig.add_subplot(grid[0])
+    bottom = fig.add_subplot(grid[1], sharex=top)
+    timed = [top, bottom]
+    if staged:
+        timed.append(fig.add_subplot(grid[2], sharex=top))
     t0 = int(rows[0]["second"]) if rows else 0
     xs = [int(r["second"]) - t0 for r in rows]
     partial = partial_seconds(rows)
-    _shade((top, bottom), xs, partial)
+    _shade(timed, xs, partial)
     # sent/s wide, delivered/s dashed and thin on it: both show where every message arrives.
     handles: list[Artist] = [_draw(top, xs, [int(r["sent"]) for r in rows], partial,
                                    label="sent/s", color=SENT, linewidth=2.5)]
@@ -119,9 +139,81 @@ def run_figure(rows: list[dict[str, Any]], title: str) -> Figure:
         handles.append(Patch(color=SATURATED_SHADE, label="generator CPU saturated"))
     top.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3,
                frameon=False, fontsize="small")
+    if surge:
+        start = _surge_start(rows, summary)
+        for ax in timed:
+            ax.axvspan(start + surge["window_s"][0], start + surge["window_s"][1],
+                       color=SURGE_SHADE, zorder=0, linewidth=0)
+        handles.append(Patch(color=SURGE_SHADE, label="surge"))
+    top.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3,
+               frameon=False, fontsize="small")
     _latency_panel(bottom, rows, xs, partial)
+    if staged:
+        bottom.set_xlabel("")
+        _arrivals_panel(timed[2], rows, xs, partial)
+    if surge:
+        _cohort_panel(fig.add_subplot(grid[len(heights) - 1]), surge)
     fig.suptitle(title)
     return fig
+
+
+def _surge_start(rows: list[dict[str, Any]], summary: dict[str, Any]) -> float:
+    """Where the arrival grid's origin (participants' start) falls on the x axis."""
+    from datetime import datetime
+
+    started = summary.get("participants_time_started")
+    if not rows or not started:
+        return 0.0
+    try:
+        when = datetime.fromisoformat(str(started).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+    return when - int(rows[0]["second"]) - 0.5  # x = s - t0 is drawn at the second's middle
+
+
+def _arrivals_panel(ax: Axes, rows: list[dict[str, Any]], xs: list[int],
+                    partial: list[bool]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    _draw(ax, xs, [_num(r.get("arrivals_intended")) for r in rows], partial,
+          label="intended (schedule)", color=INTENDED, linewidth=2.5, alpha=0.6)
+    _draw(ax, xs, [_num(r.get("arrivals")) for r in rows], partial, label="actual (sign-ups)",
+          color=PARTICIPANTS, linewidth=1.2, linestyle="--")
+    ax.set_ylabel("arrivals per second")
+    ax.set_xlabel("time since start (s)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+
+
+def _cohort_panel(ax: Axes, surge: dict[str, Any]) -> None:
+    """Round-trip p99 of each cohort in each phase, as grouped bars labelled with the
+    delivered ratio: the chats open before the surge are the first group."""
+    cohorts = list(surge["cohorts"])
+    phases = list(next(iter(surge["cohorts"].values()))["phases"]) if cohorts else []
+    width = 0.8 / max(1, len(phases))
+    for i, phase in enumerate(phases):
+        xs, heights, labels = [], [], []
+        for j, cohort in enumerate(cohorts):
+            cell = surge["cohorts"][cohort]["phases"][phase]
+            p99 = cell["rtt"].get("p99_ms")
+            if p99 is None:
+                continue
+            xs.append(j + (i - (len(phases) - 1) / 2) * width)
+            heights.append(p99)
+            ratio = cell["delivered_ratio"]
+            labels.append("" if ratio is None else f"{ratio:.3f}")
+        bars = ax.bar(xs, heights, width, label=f"sent {phase} the surge",
+                      color=PHASE_COLOURS[i % len(PHASE_COLOURS)])
+        ax.bar_label(bars, labels, fontsize="x-small", padding=1)
+    ax.set_xticks(range(len(cohorts)), [f"arrived {c} the surge" for c in cohorts])
+    ax.set_ylabel("round trip p99 (ms)")
+    verdict = {True: "yes", False: "NO", None: "n/a"}[surge.get("open_chats_endured")]
+    ax.set_title(f"by cohort and phase (bar labels: delivered/sent); open chats endured the "
+                 f"surge: {verdict}", fontsize="small")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper right", fontsize="x-small")
 
 
 def _latency_panel(ax: Axes, rows: list[dict[str, Any]], xs: list[int],
@@ -195,3 +287,53 @@ def plot_scatter(runs: Sequence[RunData], path: Path) -> Path:
     ax.legend(loc="best")
     fig.savefig(path, format="png")
     return path
+
+
+def plot_capacity(capacity: dict[str, Any], path: Path) -> Path:
+    """Draw capacity_figure() to a PNG file."""
+    capacity_figure(capacity).savefig(path, format="png")
+    return path
+
+
+def capacity_figure(capacity: dict[str, Any]) -> Figure:
+    """The capacity search (capacity.py): achieved against intended message rate, and the
+    round-trip p99, by step (active chats), the knee marked; failed steps hollow."""
+    steps = sorted(capacity["steps"], key=lambda s: s["chats"])
+    fig = _figure((9, 7))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    chats = [s["chats"] for s in steps]
+    top.plot(chats, [s["intended_rate"] for s in steps], color=INTENDED, linewidth=2.5,
+             alpha=0.6, label="intended (chats x 1000 / smi)")
+    top.plot(chats, [s["achieved_rate"] for s in steps], color=SENT, linewidth=1.2,
+             label="achieved (measured window)")
+    bottom.plot(chats, [s["rtt_p99_ms"] for s in steps], color=LATENCY["rtt_p99_ms"][1],
+                linewidth=1.2, label="round trip p99 (measured window)")
+    for step in steps:
+        style = {"fillstyle": "full" if step["passed"] else "none", "markersize": 7,
+                 "marker": "o", "linestyle": "none"}
+        top.plot([step["chats"]], [step["achieved_rate"]], color=SENT, **style)
+        if step["rtt_p99_ms"] is not None:
+            bottom.plot([step["chats"]], [step["rtt_p99_ms"]], color=LATENCY["rtt_p99_ms"][1],
+                        **style)
+    limit = capacity["criteria"]["max_p99_ms"]
+    bottom.axhline(limit, color="0.4", linestyle=":", linewidth=1,
+                   label=f"--max-p99 {limit:g} ms")
+    if capacity["knee_chats"] is not None:
+        for ax in (top, bottom):
+            ax.axvline(capacity["knee_chats"], color="tab:red", linestyle="--", linewidth=1)
+        top.annotate(f"knee: {capacity['knee_chats']} chats, {capacity['knee_rate']:g} msg/s",
+                     (capacity["knee_chats"], capacity["knee_rate"]), xytext=(8, -14),
+                     textcoords="offset points", fontsize="small", color="tab:red")
+    top.set_ylabel("messages per second")
+    top.set_ylim(bottom=0)
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize="small", title="filled: step passed; hollow: failed",
+               title_fontsize="x-small")
+    bottom.set_ylabel("latency (ms)")
+    bottom.set_xlabel("active chats held by the step")
+    bottom.set_yscale("log")
+    bottom.grid(alpha=0.3)
+    bottom.legend(loc="upper left", fontsize="small")
+    fig.suptitle(f"capacity search, smi {capacity['smi_ms']:g} ms: limited by "
+                 f"{capacity['limited_by']}")
+    return fig

@@ -6,6 +6,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,23 +22,27 @@ log = logging.getLogger("esmeperf")
 
 def run_job(settings: Settings, target: Target | None, target_args: list[str], debug: bool,
             dask: tuple[str | None, int | None] | None = None,
-            lifecycle: Lifecycle | None = None, live: Any = None) -> int:
+            lifecycle: Lifecycle | None = None, live: Any = None,
+            on_result: Callable[[Any], None] | None = None) -> int:
     """One run; an error before it started (the embedded target) is one line, exit 1.
 
     `lifecycle` owns the signals of the whole job (a sweep shares one across its runs), and
-    so does `live`, the --metrics-port endpoint (esmeperf/live.py) if any.
+    so does `live`, the --metrics-port endpoint (esmeperf/live.py) if any. `on_result` sees
+    the run's result before its files are written (the capacity search's steps).
     """
     lifecycle = lifecycle or Lifecycle()
     lifecycle.next_run()
     try:
         if dask is None:
-            return _run(settings, target, target_args, lifecycle, live=live)
+            return _run(settings, target, target_args, lifecycle, live=live,
+                        on_result=on_result)
         from .cluster import DaskCluster
 
         with DaskCluster(scheduler=dask[0], local_workers=dask[1]) as cluster:
             log.info("Dask cluster: %d workers", len(cluster.workers))
             settings = replace(settings, processes=len(cluster.workers))
-            return _run(settings, target, target_args, lifecycle, cluster.launcher, live)
+            return _run(settings, target, target_args, lifecycle, cluster.launcher, live,
+                        on_result)
     except EsmePerfError as exc:
         if debug:
             log.exception("failed")
@@ -46,7 +51,8 @@ def run_job(settings: Settings, target: Target | None, target_args: list[str], d
 
 
 def _run(settings: Settings, target: Target | None, target_args: list[str],
-         lifecycle: Lifecycle, shard_launcher: Any = None, live: Any = None) -> int:
+         lifecycle: Lifecycle, shard_launcher: Any = None, live: Any = None,
+         on_result: Callable[[Any], None] | None = None) -> int:
     # Imported late: --help, bad input and the man page build need no run-time dependency.
     from . import preflight
     from .run import Run
@@ -80,6 +86,8 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
                 result.target_stats = embedded.stats()
             except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal
                 log.warning("could not read the target's /stats: %s", exc)
+        if on_result is not None:
+            on_result(result)
         # The lifecycle holds any signal from the end of the run to here (FINISHING).
         status = _report(result, live)
         if lifecycle.held:
@@ -133,9 +141,13 @@ def _report(result: Any, live: Any = None) -> int:
         paths = write_results(result, summary, out_dir, stamp)
     if result.settings.plot:
         try:
-            title = (f"sci {result.settings.sci:g} ms, cpi {result.settings.cpi:g} ms, "
-                     f"smi {result.settings.smi:g} ms; ended by {result.end_reason}")
-            paths["plot"] = plot_run(series_rows(result), title, out_dir / f"{stamp}{PLOT_SUFFIX}")
+            s = result.settings
+            arrivals = (f"stages {','.join(f'{d:g}s:{r:g}' for d, r in s.stages)}"
+                        if s.stages else f"cpi {s.cpi:g} ms")
+            title = (f"sci {s.sci:g} ms, {arrivals}, smi {s.smi:g} ms; ended by "
+                     f"{result.end_reason}")
+            paths["plot"] = plot_run(series_rows(result), title,
+                                     out_dir / f"{stamp}{PLOT_SUFFIX}", summary)
         except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the results
             log.error("could not draw the plot: %s", exc)
     export = result.settings.summary_export

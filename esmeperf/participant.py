@@ -36,9 +36,13 @@ class Spawner:
         ctx = self.ctx
         self.time_started_ns = time.time_ns()
         limit = ctx.settings.max_participants
-        start = time.monotonic()
+        start, start_wall = time.monotonic(), time.time()
         if self.start_wall is not None:
-            start -= time.time() - self.start_wall
+            start -= start_wall - self.start_wall
+            start_wall = self.start_wall
+        surge = ctx.surge
+        if surge is not None:
+            surge.origin_wall = start_wall
         for number, offset in take(schedule_of(ctx.settings).offsets(), self.offset + 1,
                                    self.stride):
             if limit is not None and number > limit:
@@ -47,6 +51,9 @@ class Spawner:
             if ctx.stop.wait(max(0.0, due - time.monotonic())):
                 return
             worker = Participant(ctx, number, intended=due)
+            if surge is not None:
+                worker.cohort = surge.window.part(offset)
+                surge.arrived(worker.cohort)
             ctx.start_thread(f"participant-{number}", worker.run)
             ctx.metrics.count(Count.PARTICIPANTS_STARTED)
 
@@ -65,6 +72,7 @@ class Participant:
         self.awaiting_reply: dict[int, int] = {}  # echoed, organizer's reply not seen yet
         self.last_echo_read = -1  # which read of the socket brought the last echo
         self.confirmed_sent_ns = 0  # send time of the newest message echoed so far
+        self.cohort = 0  # with a surge window: 0, 1, 2 = arrived before, during, after it
 
     def run(self) -> None:
         """Arrive: sign up, ask for help, connect; then hand the connection to a new thread.
@@ -96,7 +104,10 @@ class Participant:
         if chat_id is None:
             return
         self.ctx.metrics.count(Count.CHATS)
-        self.ctx.metrics.chat_wait.record(0, time.monotonic() - self.arrival)
+        waited = time.monotonic() - self.arrival
+        self.ctx.metrics.chat_wait.record(0, waited)
+        if self.ctx.surge is not None:
+            self.ctx.surge.time_to_chat[self.cohort].record(0, waited)
         self._chat(conn, chat_id)
 
     def _register(self) -> str:
@@ -107,9 +118,10 @@ class Participant:
         tag = f"{ctx.email_tag}_" if ctx.email_tag else ""
         email = f"participant_{ctx.stamp}_{tag}{self.number}@performance.com"
         started = time.monotonic()
+        second = int(time.time())
+        ctx.metrics.arrivals.add(second)
         if self.intended is not None:  # how far behind the grid this arrival starts
-            ctx.metrics.arrival_lateness.record(int(time.time()),
-                                                max(0.0, started - self.intended))
+            ctx.metrics.arrival_lateness.record(second, max(0.0, started - self.intended))
         self.user_id, token = rest.sign_up(base, email)
         middle = time.monotonic()
         ctx.metrics.signup.record(0, middle - started)
@@ -137,6 +149,9 @@ class Participant:
         second = received_ns // 1_000_000_000
         metrics.delivered.add(second)
         metrics.rtt.record(second, (received_ns - sent_ns) / 1e9)
+        surge = self.ctx.surge
+        if surge is not None:
+            surge.delivered(self.cohort, surge.phase_ns(sent_ns), (received_ns - sent_ns) / 1e9)
         if self.ctx.settings.reply:
             self.awaiting_reply[number] = sent_ns
 
@@ -180,6 +195,7 @@ class Participant:
         prefix = protocol.message_prefix(conn.local_addr)
         head, tail = protocol.numbered_head(chat_id, prefix), protocol.SEND_MESSAGE_TAIL
         number = 0
+        surge = ctx.surge
         # Wake once per message, not twice (Connection.batch_reads), when that delays nothing
         # by more than BATCH_MAX_MS: errors and the stop are seen at the next send. Not with
         # --reply: echo and reply both arrive between two sends, one timestamp can't tell them.
@@ -190,11 +206,13 @@ class Participant:
             number += 1
             if ctx.settings.log_ws:
                 ctx.log_ws(prefix + str(number))
-            self.pending[number] = time.time_ns()
+            self.pending[number] = sent_ns = time.time_ns()
             conn.send(f"{head}{number}{tail}")
             second = int(time.time())
             metrics.sent.add(second)
             metrics.lateness.record(second, late)
+            if surge is not None:
+                surge.sent(self.cohort, surge.phase_ns(sent_ns), late)
 
         marker = protocol.echo_marker(prefix)
         ctx.stalls.add(self)

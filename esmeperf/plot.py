@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif run is not None:
                 reason = run.summary.get("end_reason")
                 plot_run(run.rows, run.label + (f"; ended by {reason}" if reason else ""),
-                         target)
+                         target, run.summary)
         except OSError as exc:
             print(f"esmeperf-plot: error: cannot write {target}: {exc.strerror or exc}",
                   file=sys.stderr)

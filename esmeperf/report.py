@@ -114,6 +114,10 @@ def render(summary: Mapping[str, Any], paths: Mapping[str, Path | str]) -> str:
         sections.append(_gates(summary["gates"]))
     if isinstance(summary.get("generator_health"), Mapping):
         sections.append(_health(summary["generator_health"]))
+    if isinstance(summary.get("surge"), Mapping):
+        from .surge import table
+
+        sections.append(table(summary["surge"]))
     if paths:
         sections.append(["files", *(_line(kind.replace("_", " "), str(path))
                                     for kind, path in paths.items())])

@@ -106,7 +106,9 @@ def build_summary(result: RunResult) -> dict[str, Any]:
     }
     summary.update(_pacing(rates, m.missed.snapshot()))
     summary["generator_health"] = generator_health(result, summary["latency"])
-    gates = check_gates(result, summary)
+    if result.ctx.surge is not None:
+        summary["surge"] = result.ctx.surge.summary(s.gates.max_p99_ms)
+    gates = check_gates(result, summary) + result.gates  # + --abort-on-fail's breach
     summary["gates"] = gates
     return summary
 

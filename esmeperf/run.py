@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import health, openfiles
+from . import gatewatch, health, openfiles
 from .config import Settings, Target
 from .context import Context
 from .counts import Count
@@ -93,6 +93,7 @@ class Run:
         self.ctx = self.workers.ctx
         self._cpu = CpuMeter(self.ctx.metrics, target_pid, interval=1.0)
         self._warned: set[str] = set()  # the falling-behind warnings already given
+        self.gate_breaches: list[dict[str, Any]] = []  # --abort-on-fail's, for the summary
         self.shards: ShardGroup | None = None
         # Starts shards elsewhere (Dask); None: --processes N local processes.
         self.shard_launcher: Callable[[list[ShardSpec], Workers], ShardGroup] | None = None
@@ -136,6 +137,7 @@ class Run:
             first_error=workers.first_error,
             late_errors=workers.late_errors + sum(r["late_errors"] for r in shard_reports),
             threads_alive=alive, shards=shard_reports, sent=ctx.metrics.sent.snapshot(),
+            gates=self.gate_breaches,
             cpu_s=cpu_seconds() - cpu_before + sum(r.get("cpu_s", 0.0) for r in shard_reports),
         )
 
@@ -212,6 +214,8 @@ class Run:
             self._cpu.tick()
             oldest = self.workers.check_stalls()
             self._warn_if_behind()
+            if settings.abort_on_fail and self._gate_breached(time.monotonic() - start):
+                return
             if not settings.quiet:
                 print_progress(self, time.monotonic() - start, samples, oldest,
                                file=sys.stderr)
@@ -226,6 +230,20 @@ class Run:
             if deadline is not None and time.monotonic() >= deadline:
                 self.workers.stop(EndReason.DURATION)
                 return
+
+    def _gate_breached(self, elapsed: float) -> bool:
+        """--abort-on-fail: stop the run when a gate fails over the sliding window, once the
+        load has filled it (the newest second is left out: shards' deltas may still come)."""
+        if elapsed < gatewatch.WINDOW_S + GATE_LAG_S:
+            return False
+        failed = gatewatch.breach(self.ctx.metrics, self.settings.gates,
+                                  int(time.time()) - GATE_LAG_S)
+        if failed is None:
+            return False
+        self.gate_breaches.append(failed)
+        log.error("esmeperf: %s: stopping the run", gatewatch.describe(failed))
+        self.workers.stop(EndReason.GATE)
+        return True
 
     def _sample(self) -> Sample:
         m = self.ctx.metrics
@@ -280,9 +298,12 @@ class Run:
             return ExitStatus.ERROR
         if self.workers.end_reason is EndReason.SIGNAL:
             return ExitStatus.INTERRUPTED
+        if self.workers.end_reason is EndReason.GATE:
+            return ExitStatus.THRESHOLD
         return ExitStatus.OK
 
 
+GATE_LAG_S = 2  # --abort-on-fail's window ends this many seconds before the current one
 MISSED_WARN_MIN = 10  # skipped sends in one second before the live warning ...
 MISSED_WARN_SHARE = 0.05  # ... and this share of that second's scheduled sends
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .counts import Count
 from .health import generator_cores
+from .schedule import schedule_of
 
 if TYPE_CHECKING:
     from .run import RunResult
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 SERIES_COLUMNS = (
     "second", "participants", "chats", "sent", "delivered", "organizer_received", "errors",
     "missed", "connections", "rtt_p50_ms", "rtt_p99_ms", "lateness_p99_ms", "load_fraction",
-    "arrival_lateness_p99_ms", "generator_cpu", "target_cpu",
+    "arrival_lateness_p99_ms", "generator_cpu", "target_cpu", "arrivals", "arrivals_intended",
 )
 _WHOLE_COLUMNS = frozenset(SERIES_COLUMNS[:9])  # second ... connections: whole numbers
 _REQUIRED_COLUMNS = ("second", "sent")  # never empty (the Go test's rates have only these)
@@ -44,6 +45,7 @@ def series_rows(result: RunResult) -> list[dict[str, Any]]:
     read = readings(result)
     gen_cpu, target_cpu = m.generator_cpu_ms.snapshot(), m.target_cpu_ms.snapshot()
     cores = generator_cores(result.settings.processes)
+    arrivals, intended = m.arrivals.snapshot(), intended_arrivals(result)
     rows = []
     for second in range(first, last + 1):
         participants, chats, connections = gauges_at_end(read, second)
@@ -66,8 +68,27 @@ def series_rows(result: RunResult) -> list[dict[str, Any]]:
             # Shares of the CPU each can use: a core per generator process, the target's one.
             "generator_cpu": _share(gen_cpu.get(second), 1000 * cores),
             "target_cpu": _share(target_cpu.get(second), 1000),
+            # Sign-up requests sent in the second, and the arrivals the schedule asked for.
+            "arrivals": arrivals.get(second, 0),
+            "arrivals_intended": intended.get(second, 0),
         })
     return rows
+
+
+def intended_arrivals(result: RunResult) -> dict[int, int]:
+    """Arrivals the schedule (-cpi's grid or --stages) asked for in each Unix second, from the
+    participants' start to the stop, within --max-participants."""
+    settings = result.settings
+    schedule = schedule_of(settings)
+    origin, stop = result.participants_started_ns / _NS, result.stopped_ns / _NS
+    cap = settings.max_participants
+
+    def by(t: float) -> int:
+        slots = schedule.arrivals_by(min(t, stop) - origin)
+        return slots if cap is None else min(slots, cap)
+
+    return {second: by(second + 1) - by(second)
+            for second in range(int(origin), int(stop) + 1)}
 
 
 def _share(ms: int | None, capacity_ms: float) -> float | str:

@@ -108,7 +108,7 @@ def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
         if run.folder:  # inside the run's directory, so globs over the runs match only them
             reason = run.summary.get("end_reason", "")
             paths.append(plot_run(run.rows, f"{run.label}; ended by {reason}",
-                                  out_dir / run.folder / STABLE_PLOT))
+                                  out_dir / run.folder / STABLE_PLOT, run.summary))
     paths.append(plot_scatter(runs, out_dir / SCATTER))
     report = out_dir / REPORT
     report.write_text(markdown_table(runs), encoding="utf-8")

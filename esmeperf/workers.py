@@ -39,6 +39,7 @@ class EndReason(enum.Enum):
     SIGNAL = "signal"  # SIGINT or SIGTERM (its name follows in the text)
     PARENT = "parent"  # a shard told to stop by the run that owns it
     STALL = "stall"  # a request unanswered past --stall-timeout (also the first error)
+    GATE = "gate"  # --abort-on-fail: a gate failed over the sliding window (gatewatch.py)
 
 
 @contextmanager

@@ -105,8 +105,17 @@ COVERED = {
     "python3 -m pip wheel": "test_man_page_command",
     "bin/esmeperf-target": "test_target_from_a_checkout",
     "python3 -m pip install -e '.[lint]'": "test_lint_command",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 20s --out base":
+        "test_compare_commands",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 20s --out slower":
+        "test_compare_commands",
+    "esmeperf-compare": "test_compare_commands",
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 30m --metrics-port":
         "test_live_metrics_command",
+    "python3 -m esmeperf -sci 5 -smi 1000 --stages": "test_surge_command",
+    "python3 -m esmeperf --find-capacity": "test_capacity_command",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 10m --max-p99":
+        "test_abort_on_fail_command",
 }
 
 
@@ -321,3 +330,45 @@ def test_live_metrics_command(tmp_path, free_port):
 def test_lint_command():
     sh(command("python3 -m pip install -e '.[lint]'"), ROOT)
 
+
+def _summary(folder: Path) -> dict:
+    (path,) = folder.glob("*_performance_test_summary.json")
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_surge_command(tmp_path):
+    """The surge example parses and runs; 3 s reach no surge (tests/test_surge.py runs one)."""
+    sh(shorten(command("python3 -m esmeperf -sci 5 -smi 1000 --stages"), "3s"), tmp_path)
+    summary = _summary(tmp_path)
+    assert summary["surge"]["window_s"] == [60.0, 80.0]
+    assert summary["settings"]["stages"] == [[60.0, 5.0], [20.0, 100.0], [60.0, 5.0]]
+
+
+@pytest.mark.slow
+def test_capacity_command(tmp_path):
+    """The capacity search with 25 s: time for the 16-chat step only, so it must end honestly
+    at its bound (tests/test_capacity.py covers the search's knee and generator verdicts)."""
+    from PIL import Image
+
+    sh(shorten(command("python3 -m esmeperf --find-capacity"), "25s"), tmp_path)
+    capacity = _summary(tmp_path)["capacity"]
+    assert [s["chats"] for s in capacity["steps"]] == [16]
+    step = capacity["steps"][0]
+    assert step["passed"], step["failed"]
+    assert 0.98 <= step["achieved_rate"] / step["intended_rate"] <= 1.02
+    assert capacity["limited_by"] == "none" and capacity["knee_chats"] == 16
+    assert "--duration" in capacity["note"]
+    (png,) = tmp_path.glob("*_performance_test_capacity.png")
+    with Image.open(png) as image:
+        assert image.size[0] > 500
+    assert (tmp_path / "capacity" / step["folder"] / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_abort_on_fail_command(tmp_path):
+    """A healthy run with --abort-on-fail runs to its end (tests/test_gatewatch.py stops one)."""
+    sh(shorten(command("python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 10m --max-p99")),
+       tmp_path)
+    summary = _summary(tmp_path)
+    assert summary["end_reason"] == "duration" and summary["settings"]["abort_on_fail"] is True

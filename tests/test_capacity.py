@@ -1,0 +1,75 @@
+"""--find-capacity: the search's steps and verdicts, and one real search on the embedded target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from esmeperf.capacity import START_CHATS, Search, Step, step_settings
+from esmeperf.cli import main
+from esmeperf.config import Settings
+
+
+def target_with_knee(knee: int, generator_limit: int | None = None):
+    """A step runner standing in for a target that keeps up with `knee` chats and no more
+    (and a generator that runs out at `generator_limit`): the search's logic on its own."""
+
+    def run_step(settings: Settings, step: Step) -> int:
+        step.generator_limited = generator_limit is not None and step.chats >= generator_limit
+        keeps_up = step.chats <= knee and not step.generator_limited
+        step.achieved_rate = step.intended_rate * (1.0 if keeps_up else 0.9)
+        step.delivered_ratio = 1.0
+        step.p99_ms = 5.0 if step.chats <= knee else 2000.0
+        return 0
+
+    return run_step
+
+
+def search(tmp_path: Path, run_step, budget: float = 10_000.0, max_chats: int | None = None):
+    found = Search(Settings(smi=100, out_dir=tmp_path), run_step, budget, max_chats)
+    found.run()
+    return found, found.result()
+
+
+def test_doubling_then_bisecting_finds_the_knee_within_ten_percent(tmp_path):
+    found, result = search(tmp_path, target_with_knee(100))
+    chats = [s.chats for s in found.steps]
+    assert chats[:4] == [16, 32, 64, 128]  # doubling until the first failure
+    assert result["limited_by"] == "target"
+    assert 91 <= result["knee_chats"] <= 100  # within RESOLUTION of the true knee
+    assert result["knee_rate"] == result["knee_chats"] * 10  # smi 100: 10 msg/s a chat
+    failed = [s for s in result["steps"] if not s["passed"]]
+    assert failed and all("rtt p99" in " ".join(s["failed"]) for s in failed)
+
+
+def test_a_generator_limited_failure_names_no_knee(tmp_path):
+    found, result = search(tmp_path, target_with_knee(1000, generator_limit=64))
+    assert [s.chats for s in found.steps] == [16, 32, 64]  # it stops at that step
+    assert result["limited_by"] == "generator" and result["knee_chats"] is None
+    assert "not the target's knee" in result["note"]
+
+
+def test_a_search_that_hits_its_bound_gives_a_lower_bound(tmp_path):
+    found, result = search(tmp_path, target_with_knee(10_000), max_chats=100)
+    assert [s.chats for s in found.steps] == [16, 32, 64, 100]
+    assert result["limited_by"] == "none" and result["knee_chats"] == 100
+    assert "open files" in result["note"] or "lower bound" in result["note"]
+
+
+def test_a_target_that_fails_the_first_step_is_searched_downwards(tmp_path):
+    found, result = search(tmp_path, target_with_knee(5))
+    assert found.steps[0].chats == START_CHATS and not found.steps[0].passed
+    assert result["limited_by"] == "target" and result["knee_chats"] in (4, 5)
+
+
+def test_step_settings_hold_the_chats_and_measure_ten_seconds(tmp_path):
+    settings = step_settings(Settings(smi=100), 256, tmp_path)
+    assert settings.max_participants == 256 and settings.sci < settings.cpi
+    assert settings.duration == pytest.approx(256 * settings.cpi / 1000 + 3 + 10)
+
+
+def test_find_capacity_refuses_arrival_flags(tmp_path, capsys):
+    assert main(["--find-capacity", "--stages", "5s:10", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--find-capacity chooses the arrivals itself" in err and len(err.splitlines()) == 1
