@@ -67,11 +67,25 @@ def _latency(key: str) -> Callable[[RunData], float | None]:
 
 
 def achieved_rate(run: RunData) -> float | None:
-    """Mean messages/s over the second half of the run's whole seconds: the summary's
-    achieved_rate, or the same computed from the message rates (the Go test's files)."""
-    value = run.summary.get("achieved_rate")
-    if isinstance(value, int | float):
-        return float(value)
+    """Messages/s over the second half of the load.
+
+    From esmeperf's series, the half is of the load's time: its partial seconds count by
+    their share (load_fraction), so two runs of one ramp agree wherever in a second each
+    stopped. From the Go test's message rates, which have no such share, the whole seconds'
+    (the summary's achieved_rate, results.steady_rate).
+    """
+    rows = [r for r in run.rows if r.get("load_fraction") not in (None, "")]
+    inside = [(int(r["sent"]), float(r["load_fraction"])) for r in rows
+              if float(r["load_fraction"]) > 0]
+    if inside:
+        half, sent, time = sum(f for _, f in inside) / 2, 0.0, 0.0
+        for count, fraction in reversed(inside):
+            take = min(fraction, half - time)  # the share of this second inside the half
+            sent_share = count * take / fraction
+            sent, time = sent + sent_share, time + take
+            if time >= half:
+                break
+        return sent / time if time else None
     rates = {int(r["second"]): int(r["sent"]) for r in run.rows if int(r["sent"])}
     return steady_rate(rates) if rates else None
 

@@ -31,6 +31,13 @@ def esmeperf_plot() -> argparse.ArgumentParser:
     return _page(get_parser())
 
 
+def esmeperf_compare() -> argparse.ArgumentParser:
+    """esmeperf-compare(1)."""
+    from .compare import get_parser
+
+    return _page(get_parser())
+
+
 def esmeperf_target() -> argparse.ArgumentParser:
     """esmeperf-target(1)."""
     from .target.cli import get_parser

@@ -160,6 +160,9 @@ class LatencyRecorder:
             add_encoded(hist, earlier.encode())
             self._percentiles.pop(second, None)
         self._retired[second] = Retired(base64.b64decode(hist.encode()), hist.get_max_value())
+        if not self._clock:  # the series reads these seconds' percentiles: take them now
+            values = hist.get_percentile_to_value_dict(list(SECOND_PERCENTILES))
+            self._percentiles[second] = {p: values[p] / 1000 for p in SECOND_PERCENTILES}
         release(hist)
 
     def _whole(self) -> HdrHistogram:

@@ -47,9 +47,9 @@ def section(page: str, name: str) -> str:
     return match.group(1)
 
 
-def test_three_pages_with_the_standard_sections():
+def test_every_page_with_the_standard_sections():
     built = pages()
-    assert sorted(built) == ["esmeperf", "esmeperf-plot", "esmeperf-target"]
+    assert sorted(built) == ["esmeperf", "esmeperf-compare", "esmeperf-plot", "esmeperf-target"]
     for name, page in built.items():
         assert section(page, "NAME").startswith(name.replace("-", "\\-") + " \\- "), name
         for heading in ("SYNOPSIS", "DESCRIPTION", "EXIT STATUS", "EXAMPLES", "SEE ALSO"):
@@ -70,6 +70,7 @@ def test_esmeperf_page_lists_every_exit_status_and_config_key():
 
 
 @pytest.mark.parametrize(("name", "codes"), [("esmeperf-plot", ["0", "2"]),
+                                             ("esmeperf-compare", ["0", "2", "3"]),
                                              ("esmeperf-target", ["0", "1", "2"])])
 def test_tool_pages_list_their_exit_statuses(name, codes):
     assert re.findall(r"^\.B (\d+)$", section(pages()[name], "EXIT STATUS"), re.M) == codes
@@ -87,7 +88,8 @@ def test_pages_build_without_the_run_time_dependencies():
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "from esmeperf import manpages\n"
-        "for make in (manpages.esmeperf, manpages.esmeperf_plot, manpages.esmeperf_target):\n"
+        "for make in (manpages.esmeperf, manpages.esmeperf_plot, manpages.esmeperf_target,\n"
+        "             manpages.esmeperf_compare):\n"
         "    make().format_help()\n"
         "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,

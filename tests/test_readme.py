@@ -110,6 +110,11 @@ COVERED = {
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 20s --out slower":
         "test_compare_commands",
     "esmeperf-compare": "test_compare_commands",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 20s --out base":
+        "test_compare_commands",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 20s --out slower":
+        "test_compare_commands",
+    "esmeperf-compare": "test_compare_commands",
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 30m --metrics-port":
         "test_live_metrics_command",
     "python3 -m esmeperf -sci 5 -smi 1000 --stages": "test_surge_command",
@@ -176,6 +181,23 @@ def test_sweep_and_plots(tmp_path):
         assert printed and all((tmp_path / p).is_file() for p in printed), (cmd, printed)
 
 
+@pytest.mark.slow
+def test_compare_commands(tmp_path):
+    """A base run, one against a target holding every message 50 ms, and their comparison:
+    exit 3, the p99 named in the verdict, the PNG drawn."""
+    for side in ("base", "slower"):
+        sh(shorten(command("python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 20s "
+                           f"--out {side}"), "3s"), tmp_path)
+        assert (result_files(tmp_path / side) | {"_rates.png"}) == set(RESULT_SUFFIXES)
+    cmd = command("esmeperf-compare")
+    done = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=scripts_env(),
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    assert done.returncode == 3, f"{cmd}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    verdict = next(line for line in done.stdout.splitlines() if line.startswith("verdict:"))
+    assert "round trip p99 +" in verdict, done.stdout
+    assert (tmp_path / "compare.png").is_file()
+
+
 def _copy_checkout(dest: Path) -> Path:
     """The source tree as a fresh clone has it (no build leftovers), to build and run from."""
     leftovers = shutil.ignore_patterns("__pycache__", "*.egg-info", ".*_cache", ".hypothesis")
@@ -196,7 +218,7 @@ def test_man_page_command(tmp_path):
     for section in ("NAME", "SYNOPSIS", "EXIT STATUS", "FILES", "EXAMPLES", "SEE ALSO"):
         assert re.search(rf"^{section}$", page, re.M), section
     assert "esmeperf - load generator for ESME's Messenger API" in page
-    for name in ("esmeperf", "esmeperf-plot", "esmeperf-target"):
+    for name in ("esmeperf", "esmeperf-plot", "esmeperf-compare", "esmeperf-target"):
         path = tree / "man" / f"{name}.1"
         if shutil.which("lexgrog"):  # man-db's own check that whatis/apropos can index it
             parsed = subprocess.run(["lexgrog", str(path)], capture_output=True, text=True,
