@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,9 @@ SUMMARY_SUFFIX = "_performance_test_summary.json"
 RATES_SUFFIX = "_performance_test_message_rates.json"
 SERIES_SUFFIX = "_performance_test_series.csv"
 PLOT_SUFFIX = "_performance_test_rates.png"
+# A Dask worker's clock this far off the client's moves its per-second counts into the wrong
+# seconds visibly (counts are keyed by each host's own Unix second).
+CLOCK_SKEW_WARN_S = 1.0
 
 
 def steady_rate(rates: dict[int, int]) -> float:
@@ -98,6 +102,7 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "latency": m.latencies(),
         "counts": counts,
         "shards": result.shards,
+        "warnings": clock_warnings(result.shards),
         "target": result.target.public(),
         "target_stats": result.target_stats,
         "cross_check": _cross_check(sent, result.target_stats),
@@ -111,6 +116,14 @@ def build_summary(result: RunResult) -> dict[str, Any]:
     gates = check_gates(result, summary) + result.gates  # + --abort-on-fail's breach
     summary["gates"] = gates
     return summary
+
+
+def clock_warnings(shards: Iterable[dict[str, Any]]) -> list[str]:
+    """One warning per Dask worker whose clock_skew_s is past CLOCK_SKEW_WARN_S."""
+    return [f"the clock of Dask worker {s['worker']} is {s['clock_skew_s']:+.3f} s off this "
+            f"client's (+/- {s.get('uncertainty_s', 0):.3f} s): its per-second counts fall in "
+            "other seconds than the client's" for s in shards
+            if abs(s.get("clock_skew_s", 0.0)) > CLOCK_SKEW_WARN_S]
 
 
 def participants_planned(result: RunResult) -> int:

@@ -190,13 +190,16 @@ class ReportSink:
         self.done: dict[int, dict[str, Any]] = {}
         self.drained: set[int] = set()
         self.count = count
+        self._sent: dict[int, int] = {}  # shard -> messages sent, from its deltas
         self._lock = threading.Lock()
 
     def accept(self, message: ShardMessage, where: str = "") -> None:
         """Merge one message; anything else on the link is a bug of the run, and its error."""
         match message:
-            case Delta(metrics=metrics):
+            case Delta(index=index, metrics=metrics):
                 self.workers.ctx.metrics.merge(metrics)
+                with self._lock:
+                    self._sent[index] = self._sent.get(index, 0) + sum(metrics["sent"].values())
             case Failed(index=index, error=error, reason=reason):
                 error.thread = f"shard-{index}{where}/{error.thread}"
                 self.workers.record(error, reason)
@@ -216,6 +219,11 @@ class ReportSink:
                 return False
             self.done[index] = report
             return True
+
+    def sent_by(self, index: int) -> int:
+        """What a shard's deltas counted as sent: the report of a shard lost before its own."""
+        with self._lock:
+            return self._sent.get(index, 0)
 
     def reported(self, index: int) -> bool:
         with self._lock:

@@ -9,6 +9,7 @@ import pytest
 from helpers import load_results, run_main, stored_participant_messages, write_config
 
 from esmeperf.cli import main
+from esmeperf.results import clock_warnings
 
 TRANSPORTS = [
     pytest.param(("--processes", "2"), id="processes"),
@@ -61,3 +62,23 @@ def test_shard_flags_are_checked(tmp_path, capsys):
     assert "expected local:N" in capsys.readouterr().err
     assert main(["--out", str(tmp_path), "--cluster", "local:2", "--processes", "2"]) == 2
     assert "does not go with" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["soon", "0.5", "0", "-3", "nan", "7200"])
+def test_a_bad_lease_is_a_usage_error(tmp_path, capsys, monkeypatch, value):
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("ESMEPERF_DASK_LEASE", value)
+    # Checked before any connection: the scheduler's address need not listen.
+    assert main(["--out", str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"esmeperf: error: ESMEPERF_DASK_LEASE={value!r}: expected seconds from 1 " \
+                  "to 3600\n"
+
+
+def test_clock_skew_past_a_second_is_a_warning():
+    shards = [{"worker": "tcp://10.0.0.2:4000", "clock_skew_s": 0.999, "uncertainty_s": 0.002},
+              {"worker": "tcp://10.0.0.3:4000", "clock_skew_s": -1.25, "uncertainty_s": 0.002},
+              {"worker": "", "shard": 2}]  # a --processes shard: no clock of its own
+    assert clock_warnings(shards) == [
+        "the clock of Dask worker tcp://10.0.0.3:4000 is -1.250 s off this client's "
+        "(+/- 0.002 s): its per-second counts fall in other seconds than the client's"]
