@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +106,49 @@ def children() -> list[int]:
         if ppid == os.getpid():
             found.append(int(entry))
     return found
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_commands() -> list[str]:
+    """Every command line of the README's shell blocks, in order."""
+    lines: list[str] = []
+    inside = False
+    pending = ""
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```sh" and not inside
+            continue
+        if not inside:
+            continue
+        text = line.split(" #")[0].strip() if not line.lstrip().startswith("#") else ""
+        if not text:
+            continue
+        if text.endswith("\\"):
+            pending += text[:-1].strip() + " "
+            continue
+        lines.append(pending + text)
+        pending = ""
+    return lines
+
+
+def command(prefix: str) -> str:
+    """The one README command starting with `prefix` (so a test fails if it disappears)."""
+    found = [c for c in readme_commands() if c.startswith(prefix)]
+    assert len(found) == 1, f"README commands starting with {prefix!r}: {found}"
+    return found[0]
+
+
+def shorten(cmd: str, duration: str = "2s") -> str:
+    """The command with its --duration replaced: the only change made to a README command."""
+    shorter, count = re.subn(r"--duration \S+", f"--duration {duration}", cmd)
+    assert count == 1, cmd
+    return shorter
+
+
+def scripts_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment with this interpreter's scripts (python3, esmeperf-plot, dask) first."""
+    env = {**os.environ, **(extra or {})}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env

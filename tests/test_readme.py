@@ -11,7 +11,6 @@ import json
 import os
 import re
 import select
-import shlex
 import shutil
 import signal
 import socket
@@ -21,55 +20,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import command, readme_commands, scripts_env, shorten
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 RESULT_SUFFIXES = ("_summary.json", "_message_rates.json", "_series.csv", "_rates.png")
 # Generous bounds for the whole command: a slow shared machine, never a reason to hang CI.
 COMMAND_TIMEOUT = 240.0
-
-
-def readme_commands() -> list[str]:
-    """Every command line of the README's shell blocks, in order."""
-    lines: list[str] = []
-    inside = False
-    pending = ""
-    for line in README.read_text(encoding="utf-8").splitlines():
-        if line.startswith("```"):
-            inside = line.strip() == "```sh" and not inside
-            continue
-        if not inside:
-            continue
-        text = line.split(" #")[0].strip() if not line.lstrip().startswith("#") else ""
-        if not text:
-            continue
-        if text.endswith("\\"):
-            pending += text[:-1].strip() + " "
-            continue
-        lines.append(pending + text)
-        pending = ""
-    return lines
-
-
-def command(prefix: str) -> str:
-    """The one README command starting with `prefix` (so a test fails if it disappears)."""
-    found = [c for c in readme_commands() if c.startswith(prefix)]
-    assert len(found) == 1, f"README commands starting with {prefix!r}: {found}"
-    return found[0]
-
-
-def shorten(cmd: str, duration: str = "2s") -> str:
-    """The command with its --duration replaced: the only change made to a README command."""
-    shorter, count = re.subn(r"--duration \S+", f"--duration {duration}", cmd)
-    assert count == 1, cmd
-    return shorter
-
-
-def scripts_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This environment with this interpreter's scripts (python3, esmeperf-plot, dask) first."""
-    env = {**os.environ, **(extra or {})}
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
 
 
 def pause(seconds: float) -> None:
@@ -96,9 +53,9 @@ COVERED = {
     "python3 -m pip install . && python3 -m esmeperf": ".ci/run",
     "python3 -m pip install -e '.[test]' && python3 -m pytest": ".ci/run",
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --config": "test_real_deployment_command",
-    "dask scheduler": "test_multi_machine_commands",
-    "dask worker": "test_multi_machine_commands",
-    "python3 -m esmeperf -sci 10 -cpi 5": "test_multi_machine_commands",
+    "dask scheduler": "test_multi_machine.py::test_readme_recipe",
+    "dask worker": "test_multi_machine.py::test_readme_recipe",
+    "python3 -m esmeperf -sci 10 -cpi 5": "test_multi_machine.py::test_readme_recipe",
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 100,1000,10000 --duration": "test_plots_command",
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 100,1000,10000 --repeat": "test_sweep_and_plots",
     "esmeperf-plot": "test_sweep_and_plots",
@@ -260,58 +217,6 @@ def free_port() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return str(sock.getsockname()[1])
-
-
-@pytest.mark.slow
-def test_multi_machine_commands(tmp_path, target, free_port):
-    """The README's multi-machine run, all hosts on loopback (SCHEDULER = 127.0.0.1)."""
-    import distributed
-
-    port, procs = free_port, []
-    scheduler_cmd, worker_cmd = command("dask scheduler"), command("dask worker")
-    client_cmd = command("python3 -m esmeperf -sci 10 -cpi 5")
-
-    def local(cmd: str) -> str:
-        return cmd.replace("SCHEDULER", "127.0.0.1").replace("8786", port)
-
-    (tmp_path / "config.json").write_text(json.dumps(target.config))
-    env = scripts_env()
-    try:
-        for cmd in (scheduler_cmd + " --host 127.0.0.1 --no-dashboard", worker_cmd):
-            args = shlex.split(local(cmd))
-            procs.append(subprocess.Popen(args, cwd=tmp_path, env=env, text=True,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          start_new_session=True))
-            if cmd.startswith("dask scheduler"):
-                _wait_for_port(int(port), procs[-1])
-        with distributed.Client(f"tcp://127.0.0.1:{port}", timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
-        sh(shorten(local(client_cmd), "3s"), tmp_path)
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-    summary = json.loads(next(tmp_path.glob("*_summary.json")).read_text())
-    assert summary["exit_status"] == 0 and len(summary["shards"]) == 2
-    assert summary["messages_sent"] > 0
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            assert proc.poll() is None, "the Dask scheduler exited"
-            assert time.monotonic() < deadline, f"nothing listens on {port} after {timeout} s"
-            pause(0.1)
 
 
 @pytest.mark.slow
