@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import logging
 import os
 import shlex
-import signal
 import sys
 import tempfile
 import textwrap
@@ -16,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from . import __version__, openfiles
+from . import __version__, openfiles, platform_support
 from .config import Gates, Settings, load_target, timespan
 from .errors import ConfigError
 from .job import run_job
@@ -250,7 +248,13 @@ def get_parser() -> argparse.ArgumentParser:
                         help="print only the final line (and warnings) on stderr; the "
                         "summary table still goes to stdout")
     output.add_argument("--debug", action="store_true",
-                        help="debug logs, full tracebacks, thread dumps on SIGUSR1/SIGQUIT")
+                        help="debug logs, full tracebacks, thread dumps on SIGUSR1/SIGQUIT "
+                        "(with --portable: SIGUSR1; on Windows: Ctrl-Break)")
+    output.add_argument("--portable", action="store_true",
+                        help="use every portable fallback, as on macOS and Windows: no batched "
+                        "reads (receive time from the clock after recv, not the kernel), socket "
+                        "timeouts, process_time CPU, no open-files limit; also "
+                        "ESMEPERF_PORTABLE=1; the summary's platform key says what a run used")
     output.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
                         help="serve live Prometheus metrics on http://HOST:PORT/metrics for "
                         "the whole job (0: any free port, logged); a port in use is exit 2")
@@ -391,16 +395,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or bad input already reported in one line
         return int(exc.code or 0)
     setup_logging(args.debug, args.quiet)
-    if args.debug:
-        for sig in (signal.SIGUSR1, signal.SIGQUIT):
-            faulthandler.register(sig, all_threads=True)
-    lifecycle = Lifecycle()
-    try:
-        with lifecycle.installed():
-            return _job(args, lifecycle)
-    except KeyboardInterrupt:  # while checking, or the target or cluster starting: nothing ran
-        print("esmeperf: interrupted before the run started", file=sys.stderr)
-        return ExitStatus.INTERRUPTED
+    with platform_support.portable_env(args.portable):  # shards inherit it with os.environ
+        mechanisms = platform_support.active()
+        log.debug("platform: %s", mechanisms.summary())
+        if args.debug:
+            platform_support.install_thread_dump(mechanisms)
+        lifecycle = Lifecycle()
+        try:
+            with lifecycle.installed():
+                return _job(args, lifecycle)
+        except KeyboardInterrupt:  # checking, or the target or cluster starting: nothing ran
+            print("esmeperf: interrupted before the run started", file=sys.stderr)
+            return ExitStatus.INTERRUPTED
 
 
 def _find_capacity(args: argparse.Namespace, settings: Settings, target: Any,
@@ -453,6 +459,10 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
         if args.scheduler and args.cluster:
             raise ConfigError("give --scheduler or --cluster, not both")
         dask = (args.scheduler, args.cluster) if args.scheduler or args.cluster else None
+        lacking = platform_support.refusal(args.processes, target is None,
+                                           platform_support.active())
+        if lacking is not None:
+            raise ConfigError(lacking)
         if dask is not None:
             from .cluster import require_distributed
 

@@ -8,7 +8,6 @@ import select
 import socket
 import ssl
 import struct
-import sys
 import threading
 import time
 from enum import IntEnum
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 
 import websocket
 
-from . import protocol, wsframe
+from . import platform_support, protocol, wsframe
 from .errors import WebSocketFailure
 
 
@@ -50,7 +49,8 @@ class Connection:
     websocket-client does the handshake; frames then go through `wsframe` (see there why).
     On a plain TCP socket a receive deadline is set with SO_RCVTIMEO, so waiting for a frame
     is one recv() syscall: Python's own socket timeouts add a poll() and, when the timeout
-    changes, an ioctl() per call, each a GIL hand-off. TLS sockets use Python's timeouts.
+    changes, an ioctl() per call, each a GIL hand-off. TLS sockets use Python's timeouts, and
+    so does every socket where platform_support found no kernel deadlines (or --portable).
     `close()` and `abort()` may be called from the main thread to wake the worker at shutdown.
     """
 
@@ -64,18 +64,27 @@ class Connection:
         self._lock = threading.Lock()  # one frame at a time: the worker, pongs, close()
         self._reader = wsframe.FrameReader(self.sock, self._send_raw, recv_size)
         self._reader.feed(received)  # what came right behind the handshake's response
+        mechanisms = platform_support.active()  # read once: the hot path keeps flags
         self._plain = not isinstance(self.sock, ssl.SSLSocket)
-        self._timeout: float | None = -1.0  # not set yet
+        # Deadlines as SO_RCVTIMEO/SO_SNDTIMEO, short waits in poll() + MSG_DONTWAIT; else
+        # Python's socket timeouts (a poll() per call), as for TLS.
+        self._kernel = self._plain and mechanisms.kernel_deadlines
+        self._can_batch = self._kernel and mechanisms.batched_reads
+        self._timestamp_option = mechanisms.timestamp_option or 0
+        self._dontwait = mechanisms.dontwait
+        self._send_timeout = send_timeout
+        self._timeout: float | None = -1.0  # the socket's receive (Python: any) timeout
         self._batching = False
         self._poll: select.poll | None = None  # made on the first sub-jiffy wait
         # Set once by close()/abort() (any thread), read by the worker: a plain flag, as an
         # Event would cost each of thousands of connections a Condition it never waits on.
         self._closing = False
-        if self._plain:
+        if self._kernel:
             self.sock.settimeout(None)  # blocking; deadlines come from SO_RCVTIMEO/SO_SNDTIMEO
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
         else:
             self.sock.settimeout(send_timeout)
+            self._timeout = send_timeout
 
     @classmethod
     def open(cls, ws_url: str, token: str, timeout: float, newline: bool,
@@ -114,6 +123,11 @@ class Connection:
 
     def _send_raw(self, frame: bytes) -> None:
         with self._lock:
+            if not self._kernel and self._timeout != self._send_timeout:
+                # One Python timeout serves recv() and send(): a send must not inherit a
+                # receive's few milliseconds (or its None, forever).
+                self.sock.settimeout(self._send_timeout)
+                self._timeout = self._send_timeout
             self.sock.sendall(frame)
 
     def send(self, text: str) -> None:
@@ -150,7 +164,7 @@ class Connection:
                 if timeout <= 0:
                     return None
             flags = 0
-            if self._plain and timeout is not None and timeout < FINE_TIMEOUT:
+            if self._kernel and timeout is not None and timeout < FINE_TIMEOUT:
                 # SO_RCVTIMEO counts in jiffies (4 ms at HZ=250): a 1 ms interval would
                 # wait 4. Batched reads sleep to the deadline (microseconds) and take what
                 # came, even below the low-water mark (MSG_DONTWAIT does); others wait in
@@ -195,20 +209,23 @@ class Connection:
         not from when this thread got the GIL. A close from the server still wakes at once;
         anything else (an `error` frame, the stop) is seen at the deadline. Raising or lowering
         SO_RCVLOWAT does not wake a recv() already waiting: only its deadline does. Plain TCP
-        on Linux only; returns whether batching is on.
+        where platform_support's probe saw all this work (Linux), not with --portable: then
+        every frame wakes its reader and is timed by the clock right after recv(). Returns
+        whether batching is on.
         """
-        if not self._plain or sys.platform != "linux" or on == self._batching:
+        if not self._can_batch or on == self._batching:
             return self._batching
         if on:
-            self.sock.setsockopt(socket.SOL_SOCKET, wsframe.SO_TIMESTAMPNS, 1)
+            self.sock.setsockopt(socket.SOL_SOCKET, self._timestamp_option, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _BATCH_LOWAT if on else 1)
-        self._reader.timestamps = self._batching = on
+        self._batching = on
+        self._reader.timestamps = self._timestamp_option if on else 0
         if on:  # a read then brings the frames of a whole interval
             self._reader.recv_size = max(self._reader.recv_size, BATCH_RECV_SIZE)
         return on
 
     def _set_recv_timeout(self, timeout: float | None) -> None:
-        if self._plain:
+        if self._kernel:
             # A zero timeval means "block forever": only None may ask for that.
             value = _timeval(max(timeout, 1e-6)) if timeout is not None else _FOREVER
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
@@ -234,7 +251,11 @@ class Connection:
         if not self._lock.acquire(timeout=0.1):
             return
         try:
-            self.sock.send(wsframe.encode(_CLOSE_NORMAL, wsframe.OP_CLOSE), socket.MSG_DONTWAIT)
+            frame = wsframe.encode(_CLOSE_NORMAL, wsframe.OP_CLOSE)
+            if self._dontwait:
+                self.sock.send(frame, self._dontwait)
+            elif _writable_now(self.sock):  # then 8 bytes go at once, whatever the timeout
+                self.sock.send(frame)
         except OSError:
             pass  # buffer full or already gone: the worker sees that itself
         finally:
@@ -303,7 +324,8 @@ def _tcp_connect(host: str, port: int, timeout: float) -> socket.socket:
 
 HANDSHAKE_RECV_SIZE = 4096  # a whole 101 response, headers and all
 _CLOSE_NORMAL = struct.pack("!H", CloseCode.NORMAL)
-_FOREVER = struct.pack("ll", 0, 0)
+_TIMEVAL = platform_support.TIMEVAL
+_FOREVER = _TIMEVAL.pack(0, 0)
 _BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends
 FINE_TIMEOUT = 0.02  # seconds: shorter waits use poll(), not SO_RCVTIMEO (jiffies)
 BATCH_MAX_MS = 1000  # the longest interval for which reads wait for the next send
@@ -313,7 +335,18 @@ BATCH_RECV_SIZE = 4096  # a few echoes per batched read; bigger frames take more
 def _timeval(seconds: float) -> bytes:
     """A struct timeval for a positive timeout (never rounded down to 0, which means forever)."""
     micro = max(1, round(seconds * 1_000_000))
-    return struct.pack("ll", *divmod(micro, 1_000_000))
+    return _TIMEVAL.pack(*divmod(micro, 1_000_000))
+
+
+def _writable_now(sock: socket.socket) -> bool:
+    """Whether a small send would not block (where MSG_DONTWAIT is missing). select() on
+    Windows, which has no poll(); poll() elsewhere, since select() fails on descriptors
+    above 1,023, which a run of thousands of participants has."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        return bool(poller.poll(0))
+    return bool(select.select([], [sock], [], 0)[1])
 
 
 def _close_status(payload: bytes) -> str:

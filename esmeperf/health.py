@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import platform_support
+
 BUSY = 0.90  # a second counts as saturated at this share of the CPU the process may use
 BUSY_SHARE = 0.20  # ... and the rule fires when this share of the load's seconds are
 SEND_LATE_SHARE = 0.50  # send lateness p99 at this share of -smi
@@ -40,7 +42,10 @@ def generator_cores(processes: int) -> int:
 
 
 def process_cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU of another process (Linux /proc), None where unknown."""
+    """User plus system CPU of another process (Linux /proc), None where unknown (macOS and
+    Windows have no /proc, and --portable acts as if: the series' target_cpu stays empty)."""
+    if not platform_support.active().proc_stat:
+        return None
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
             fields = f.read().rsplit(")", 1)[1].split()

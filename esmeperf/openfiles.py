@@ -13,6 +13,8 @@ import math
 import sys
 from dataclasses import dataclass
 
+from . import platform_support
+
 try:
     import resource
 except ImportError:  # Windows: no rlimits, and nothing to raise
@@ -31,8 +33,9 @@ OUT_OF_FILES = (errno.EMFILE, errno.ENFILE)
 
 
 def limits() -> tuple[int, int] | None:
-    """(soft, hard) open-files limits of this process, or None where there are none."""
-    if resource is None:
+    """(soft, hard) open-files limits of this process, or None where there are none (Windows,
+    and --portable, which runs as if: nothing raised, nothing refused, no warning)."""
+    if resource is None or not platform_support.active().rlimits:
         return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return soft, hard
@@ -47,7 +50,7 @@ def raise_soft_limit() -> int | None:
     wanted = hard
     if sys.platform == "darwin":
         wanted = min(hard, _DARWIN_OPEN_MAX)
-    if wanted == resource.RLIM_INFINITY:
+    if wanted == resource.RLIM_INFINITY:  # limits() said resource exists
         wanted = _system_maximum() or soft
     if wanted > soft:
         try:
@@ -109,7 +112,7 @@ def plan(max_participants: int | None, duration: float | None, cpi_ms: float,
 def check(run: Plan, soft: int | None) -> tuple[str, bool] | None:
     """None when the run fits; else the one-line problem with its remedy, and whether it is
     certain (--max-participants alone sets the count) or only possible (the duration may)."""
-    if soft is None or soft == resource.RLIM_INFINITY:
+    if soft is None or (resource is not None and soft == resource.RLIM_INFINITY):
         return None
     remedy = "raise the hard limit (ulimit -Hn, or LimitNOFILE= for a service)"
     if not run.embedded_target:

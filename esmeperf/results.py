@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, gofmt, health
+from . import __version__, gofmt, health, platform_support
 from .counts import Count
 from .schedule import schedule_of, shortest_interval_ms
 from .series import SERIES_COLUMNS, csv_text, read_series, series_rows  # noqa: F401 re-export
@@ -108,6 +108,9 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "cross_check": _cross_check(sent, result.target_stats),
         "settings": s.public(),
         "versions": {"esmeperf": __version__, "python": platform.python_version()},
+        # The mechanisms this run measured with (README, "Platforms"): they change what a
+        # latency means (kernel receive time, or the clock after recv) and what CPU covers.
+        "platform": platform_support.active().summary(),
     }
     summary.update(_pacing(rates, m.missed.snapshot()))
     summary["generator_health"] = generator_health(result, summary["latency"])

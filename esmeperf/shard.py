@@ -16,7 +16,6 @@ from __future__ import annotations
 import enum
 import logging
 import multiprocessing
-import os
 import signal
 import socket
 import sys
@@ -27,7 +26,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from . import openfiles
+from . import openfiles, platform_support
 from .config import Settings, Target
 from .participant import Spawner
 from .workers import (
@@ -248,8 +247,9 @@ class ReportSink:
 def _process_main(conn: Connection, spec: ShardSpec) -> None:
     """Entry point of a shard process."""
     # Out of the parent's process group: a Ctrl-C or a `timeout`'s SIGTERM sent to the group
-    # reaches only the parent, which decides and relays the stop.
-    os.setsid()
+    # reaches only the parent, which decides and relays the stop (setsid, or setpgid where
+    # platform_support says so: --portable reaches here through the inherited environment).
+    platform_support.active().leave_process_group()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log.setLevel(logging.DEBUG if spec.settings.debug else logging.INFO)
     log.propagate = False

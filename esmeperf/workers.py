@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import resource
 import sys
 import threading
 import time
@@ -13,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from . import health, openfiles
+from . import health, openfiles, platform_support
 from .config import Settings, Target
 from .context import Context
 from .stall import Oldest
@@ -74,9 +73,14 @@ class FirstError:
 
 
 def cpu_seconds() -> float:
-    """User plus system CPU time of this whole process so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """User plus system CPU time of this whole process so far: getrusage where `resource`
+    exists, else time.process_time() (the same sum; Windows has no `resource`)."""
+    if platform_support.active().getrusage:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    return time.process_time()
 
 
 class CpuMeter:

@@ -14,16 +14,17 @@ import socket
 import struct
 from collections.abc import Callable
 
+from . import platform_support
+
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 _CONTROL = OP_CLOSE
 _OPCODES = frozenset({OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG})
 MAX_MESSAGE = 16 << 20  # no ESME frame comes near; a peer sending more is broken
 RECV_SIZE = 65536  # the most one read takes; a participant's reads ask for less
-# Linux's SO_TIMESTAMPNS (also the ancillary message type); Python's socket module lacks it.
-SO_TIMESTAMPNS = 35
-_TIMESPEC = struct.Struct("ll")
-_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+_TIMESPEC = platform_support.TIMESPEC
+# Room for one timestamp's control message; Windows has no recvmsg() (nor timestamps to read).
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 _COMPACT_AT = 1 << 20  # drop consumed bytes from the buffer once this many piled up
 
 
@@ -75,17 +76,20 @@ class FrameReader:
         self._pos = 0
         self._fragments: list[bytes] = []
         self._fragment_opcode = 0
-        self.timestamps = False  # read kernel receive timestamps (SO_TIMESTAMPNS on)
+        # The socket option (SO_TIMESTAMPNS, as platform_support found it) whose kernel
+        # receive timestamps reads collect, once the connection turned it on; 0: none.
+        self.timestamps = 0
         self.reads = 0  # fill() calls that brought data
         self.rx_ns = 0  # kernel receive time of the last data read, Unix ns (0: unknown)
 
     def fill(self, flags: int = 0) -> None:
         """Read what the socket has (blocking with the socket's timeout, unless `flags` say
-        MSG_DONTWAIT, which also takes less than SO_RCVLOWAT)."""
+        MSG_DONTWAIT, which also takes less than SO_RCVLOWAT). Without kernel timestamps the
+        caller takes the receive time from its clock right after this returns."""
         if self.timestamps:
             data, ancillary, _, _ = self._sock.recvmsg(self.recv_size, _CMSG_SPACE, flags)
             for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                if level == socket.SOL_SOCKET and kind == self.timestamps:
                     seconds, nanos = _TIMESPEC.unpack_from(value)
                     self.rx_ns = seconds * 1_000_000_000 + nanos
         else:

@@ -11,7 +11,49 @@ import pytest
 import requests
 import websocket
 
+from esmeperf import platform_support
 from esmeperf.target.launcher import TargetProcess
+
+# Run and measurement tests that run twice, on the native mechanisms and on --portable's
+# fallbacks (what macOS and Windows use: esmeperf/platform_support.py). A representative few,
+# not all: the suite must stay within minutes on two cores. Each portable twin's summaries
+# must say they used the fallbacks (checked after the test by `platform_path`).
+PORTABLE_TWINS = frozenset({
+    "test_run.py::test_run_writes_go_compatible_files_and_exact_messages",
+    "test_run.py::test_embedded_target_by_default",
+    "test_measure.py::test_organizer_pool_shares_the_chats_and_replies_are_measured",
+})  # the shards' inheritance of the choice: test_portable.py
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    name = f"{metafunc.definition.path.name}::{metafunc.function.__name__}"
+    if name in PORTABLE_TWINS:
+        metafunc.parametrize("platform_path", ["native", "portable"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def platform_path(request: pytest.FixtureRequest,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    """For PORTABLE_TWINS: ESMEPERF_PORTABLE set (the --processes shards and esmeperf
+    subprocesses inherit it) or unset; other tests run as the environment says."""
+    path = getattr(request, "param", None)
+    if path is None:
+        yield None
+        return
+    if path == "portable":
+        monkeypatch.setenv(platform_support.ENV, "1")
+    else:
+        monkeypatch.delenv(platform_support.ENV, raising=False)
+    yield path
+    tmp_path = request.node.funcargs.get("tmp_path")
+    summaries = list(tmp_path.rglob("*_performance_test_summary.json")) if tmp_path else []
+    assert summaries, "a portable twin wrote no summary to check its platform key in"
+    for summary in summaries:
+        used = json.loads(summary.read_text())["platform"]
+        assert used["portable"] is (path == "portable"), (summary, used)
+        expected = platform_support.fallbacks() if path == "portable" else \
+            platform_support.detected()
+        assert used["batched_reads"] is expected.batched_reads, (summary, used)
 
 
 @pytest.fixture

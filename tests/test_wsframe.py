@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 import pytest
 
-from esmeperf import wsframe
+from esmeperf import platform_support, wsframe
 
 
 def server_frame(payload: bytes, opcode: int = wsframe.OP_TEXT, fin: bool = True) -> bytes:
@@ -85,6 +86,32 @@ def test_reader_returns_close_and_detects_eof(pair):
     right.close()
     with pytest.raises(ConnectionResetError):
         reader.fill()
+
+
+@pytest.mark.parametrize("path", ["kernel", "clock"])
+def test_reader_takes_the_kernel_receive_time_only_with_the_option_found(path):
+    """Kernel timestamps come in a control message of the type platform_support's probe
+    found (SO_TIMESTAMPNS); the portable path reads with recv() and leaves rx_ns unknown."""
+    option = platform_support.detected().timestamp_option
+    if path == "kernel" and not option:
+        pytest.skip("this platform gives no kernel receive timestamps")
+    with socket.create_server(("127.0.0.1", 0)) as listener, \
+            socket.create_connection(listener.getsockname(), timeout=5) as left:
+        right, _ = listener.accept()
+        with right:
+            reader = wsframe.FrameReader(left, lambda frame: None)
+            if path == "kernel":
+                assert option is not None
+                left.setsockopt(socket.SOL_SOCKET, option, 1)
+                reader.timestamps = option
+            sent = time.time_ns()
+            right.sendall(server_frame(b"stamped"))
+            reader.fill()
+            assert reader.next_message() == (wsframe.OP_TEXT, b"stamped")
+            if path == "kernel":  # the probe already turned the kernel's stamping on
+                assert sent - 1_000_000_000 < reader.rx_ns <= time.time_ns()
+            else:
+                assert reader.rx_ns == 0
 
 
 def test_reader_rejects_a_stray_continuation(pair):

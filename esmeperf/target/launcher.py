@@ -22,6 +22,17 @@ class TargetError(Exception):
     """The target could not be started or queried; the message is one line."""
 
 
+def _new_group() -> dict[str, Any]:
+    """Popen arguments for a new session or process group, as platform_support chose.
+
+    Imported here, not at the top: the target's own package imports nothing from the
+    generator, and the generator's launcher is the one place that needs to know.
+    """
+    from ..platform_support import active
+
+    return active().popen_session()
+
+
 class TargetProcess:
     """Run `python -m esmeperf.target` as a child on loopback, ephemeral ports by default."""
 
@@ -64,12 +75,12 @@ class TargetProcess:
                "--organizer-port", "0", "--participant-port", "0", "--messenger-port", "0",
                "--ready-fd", str(ready_w), "--watch-fd", str(watch_r), *self.extra_args]
         try:
-            # Its own session: a terminal's Ctrl-C (sent to the whole foreground group) must
-            # reach only the generator, which then stops gracefully and stops the target last.
+            # Its own session (or process group): a terminal's Ctrl-C (sent to the whole
+            # foreground group) must reach only the generator, which then stops gracefully
+            # and stops the target last.
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                          start_new_session=True,
                                           stderr=subprocess.STDOUT, env=env,
-                                          pass_fds=(ready_w, watch_r))
+                                          pass_fds=(ready_w, watch_r), **_new_group())
         finally:
             os.close(ready_w)
             os.close(watch_r)
