@@ -78,6 +78,8 @@ COVERED = {
     "python3 -m esmeperf --find-capacity": "test_capacity_command",
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 10m --max-p99":
         "test_abort_on_fail_command",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 30s --portable":
+        "test_portable_command",
 }
 
 
@@ -299,3 +301,14 @@ def test_abort_on_fail_command(tmp_path):
        tmp_path)
     summary = _summary(tmp_path)
     assert summary["end_reason"] == "duration" and summary["settings"]["abort_on_fail"] is True
+
+@pytest.mark.slow
+def test_portable_command(tmp_path):
+    """The run on the portable path says so in its summary (tests/test_portable.py tests each
+    fallback)."""
+    sh(shorten(command("python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 30s --portable")),
+       tmp_path)
+    summary = _summary(tmp_path)
+    assert summary["exit_status"] == 0 and summary["messages_delivered"] > 0
+    assert summary["platform"]["portable"] is True
+    assert summary["platform"]["receive_time"] == "clock"
