@@ -26,8 +26,9 @@ def test_each_row_describes_one_second(tmp_path, capsys):
     assert children() == []  # the embedded target is gone
     names = sorted(os.listdir(out))
     assert [n.split("_", 1)[1] for n in names] == [
-        "performance_test_message_rates.json", "performance_test_rates.png",
-        "performance_test_series.csv", "performance_test_summary.json"]
+        "performance_test_latency.hlog", "performance_test_message_rates.json",
+        "performance_test_rates.png", "performance_test_series.csv",
+        "performance_test_summary.json"]
     summary = json.loads(next(out.glob("*_summary.json")).read_text())
     rows = read_series(next(out.glob("*_series.csv")))
 

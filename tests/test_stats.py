@@ -199,3 +199,21 @@ def test_drained_seconds_merge_exactly_even_once_retired():
     assert parent.summary() == expected
     assert [s for s, _ in parent.intervals()] == list(range(500, 510))
     assert shard.summary() == {"count": 0} and shard.intervals() == []
+
+
+def test_fast_percentiles_are_hdrhistograms_own():
+    import random
+
+    from hdrh.histogram import HdrHistogram
+
+    from esmeperf.stats import new_histogram, percentile_values
+
+    rng = random.Random(3)
+    for digits in (2, 3):
+        hist = new_histogram(digits)
+        for _ in range(3000):
+            hist.record_value(int(rng.lognormvariate(8, 2)) + 1)
+        pcts = [0.0, 50.0, 90.0, 99.0, 99.9, 100.0]
+        decoded = HdrHistogram.decode(hist.encode())  # a decoded one: its own counts array
+        for h in (hist, decoded):
+            assert percentile_values(h, pcts) == h.get_percentile_to_value_dict(pcts)
