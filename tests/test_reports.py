@@ -90,8 +90,8 @@ def test_sweep_runs_the_matrix_and_reports(tmp_path, monkeypatch):
     assert status == 0
     runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert runs == ["01_sci10_cpi100_smi100_r1", "02_sci10_cpi100_smi250_r1"]
-    for name in runs:
-        assert len(list((tmp_path / "sweep" / name).glob("*_performance_test_*"))) == 5  # with the .hlog
+    for name in runs:  # summary, rates, series, PNG and .hlog
+        assert len(list((tmp_path / "sweep" / name).glob("*_performance_test_*"))) == 5
     table = (tmp_path / "sweep" / "report.md").read_text().splitlines()
     assert len(table) == 4 and table[2].startswith("| 01_sci10_cpi100_smi100_r1 | 10 | 100 | 100 |")
     assert "| 4 (4) | 4 |" in table[3] and table[3].endswith("| duration | ok |")
