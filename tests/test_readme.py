@@ -67,11 +67,6 @@ COVERED = {
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 20s --out slower":
         "test_compare_commands",
     "esmeperf-compare": "test_compare_commands",
-    "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 20s --out base":
-        "test_compare_commands",
-    "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 20s --out slower":
-        "test_compare_commands",
-    "esmeperf-compare": "test_compare_commands",
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 30m --metrics-port":
         "test_live_metrics_command",
     "python3 -m esmeperf -sci 5 -smi 1000 --stages": "test_surge_command",
@@ -301,6 +296,7 @@ def test_abort_on_fail_command(tmp_path):
        tmp_path)
     summary = _summary(tmp_path)
     assert summary["end_reason"] == "duration" and summary["settings"]["abort_on_fail"] is True
+
 
 @pytest.mark.slow
 def test_portable_command(tmp_path):
