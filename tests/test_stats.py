@@ -217,3 +217,24 @@ def test_fast_percentiles_are_hdrhistograms_own():
         decoded = HdrHistogram.decode(hist.encode())  # a decoded one: its own counts array
         for h in (hist, decoded):
             assert percentile_values(h, pcts) == h.get_percentile_to_value_dict(pcts)
+
+
+def test_cumulative_agrees_with_hdrhistograms_own_iterator():
+    import bisect
+    import itertools
+    import random
+
+    rng = random.Random(7)
+    recorder = LatencyRecorder()
+    for i in range(20_000):
+        recorder.record(1_000 + i // 5_000, rng.lognormvariate(-6, 1.5))
+    bounds = [100, 999, 1_000, 1_001, 5_000, 100_000, 1_000_000, 30_000_000]
+    below, total, _ = recorder.cumulative(bounds)
+    with recorder._lock:
+        whole = recorder._whole()
+    per_bound = [0] * (len(bounds) + 1)
+    for item in whole.get_recorded_iterator():
+        per_bound[bisect.bisect_left(bounds, item.value_iterated_to)] += \
+            item.count_at_value_iterated_to
+    assert below == list(itertools.accumulate(per_bound[:-1]))
+    assert total == 20_000 and below[-1] <= total
