@@ -26,6 +26,7 @@ def outputs(out: Path) -> dict[str, Path]:
     for kind, suffix in (("summary", "_performance_test_summary.json"),
                          ("rates", "_performance_test_message_rates.json"),
                          ("series", "_performance_test_series.csv"),
+                         ("latency_log", "_performance_test_latency.hlog"),
                          ("plot", "_performance_test_rates.png")):
         found = list(out.glob(f"*{suffix}"))
         assert len(found) <= 1, found
@@ -75,9 +76,9 @@ def stored_participant_messages(config: dict[str, Any]) -> list[str]:
         client.close()
 
 
-def child_targets() -> list[int]:
-    """PIDs of `esmeperf.target` processes whose parent is this test process."""
-
+def own_children(marker: bytes) -> list[int]:
+    """PIDs of live (not zombie) processes whose parent is this test process and whose command
+    line holds `marker` (Linux /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -89,21 +90,33 @@ def child_targets() -> list[int]:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         state = stat.rsplit(")", 1)[1].split()[0]
-        if ppid == os.getpid() and b"esmeperf.target" in cmdline and state != "Z":
+        if ppid == os.getpid() and marker in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
 
 
+def child_targets() -> list[int]:
+    """PIDs of `esmeperf.target` processes whose parent is this test process."""
+    return own_children(b"esmeperf.target")
+
+
 def children() -> list[int]:
-    """Processes whose parent is this one (Linux /proc): none may be left behind."""
+    """Processes whose parent is this one (Linux /proc): none may be left behind.
+
+    multiprocessing's resource tracker is left out: the first `--processes` run in a test
+    process starts it, and it lives as long as this process by design (it is Python's, not a
+    shard or a target left over).
+    """
     found = []
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         try:
             with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
                 ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                cmdline = handle.read()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == os.getpid():
+        if ppid == os.getpid() and b"multiprocessing.resource_tracker" not in cmdline:
             found.append(int(entry))
     return found
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import load_results, run_main, write_config
+from helpers import load_results, own_children, run_main, write_config
 
 from esmeperf import health, openfiles, platform_support, workers
 from esmeperf.connection import Closed, Connection
@@ -123,17 +123,10 @@ def test_portable_flag_reaches_the_shards_and_the_summary(tmp_path, target, monk
     def watch_shards() -> None:
         """Record each shard process (a spawned child) once it has left our group."""
         while not done.wait(0.02):
-            for entry in Path("/proc").iterdir():
-                try:
-                    stat = (entry / "stat").read_text()
-                    cmdline = (entry / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                if ppid == os.getpid() and b"spawn_main" in cmdline:
-                    group, session = session_and_group(int(entry.name))
-                    if group == int(entry.name):
-                        seen[group] = (group, session)
+            for pid in own_children(b"spawn_main"):
+                group, session = session_and_group(pid)
+                if group == pid:
+                    seen[group] = (group, session)
 
     watcher = threading.Thread(target=watch_shards, name="shard-watcher")
     watcher.start()
