@@ -28,6 +28,7 @@ WORKER_STACK_SIZE = 256 * 1024  # thousands of threads: keep their stacks small
 SWITCH_INTERVAL = 0.05
 CLOSE_GRACE = 2.0  # seconds the server gets to answer our close frames
 SETTLE = 0.1  # seconds between the stop and the first look at what is still unechoed
+SLOW_SHUTDOWN = 30.0  # seconds of shutdown past which its steps' times are a warning
 
 
 class EndReason(enum.Enum):
@@ -52,6 +53,27 @@ def worker_thread_settings() -> Iterator[None]:
     finally:
         threading.stack_size(previous_stack)
         sys.setswitchinterval(previous_interval)
+
+
+class _StepClock:
+    """How long each step of the shutdown took: in the debug log, and in a warning when the
+    whole shutdown was slow (SLOW_SHUTDOWN), so a slow one says where its time went."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+        self.steps: list[tuple[str, float]] = []
+
+    def done(self, step: str) -> None:
+        now = time.monotonic()
+        self.steps.append((step, now - self.last))
+        self.last = now
+
+    def report(self) -> None:
+        text = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in self.steps)
+        if self.last - self.start >= SLOW_SHUTDOWN:
+            log.warning("warning: the shutdown took %.0f s: %s", self.last - self.start, text)
+        else:
+            log.debug("shutdown: %s", text)
 
 
 @dataclass
@@ -208,12 +230,14 @@ class Workers:
         before the sockets are closed.
         """
         ctx, settings = self.ctx, self.ctx.settings
+        steps = _StepClock()
         deadline = time.monotonic() + settings.echo_timeout
         # A worker that saw no stop yet may be in the middle of one last send: let it land
         # before counting what is still to be echoed.
         self.force.wait(SETTLE)
         while not self.force.is_set() and time.monotonic() < deadline and not drained():
             self.force.wait(0.05)
+        steps.done("echoes awaited")
         if on_close is not None:
             on_close()
         close_by = time.monotonic() + CLOSE_GRACE
@@ -221,11 +245,25 @@ class Workers:
             if self.force.is_set() or time.monotonic() > close_by:
                 break  # the aborts below end the rest
             conn.close()
+        steps.done("close frames sent")
         self.join(CLOSE_GRACE)
-        for conn in ctx.connections.seal():
+        steps.done("closed threads joined")
+        # Each abort is two syscalls, each a GIL hand-off among thousands of threads: bounded
+        # too. Connections left open die with the process; their threads are daemons, and the
+        # summary lists them (threads_alive_after_join).
+        abort_by = time.monotonic() + settings.join_timeout
+        left = ctx.connections.seal()
+        for index, conn in enumerate(left):
+            if time.monotonic() > abort_by:
+                log.warning("shutdown: %d of %d connections not aborted within %g s",
+                            len(left) - index, len(left), settings.join_timeout)
+                break
             conn.abort()
+        steps.done(f"{len(left)} connections aborted")
         self.join(settings.join_timeout)
+        steps.done("threads joined")
         ctx.rest.close()  # the keep-alive pool: a straggler's request now fails, late and counted
+        steps.report()
 
     def join(self, timeout: float) -> None:
         """Join all threads until `timeout` passes (much sooner once forced)."""
