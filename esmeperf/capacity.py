@@ -250,10 +250,14 @@ class Search:
                     + ": the knee is above the highest step, a lower bound")
         if self.interrupted:
             note += "; the search was interrupted"
+        best = max(passed, key=lambda s: s.chats) if passed else None
         return {
             "knee_chats": knee.chats if knee else None,
             "knee_rate": round(knee.achieved_rate, 3) if knee else None,
             "limited_by": limited_by,
+            # The highest step that passed, knee or not (a generator-limited search has one).
+            "highest_passing_chats": best.chats if best else None,
+            "highest_passing_rate": round(best.achieved_rate, 3) if best else None,
             "note": note,
             "criteria": {"min_rate_ratio": MIN_RATE_RATIO, "min_delivered_ratio": MIN_DELIVERED,
                          "max_p99_ms": self.max_p99_ms, "errors": 0,
@@ -314,8 +318,15 @@ def _base_summary(out_dir: Path, capacity: dict[str, Any]) -> dict[str, Any]:
 
 def render(capacity: dict[str, Any], paths: dict[str, Path]) -> str:
     """The search as a table for stdout."""
-    lines = [f"capacity: knee {capacity['knee_chats']} chats, {capacity['knee_rate']} "
-             f"messages/s; limited by {capacity['limited_by']}",
+    if capacity["knee_chats"] is not None:
+        head = (f"capacity: knee {capacity['knee_chats']} chats, {capacity['knee_rate']:g} "
+                f"messages/s; limited by {capacity['limited_by']}")
+    else:
+        best = capacity["highest_passing_chats"]
+        head = (f"capacity: no knee named; limited by {capacity['limited_by']}"
+                + (f"; the highest step that passed held {best} chats, "
+                   f"{capacity['highest_passing_rate']:g} messages/s" if best else ""))
+    lines = [head,
              f"  {capacity['note']}",
              f"  {'step':<22}{'chats':>7}{'intended/s':>12}{'achieved/s':>12}{'delivered':>11}"
              f"{'rtt p99':>10}  verdict"]

@@ -312,6 +312,10 @@ def capacity_figure(capacity: dict[str, Any]) -> Figure:
         style = {"fillstyle": "full" if step["passed"] else "none", "markersize": 7,
                  "marker": "o", "linestyle": "none"}
         top.plot([step["chats"]], [step["achieved_rate"]], color=SENT, **style)
+        if step["generator_limited"]:  # health.py's rules fired: the generator set the pace
+            top.annotate("generator-limited", (step["chats"], step["achieved_rate"]),
+                         xytext=(0, -16), textcoords="offset points", ha="center",
+                         fontsize="x-small", color="tab:red")
         if step["rtt_p99_ms"] is not None:
             bottom.plot([step["chats"]], [step["rtt_p99_ms"]], color=LATENCY["rtt_p99_ms"][1],
                         **style)
