@@ -47,6 +47,7 @@ def test_a_generator_limited_failure_names_no_knee(tmp_path):
     found, result = search(tmp_path, target_with_knee(1000, generator_limit=64))
     assert [s.chats for s in found.steps] == [16, 32, 64]  # it stops at that step
     assert result["limited_by"] == "generator" and result["knee_chats"] is None
+    assert result["highest_passing_chats"] == 32 and result["highest_passing_rate"] == 320
     assert "not the target's knee" in result["note"]
 
 
