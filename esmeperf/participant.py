@@ -14,8 +14,10 @@ from .schedule import schedule_of, take
 
 MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
 # A thread blocked in recv() holds a buffer of this size for the whole wait, and thousands
-# wait at once: small by default (one frame is ~150 bytes), larger once reads are batched.
-PARTICIPANT_RECV_SIZE = 1024
+# wait at once: small by default, larger once reads are batched. A participant's frames are
+# 230-240 bytes against the embedded target (an echo, new_chat, chats); a larger one takes a
+# second read.
+PARTICIPANT_RECV_SIZE = 512
 
 
 class Spawner:
