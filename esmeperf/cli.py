@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import shlex
 import sys
 import tempfile
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -66,13 +67,24 @@ def _ms_list(text: str) -> list[float]:
     return [_positive_ms(part.strip()) for part in text.split(",")]
 
 
-def _cluster(text: str) -> int:
-    from .cluster import parse_cluster
+def _parsed_by(module: str, function: str) -> Callable[[str], Any]:
+    """An argparse type from a parser elsewhere that raises ValueError with the reason; the
+    module is imported only when the flag is given (--help and the man page need none)."""
 
-    try:
-        return parse_cluster(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def parse(text: str) -> Any:
+        parser = getattr(importlib.import_module(module, __package__), function)
+        try:
+            return parser(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = function
+    return parse
+
+
+_cluster = _parsed_by(".cluster", "parse_cluster")
+_stages = _parsed_by(".schedule", "parse_stages")
+_surge = _parsed_by(".surge", "parse_window")
 
 
 def _positive_int(text: str) -> int:
@@ -99,24 +111,6 @@ def _non_negative_float(text: str) -> float:
     if text.strip() in ("0", "0.0"):
         return 0.0
     return _positive_float(text)
-
-
-def _stages(text: str) -> tuple[tuple[float, float], ...]:
-    from .schedule import parse_stages
-
-    try:
-        return parse_stages(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _surge(text: str) -> tuple[float, float]:
-    from .surge import parse_window
-
-    try:
-        return parse_window(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
