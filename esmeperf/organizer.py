@@ -25,6 +25,7 @@ class Organizer:
 
     def __init__(self, ctx: Context, index: int, creds: Credentials) -> None:
         self.ctx = ctx
+        self.index = index
         self.name = f"organizer-{index}"
         self.creds = creds
         self.token = ""
@@ -61,10 +62,15 @@ class Organizer:
         # a thousand participants that is 100 wake-ups a second instead of 10,000.
         conn.batch_reads(ctx.settings.sci <= BATCH_MAX_MS and not ctx.settings.reply)
         ctx.stalls.add(self)
+        interval = ctx.settings.sci / 1000
         try:
-            run_paced(ctx, conn, ctx.settings.sci / 1000, start_chat,
+            # N organizers' grids are staggered by sci/N: together they ask every sci/N, and
+            # each is next in line as often as the others (on one grid, whoever happened to
+            # connect a moment earlier would start nearly every chat).
+            run_paced(ctx, conn, interval, start_chat,
                       lambda frame: self._handle(conn, frame),
-                      lambda skipped: ctx.metrics.count(Count.START_CHAT_MISSED, skipped))
+                      lambda skipped: ctx.metrics.count(Count.START_CHAT_MISSED, skipped),
+                      offset=interval * (self.index - 1) / ctx.settings.organizers)
         finally:
             ctx.stalls.discard(self)
 

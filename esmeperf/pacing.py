@@ -11,15 +11,16 @@ from .context import Context
 
 def run_paced(ctx: Context, conn: Connection, interval: float,
               on_due: Callable[[float, float], None], on_frame: Callable[[str], None],
-              on_skip: Callable[[int], None]) -> None:
-    """Call on_due(now, lateness) at start + k x interval, on_frame(frame) for every frame.
+              on_skip: Callable[[int], None], offset: float = 0.0) -> None:
+    """Call on_due(now, lateness) at start + offset + k x interval, on_frame(frame) for
+    every frame.
 
     The grid is absolute, so sends never drift. A slot missed by a whole interval or more is
     skipped and reported with on_skip(count) instead of being sent late in a burst (k6 calls
     these dropped iterations). After the stop only frames are read, until the shutdown closes
     the socket (the Closed that ends the loop then is not an error: see Context.hold).
     """
-    start = time.monotonic()
+    start = time.monotonic() + offset
     slot = 1
     while True:
         if ctx.stop.is_set():
