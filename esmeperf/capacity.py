@@ -32,6 +32,7 @@ from typing import Any
 
 from . import openfiles
 from .config import Settings
+from .results import write_summary
 from .status import ExitStatus
 
 log = logging.getLogger("esmeperf")
@@ -284,7 +285,7 @@ def find_capacity(base: Settings, run_step: StepRunner) -> int:
     summary["capacity"] = capacity
     stamp = int(time.time())
     path = base.out_dir / f"{stamp}_performance_test_summary.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_summary(summary, path)  # atomic, with the umask, as every run's summary
     paths = {"summary": path}
     if base.plot and search.steps:
         from .figures import plot_capacity

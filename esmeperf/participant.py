@@ -75,6 +75,7 @@ class Participant:
         self.last_echo_read = -1  # which read of the socket brought the last echo
         self.confirmed_sent_ns = 0  # send time of the newest message echoed so far
         self.cohort = 0  # with a surge window: 0, 1, 2 = arrived before, during, after it
+        self.surge = ctx.surge  # its per-cohort figures (surge.py), or None: read once
 
     def run(self) -> None:
         """Arrive: sign up, ask for help, connect; then hand the connection to a new thread.
@@ -108,8 +109,8 @@ class Participant:
         self.ctx.metrics.count(Count.CHATS)
         waited = time.monotonic() - self.arrival
         self.ctx.metrics.chat_wait.record(0, waited)
-        if self.ctx.surge is not None:
-            self.ctx.surge.time_to_chat[self.cohort].record(0, waited)
+        if self.surge is not None:
+            self.surge.time_to_chat[self.cohort].record(0, waited)
         self._chat(conn, chat_id)
 
     def _register(self) -> str:
@@ -151,7 +152,7 @@ class Participant:
         second = received_ns // 1_000_000_000
         metrics.delivered.add(second)
         metrics.rtt.record(second, (received_ns - sent_ns) / 1e9)
-        surge = self.ctx.surge
+        surge = self.surge
         if surge is not None:
             surge.delivered(self.cohort, surge.phase_ns(sent_ns), (received_ns - sent_ns) / 1e9)
         if self.ctx.settings.reply:
@@ -197,7 +198,7 @@ class Participant:
         prefix = protocol.message_prefix(conn.local_addr)
         head, tail = protocol.numbered_head(chat_id, prefix), protocol.SEND_MESSAGE_TAIL
         number = 0
-        surge = ctx.surge
+        surge = self.surge
         # Wake once per message, not twice (Connection.batch_reads), when that delays nothing
         # by more than BATCH_MAX_MS: errors and the stop are seen at the next send. Not with
         # --reply: echo and reply both arrive between two sends, one timestamp can't tell them.

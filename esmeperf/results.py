@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, gofmt, health, platform_support
 from .counts import Count
-from .schedule import schedule_of, shortest_interval_ms
+from .schedule import planned, shortest_interval_ms
 from .series import SERIES_COLUMNS, csv_text, read_series, series_rows  # noqa: F401 re-export
 
 if TYPE_CHECKING:
@@ -131,9 +131,8 @@ def clock_warnings(shards: Iterable[dict[str, Any]]) -> list[str]:
 
 def participants_planned(result: RunResult) -> int:
     """The arrivals the schedule (-cpi's grid or --stages) asked for by the stop."""
-    s = result.settings
-    slots = schedule_of(s).arrivals_by((result.stopped_ns - result.participants_started_ns) / 1e9)
-    return slots if s.max_participants is None else min(slots, s.max_participants)
+    return planned(result.settings,
+                   (result.stopped_ns - result.participants_started_ns) / 1e9)
 
 
 def load_seconds(result: RunResult) -> list[int]:

@@ -106,6 +106,13 @@ def schedule_of(settings: Settings) -> Schedule:
     return Schedule(cpi_s=settings.cpi / 1000)
 
 
+def planned(settings: Settings, seconds: float) -> int:
+    """Arrivals the run's schedule asks for by `seconds` after its origin, within
+    --max-participants (the summary's participants_planned, the series' intended arrivals)."""
+    slots = schedule_of(settings).arrivals_by(seconds)
+    return slots if settings.max_participants is None else min(slots, settings.max_participants)
+
+
 def shortest_interval_ms(settings: Settings) -> float:
     """-cpi, or the gap between arrivals at the stages' highest rate."""
     if settings.stages:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .counts import Count
 from .health import generator_cores
-from .schedule import schedule_of
+from .schedule import planned
 
 if TYPE_CHECKING:
     from .run import RunResult
@@ -78,14 +78,10 @@ def series_rows(result: RunResult) -> list[dict[str, Any]]:
 def intended_arrivals(result: RunResult) -> dict[int, int]:
     """Arrivals the schedule (-cpi's grid or --stages) asked for in each Unix second, from the
     participants' start to the stop, within --max-participants."""
-    settings = result.settings
-    schedule = schedule_of(settings)
     origin, stop = result.participants_started_ns / _NS, result.stopped_ns / _NS
-    cap = settings.max_participants
 
     def by(t: float) -> int:
-        slots = schedule.arrivals_by(min(t, stop) - origin)
-        return slots if cap is None else min(slots, cap)
+        return planned(result.settings, min(t, stop) - origin)
 
     return {second: by(second + 1) - by(second)
             for second in range(int(origin), int(stop) + 1)}
