@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .config import Settings, Target
 from .connection import Closed, Connection
@@ -54,13 +55,20 @@ class ConnectionRegistry:
             return len(self._open)
 
 
+class StartThread(Protocol):
+    """Workers.start_thread: start a named worker thread (`conversation`: on a fresh stack)."""
+
+    def __call__(self, name: str, body: Callable[[], None],
+                 conversation: bool = False) -> None: ...
+
+
 @dataclass
 class Context:
     """The run as a worker sees it."""
 
     target: Target
     settings: Settings
-    start_thread: Callable[[str, Callable[[], None]], None]
+    start_thread: StartThread
     stamp: int  # Unix second the participants started: part of every participant email
     email_tag: str = ""  # run id and shard in distributed runs, so emails never collide
     stop: threading.Event = field(default_factory=threading.Event)

@@ -80,10 +80,10 @@ class Participant:
     def run(self) -> None:
         """Arrive: sign up, ask for help, connect; then hand the connection to a new thread.
 
-        The conversation runs for the rest of the run in a thread of its own that starts
-        fresh: the arrival's deep calls (requests, the handshake) leave about 5 KB of touched
-        stack and thread-local memory behind, and thousands of participants would keep it for
-        nothing. One worker still has one thread at a time.
+        The conversation runs for the rest of the run in a thread of its own, on a fresh stack
+        (workers.CONVERSATION_STACK_SIZE): the arrival's deep calls (requests, the handshake)
+        leave 4-5 pages of touched stack and some thread-local memory behind, and thousands of
+        participants would keep them for nothing. One worker still has one thread at a time.
         """
         ctx = self.ctx
         token = self._register()
@@ -96,7 +96,8 @@ class Participant:
         ctx.metrics.handshake.record(0, time.monotonic() - started)
         try:
             ctx.start_thread(f"participant-{self.number}",
-                             lambda: ctx.hold(conn, lambda: self._converse(conn)))
+                             lambda: ctx.hold(conn, lambda: self._converse(conn)),
+                             conversation=True)
         except BaseException:
             conn.abort()  # no thread will hold it
             raise

@@ -1,0 +1,89 @@
+"""What each of thousands of participant threads keeps: its stack, and its receive deadlines.
+
+The memory these save is measured side by side with ESME's Go test in bench/versus_go.py
+(shape 2's RSS per participant); these tests hold the mechanisms to what they promise.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+import sys
+import threading
+
+import pytest
+
+from esmeperf import connection, platform_support
+from esmeperf.config import Credentials, Settings, Target
+from esmeperf.workers import (
+    CONVERSATION_STACK_SIZE,
+    WORKER_STACK_SIZE,
+    Workers,
+    worker_thread_settings,
+)
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="reads /proc/self/maps and glibc's pthread_self()")
+
+
+def own_stack_size() -> int:
+    """The size of the mapping that holds this thread's stack (glibc keeps the thread's
+    descriptor at its top), from /proc/self/maps."""
+    libc = ctypes.CDLL(None)
+    libc.pthread_self.restype = ctypes.c_void_p
+    address = libc.pthread_self()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            start, end = (int(part, 16) for part in line.split()[0].split("-"))
+            if start <= address < end:
+                return end - start
+    raise AssertionError(f"no mapping holds the thread descriptor at {address:#x}")
+
+
+@linux_only
+def test_conversations_start_on_a_stack_size_no_other_thread_asks_for() -> None:
+    """So glibc never gives a conversation the stack a finished arrival left pages in; the
+    size is set back for the threads that start after it."""
+    target = Target(event_id=1, messenger_ws_url="ws://127.0.0.1:9",
+                    organizer_api_url="http://127.0.0.1:9", participant_api_url="http://127.0.0.1:9",
+                    organizers=(Credentials("organizer@example.com", "secret"),))
+    workers = Workers(target, Settings(), stamp=0)
+    sizes: dict[str, int] = {}
+
+    def measure(name: str) -> None:
+        sizes[name] = own_stack_size()
+
+    with worker_thread_settings():
+        workers.start_thread("arrival", lambda: measure("arrival"))
+        workers.start_thread("conversation", lambda: measure("conversation"), conversation=True)
+        workers.start_thread("after", lambda: measure("after"))
+        workers.join(10.0)
+        assert threading.stack_size() == WORKER_STACK_SIZE
+    assert workers.first_error is None and not workers.alive()
+    assert sizes == {"arrival": WORKER_STACK_SIZE, "conversation": CONVERSATION_STACK_SIZE,
+                     "after": WORKER_STACK_SIZE}
+
+
+@pytest.mark.parametrize("path", ["libc", "socket module"])
+def test_receive_deadline_reaches_the_socket_either_way(path: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SO_RCVTIMEO set through libc (no failed tries of socket.setsockopt's other forms)
+    reads back as set (to the kernel's tick) and ends a recv() that gets nothing; a closed
+    socket is an OSError. Where libc is not found, socket.setsockopt does the same."""
+    if not platform_support.detected().kernel_deadlines:
+        pytest.skip("this platform's receive deadlines are Python's socket timeouts")
+    if path == "libc":
+        assert connection._SETSOCKOPT is not None, "libc's setsockopt not found on Linux"
+    else:
+        monkeypatch.setattr(connection, "_SETSOCKOPT", None)
+    left, right = socket.socketpair()
+    with left, right:
+        value = connection._timeval(0.05)
+        connection._set_bytes_option(left, socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        seconds, micro = platform_support.TIMEVAL.unpack(
+            left.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, len(value)))
+        assert seconds == 0 and abs(micro - 50_000) <= 10_000  # the kernel counts in jiffies
+        with pytest.raises((BlockingIOError, TimeoutError)):
+            left.recv(1)
+    with pytest.raises(OSError):
+        connection._set_bytes_option(left, socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
