@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import select
 import socket
 import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 import websocket
 
-from . import platform_support, protocol, wsframe
+from . import platform_support, protocol, syscalls, wsframe
 from .errors import WebSocketFailure
 
 
@@ -125,7 +123,16 @@ class Connection:
 
     def _send_raw(self, frame: bytes) -> None:
         with self._lock:
-            if not self._kernel and self._timeout != self._send_timeout:
+            if self._kernel:
+                # What fits in the send buffer goes without letting go of the GIL (socket's
+                # send() lets go even when it does not block, and with hundreds of threads
+                # waiting for the GIL, taking it back costs this thread a context switch or
+                # two); the rest, if any, waits for room as below, up to SO_SNDTIMEO.
+                sent = syscalls.send_now(self.sock, frame)
+                if sent == len(frame):
+                    return
+                frame = frame[sent:]
+            elif self._timeout != self._send_timeout:
                 # One Python timeout serves recv() and send(): a send must not inherit a
                 # receive's few milliseconds (or its None, forever).
                 self.sock.settimeout(self._send_timeout)
@@ -230,7 +237,7 @@ class Connection:
         if self._kernel:
             # A zero timeval means "block forever": only None may ask for that.
             value = _timeval(max(timeout, 1e-6)) if timeout is not None else _FOREVER
-            _set_bytes_option(self.sock, socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+            syscalls.set_bytes_option(self.sock, socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
         else:
             self.sock.settimeout(timeout)
         self._timeout = timeout
@@ -332,41 +339,6 @@ _BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends
 FINE_TIMEOUT = 0.02  # seconds: shorter waits use poll(), not SO_RCVTIMEO (jiffies)
 BATCH_MAX_MS = 1000  # the longest interval for which reads wait for the next send
 BATCH_RECV_SIZE = 4096  # a few echoes per batched read; bigger frames take more reads
-
-
-def _libc_setsockopt() -> Callable[[int, int, int, bytes, int], int] | None:
-    """libc's setsockopt(), called with the GIL held (ctypes.PyDLL); None where none is found.
-
-    socket.setsockopt(level, option, bytes) first tries its integer form and then its
-    (None, length) form, and each failed try formats a TypeError through vfprintf() before the
-    bytes form is tried: about 1 us per call, and 3 KB of C stack below a worker's recv(). A
-    participant sets SO_RCVTIMEO before most waits, so each of thousands of threads kept a
-    third page of stack resident for those two messages nobody reads.
-    """
-    try:
-        import ctypes
-
-        function = ctypes.PyDLL(None, use_errno=True).setsockopt
-    except (ImportError, OSError, AttributeError, TypeError):  # no ctypes, libc or symbol
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
-                         ctypes.c_uint)
-    function.restype = ctypes.c_int
-    return function
-
-
-_SETSOCKOPT = _libc_setsockopt()
-
-
-def _set_bytes_option(sock: socket.socket, level: int, option: int, value: bytes) -> None:
-    """sock.setsockopt(level, option, value) for a bytes value, without its failed tries."""
-    if _SETSOCKOPT is None:
-        sock.setsockopt(level, option, value)
-    elif _SETSOCKOPT(sock.fileno(), level, option, value, len(value)) != 0:
-        import ctypes
-
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
 
 
 def _timeval(seconds: float) -> bytes:

@@ -1,19 +1,17 @@
-"""What each of thousands of participant threads keeps: its stack, and its receive deadlines.
+"""What each of thousands of participant threads keeps: a stack of its own.
 
-The memory these save is measured side by side with ESME's Go test in bench/versus_go.py
-(shape 2's RSS per participant); these tests hold the mechanisms to what they promise.
+The memory this saves is measured side by side with ESME's Go test in bench/versus_go.py
+(shape 2's RSS per participant); the test holds the mechanism to what it promises.
 """
 
 from __future__ import annotations
 
 import ctypes
-import socket
 import sys
 import threading
 
 import pytest
 
-from esmeperf import connection, platform_support
 from esmeperf.config import Credentials, Settings, Target
 from esmeperf.workers import (
     CONVERSATION_STACK_SIZE,
@@ -62,28 +60,3 @@ def test_conversations_start_on_a_stack_size_no_other_thread_asks_for() -> None:
     assert workers.first_error is None and not workers.alive()
     assert sizes == {"arrival": WORKER_STACK_SIZE, "conversation": CONVERSATION_STACK_SIZE,
                      "after": WORKER_STACK_SIZE}
-
-
-@pytest.mark.parametrize("path", ["libc", "socket module"])
-def test_receive_deadline_reaches_the_socket_either_way(path: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """SO_RCVTIMEO set through libc (no failed tries of socket.setsockopt's other forms)
-    reads back as set (to the kernel's tick) and ends a recv() that gets nothing; a closed
-    socket is an OSError. Where libc is not found, socket.setsockopt does the same."""
-    if not platform_support.detected().kernel_deadlines:
-        pytest.skip("this platform's receive deadlines are Python's socket timeouts")
-    if path == "libc":
-        assert connection._SETSOCKOPT is not None, "libc's setsockopt not found on Linux"
-    else:
-        monkeypatch.setattr(connection, "_SETSOCKOPT", None)
-    left, right = socket.socketpair()
-    with left, right:
-        value = connection._timeval(0.05)
-        connection._set_bytes_option(left, socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-        seconds, micro = platform_support.TIMEVAL.unpack(
-            left.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, len(value)))
-        assert seconds == 0 and abs(micro - 50_000) <= 10_000  # the kernel counts in jiffies
-        with pytest.raises((BlockingIOError, TimeoutError)):
-            left.recv(1)
-    with pytest.raises(OSError):
-        connection._set_bytes_option(left, socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)

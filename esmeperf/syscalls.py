@@ -1,0 +1,87 @@
+"""Two socket calls made through libc with the GIL held, where the socket module would hand it
+over or take a detour: each matters once per message in each of thousands of threads.
+
+ctypes.PyDLL calls a C function without releasing the GIL. Both calls here never block (a
+setsockopt; a send with MSG_DONTWAIT), so holding the GIL costs the other threads nothing,
+while releasing it would: with hundreds of threads waiting for the GIL, one of them takes it
+during the syscall and this thread then waits (a context switch out and one back in) to get
+it back. Where libc's functions are not found (no ctypes, or Windows) the socket module's
+own calls do the same job.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import Any
+
+_WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
+
+
+def _libc() -> tuple[Any, Any, Any] | None:
+    """(ctypes, setsockopt, send) from the C library, called with the GIL held; None if
+    there is no such library."""
+    try:
+        import ctypes
+
+        libc = ctypes.PyDLL(None, use_errno=True)
+        setsockopt, send = libc.setsockopt, libc.send
+    except (ImportError, OSError, AttributeError, TypeError):  # no ctypes, libc or symbol
+        return None
+    setsockopt.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint)
+    setsockopt.restype = ctypes.c_int
+    send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+    send.restype = ctypes.c_ssize_t
+    return ctypes, setsockopt, send
+
+
+_LIBC = _libc()
+_SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
+
+
+def available() -> bool:
+    """Whether the libc calls are in use (else the socket module's stand in)."""
+    return _LIBC is not None
+
+
+def _error() -> OSError:
+    assert _LIBC is not None
+    code = _LIBC[0].get_errno()
+    return OSError(code, os.strerror(code))
+
+
+def set_bytes_option(sock: socket.socket, level: int, option: int, value: bytes) -> None:
+    """sock.setsockopt(level, option, value) for a bytes value (a struct timeval, say).
+
+    The socket module first tries its integer form and then its (None, length) form, and each
+    failed try formats a TypeError through vfprintf() before the bytes form is tried: about
+    1 us per call, and 3 KB of C stack below the caller. A participant sets SO_RCVTIMEO
+    before most waits, and that depth kept a third page of each one's stack resident.
+    """
+    if _LIBC is None:
+        sock.setsockopt(level, option, value)
+    elif _LIBC[1](sock.fileno(), level, option, value, len(value)) != 0:
+        raise _error()
+
+
+def send_now(sock: socket.socket, data: bytes) -> int:
+    """Send what the socket's buffer takes at once; return how many bytes that was (0 when
+    the buffer is full). Other errors raise OSError, as socket.send() does. Without libc,
+    socket.send() with MSG_DONTWAIT (which hands the GIL over around the call).
+    """
+    if _LIBC is None:
+        if not _SEND_FLAGS:  # no MSG_DONTWAIT either: the caller's blocking send does it
+            return 0
+        try:
+            return sock.send(data, _SEND_FLAGS)
+        except BlockingIOError:
+            return 0
+    sent: int = _LIBC[2](sock.fileno(), data, len(data), _SEND_FLAGS)
+    if sent >= 0:
+        return sent
+    error = _error()
+    if error.errno in _WOULD_BLOCK:
+        return 0
+    raise error
