@@ -306,6 +306,16 @@ class _HandshakeSocket:
         """What was read past the handshake's response."""
         return self._buf[self._pos:]
 
+    def gettimeout(self) -> float | None:
+        """0 while the buffer holds bytes (a read of them does not wait), else the socket's.
+
+        websocket-client asks before each one-byte read, and for a socket without a timeout
+        it reads straight away instead of wrapping the read in a closure and error handlers
+        made for waiting: a third of the handshake's cost. An empty buffer gets its real
+        timeout, and its usual handling.
+        """
+        return 0.0 if self._pos < len(self._buf) else self.sock.gettimeout()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
 
