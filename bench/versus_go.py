@@ -3,7 +3,8 @@
     python3 bench/versus_go.py [--runs 2] [--shapes 1,2] [--hold] [--hold-participants N]
                                [--duration-scale F] [--duration N=SPAN ...]
                                [--go-binary PATH] [--stop duration|sigint]
-                               [--esmeperf-args ARGS] [--pause S] [--keep DIR]
+                               [--esmeperf-args ARGS] [--baseline REV] [--pause S]
+                               [--keep DIR]
 
 Every run gets a fresh embedded target (`python -m esmeperf.target` on loopback ephemeral ports),
 a config.json naming it (the Go test's six keys: the target's seeded organizer and event), and a
@@ -16,14 +17,18 @@ temporary directory in which ONE tool runs as a child process with the same -sci
     esmeperf  python -m esmeperf --config config.json --duration D, the whole process from
               spawn to exit (start-up, the run, the result files and the PNG). With
               --stop sigint it gets SIGINT at the same moment as the Go test instead.
+    baseline  (--baseline REV) the same esmeperf command with the esmeperf package as it
+              was at git revision REV: a change's before and after, in the same minutes as
+              each other and as the Go test. Printed with its ratios to esmeperf; no goal.
 
-Each tool's CPU (user + system) and peak RSS come from os.wait4's rusage of its process (its
-waited-for children included); messages sent, participants created and chats from the
-`<unix>_performance_test_summary.json` it wrote. The target's /stats (messages it stored,
-frames it dropped) is read once the tool has exited, then the target is stopped; its CPU and
-/stats are shown for reference only. Go and esmeperf runs alternate (Go, esmeperf, Go, ...),
---runs pairs per shape; medians are of the runs, ratios are esmeperf/Go of the medians (the
-per-pair ratios follow in brackets). KB here are KiB, as ru_maxrss counts them.
+Each tool's CPU (user + system), peak RSS and context switches (voluntary + involuntary) come
+from os.wait4's rusage of its process (its waited-for children included); messages sent,
+participants created and chats from the `<unix>_performance_test_summary.json` it wrote. The
+target's /stats (messages it stored, frames it dropped) is read once the tool has exited, then
+the target is stopped; its CPU and /stats are shown for reference only. Go and esmeperf runs
+alternate (Go, esmeperf, Go, ...), --runs pairs per shape; medians are of the runs, ratios are
+esmeperf/Go of the medians (the per-pair ratios follow in brackets). KB here are KiB, as
+ru_maxrss counts them.
 
 Shapes (durations are the issue's; --duration-scale 0.25 or --duration 1=5s shortens them):
 
@@ -72,7 +77,7 @@ from esmeperf.target.launcher import TargetError, TargetProcess  # noqa: E402
 
 GO_BUILD = ROOT.parent / "shared" / "esme-go-test" / "build"
 SUMMARY_GLOB = "*_performance_test_summary.json"
-GO, ESMEPERF = "go", "esmeperf"
+GO, ESMEPERF, BASELINE = "go", "esmeperf", "baseline"
 #: After the duration: how long a tool may take to write its files and exit before SIGKILL.
 EXIT_GRACE_S = 120.0
 
@@ -115,6 +120,7 @@ class Run:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     maxrss_kib: int = 0
+    switches: int = 0  # context switches, voluntary and involuntary
     target_cpu_s: float | None = None
     summary: dict[str, Any] | None = None
     peak_connections: int | None = None  # esmeperf's series: open WebSockets, organizer too
@@ -143,6 +149,10 @@ class Run:
     @property
     def us_per_msg(self) -> float | None:
         return self.cpu_s / self.sent * 1e6 if self.sent else None
+
+    @property
+    def switches_per_msg(self) -> float | None:
+        return self.switches / self.sent if self.sent else None
 
     @property
     def kib_per_participant(self) -> float | None:
@@ -302,14 +312,18 @@ def run_one(tool: str, index: int, shape: Shape, seconds: float, directory: Path
         by_signal = tool == GO or options.stop == "sigint"
         if tool == GO:
             cmd = [options.go_binary, *shape.flags()]
+        elif tool == BASELINE:
+            cmd = [sys.executable, "-m", "esmeperf", *shape.flags(), "--config", "config.json"]
         else:
             cmd = [sys.executable, "-m", "esmeperf", *shape.flags(), "--config", "config.json"]
+        if tool != GO:
             if not by_signal:
                 cmd += ["--duration", f"{seconds:g}s"]
             if shape.hold:
                 cmd += ["--max-participants", str(options.hold_participants)]
             cmd += shlex.split(options.esmeperf_args)
-        _run_child(run, cmd, seconds, by_signal)
+        package = options.baseline_tree if tool == BASELINE else ROOT
+        _run_child(run, cmd, seconds, by_signal, package)
         try:
             run.target_stats = target.stats()
         except TargetError as exc:
@@ -322,17 +336,34 @@ def run_one(tool: str, index: int, shape: Shape, seconds: float, directory: Path
     return run
 
 
-def compile_bytecode() -> None:
+def compile_bytecode(package: Path) -> None:
     """Compile esmeperf's bytecode once, as `pip install` does: the runs measure what a user's
     installed esmeperf costs, not a compile of every module at each start."""
     import compileall
 
-    compileall.compile_dir(str(ROOT / "esmeperf"), quiet=1)
+    compileall.compile_dir(str(package), quiet=1)
 
 
-def _run_child(run: Run, cmd: list[str], seconds: float, by_signal: bool) -> None:
+def baseline_tree(revision: str, into: Path) -> Path:
+    """A directory holding the esmeperf package as it was at `revision` (for PYTHONPATH)."""
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "esmeperf"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(into)], input=archive, capture_output=True,
+                       check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        why = getattr(exc, "stderr", b"") or b""
+        raise SetupError(f"--baseline {revision}: cannot check it out: "
+                         f"{why.decode(errors='replace').strip() or exc}") from None
+    compile_bytecode(into / "esmeperf")
+    return into
+
+
+def _run_child(run: Run, cmd: list[str], seconds: float, by_signal: bool,
+               package: Path = ROOT) -> None:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(package), env.get("PYTHONPATH")) if p)
     # As after `pip install`, which compiles the bytecode: a PYTHONDONTWRITEBYTECODE in this
     # shell would make every run compile esmeperf again (compile_bytecode() has cached it).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -377,6 +408,7 @@ def _run_child(run: Run, cmd: list[str], seconds: float, by_signal: bool) -> Non
     proc.returncode = run.exit_code = os.waitstatus_to_exitcode(status)
     run.cpu_s = usage.ru_utime + usage.ru_stime
     run.maxrss_kib = usage.ru_maxrss
+    run.switches = usage.ru_nvcsw + usage.ru_nivcsw
 
 
 def _read_summary(run: Run, tool: str, by_signal: bool) -> None:
@@ -419,10 +451,11 @@ def run_line(run: Run, shape: Shape) -> str:
         return f"  {run.tool:<8} {run.index}: no result; {'; '.join(run.notes)}"
     text = (f"  {run.tool:<8} {run.index}: {run.sent:>9,} sent, {run.participants:>6,} "
             f"participants ({run.chats:,} chats), CPU {run.cpu_s:.2f} s = "
-            f"{fmt(run.us_per_msg, '.1f')} us/msg, peak RSS {run.maxrss_kib / 1024:.1f} MB = "
+            f"{fmt(run.us_per_msg, '.1f')} us/msg, {fmt(run.switches_per_msg, '.2f')} context "
+            f"switches/msg, peak RSS {run.maxrss_kib / 1024:.1f} MB = "
             f"{fmt(run.kib_per_participant, '.1f')} KB/participant, window "
             f"{fmt(run.window_s, '.1f')} s, wall {run.wall_s:.1f} s, stopped by {run.stopped_by}")
-    if run.tool == ESMEPERF:
+    if run.tool != GO:
         text += f", delivered/sent {fmt(run.delivered_ratio, '.4f')}"
     if shape.hold:
         text += f", peak connections {fmt(run.peak_connections)} (organizer included)"
@@ -443,6 +476,7 @@ class Medians:
     participants: float | None
     chats: float | None
     us_per_msg: float | None
+    switches_per_msg: float | None
     maxrss_mb: float | None
     kib_per_participant: float | None
     delivered_ratio: float | None
@@ -456,6 +490,7 @@ def medians(runs: list[Run]) -> Medians:
         participants=median([r.participants for r in ok]),
         chats=median([r.chats for r in ok]),
         us_per_msg=median([r.us_per_msg for r in ok]),
+        switches_per_msg=median([r.switches_per_msg for r in ok]),
         maxrss_mb=median([r.maxrss_kib / 1024 for r in ok]),
         kib_per_participant=median([r.kib_per_participant for r in ok]),
         delivered_ratio=median([r.delivered_ratio for r in ok]),
@@ -465,9 +500,10 @@ def medians(runs: list[Run]) -> Medians:
 def median_line(tool: str, m: Medians, total: int) -> str:
     text = (f"  median {tool:<8} ({m.runs} of {total} runs): {fmt(m.sent)} sent, "
             f"{fmt(m.participants)} participants, {fmt(m.chats)} chats, "
-            f"{fmt(m.us_per_msg, '.1f')} us/msg, peak RSS {fmt(m.maxrss_mb, '.1f')} MB = "
+            f"{fmt(m.us_per_msg, '.1f')} us/msg, {fmt(m.switches_per_msg, '.2f')} context "
+            f"switches/msg, peak RSS {fmt(m.maxrss_mb, '.1f')} MB = "
             f"{fmt(m.kib_per_participant, '.1f')} KB/participant")
-    if tool == ESMEPERF:
+    if tool != GO:
         text += f", delivered/sent {fmt(m.delivered_ratio, '.4f')}"
     return text
 
@@ -493,6 +529,23 @@ class Goal:
         sign = "<=" if self.at_most else ">="
         return (f"  {self.text}: {fmt(self.value, self.spec, self.unit)}{pairs}; goal {sign} "
                 f"{self.limit:g}{self.unit}: {self.verdict}")
+
+
+def report_baseline(shape: Shape, es: list[Run], base: list[Run], revision: str) -> None:
+    """esmeperf against itself at --baseline REV: the change's before and after."""
+    print(median_line(BASELINE, medians(base), len(base)))
+    metrics: list[tuple[str, Callable[[Run], float | None]]] = [
+        ("CPU per message", lambda r: r.us_per_msg),
+        ("context switches per message", lambda r: r.switches_per_msg),
+        ("messages sent", lambda r: r.sent)]
+    if shape.number != 1:
+        metrics += [("participants created", lambda r: r.participants),
+                    ("peak RSS per participant", lambda r: r.kib_per_participant)]
+    for text, metric in metrics:
+        value = ratio(median([metric(r) for r in es if r.ok]),
+                      median([metric(r) for r in base if r.ok]))
+        print(f"  {text}, esmeperf/baseline ({revision}): {fmt(value, '.2f', 'x')}"
+              f"{pair_ratios(base, es, metric)}")
 
 
 def pair_ratios(go: list[Run], es: list[Run], metric: Callable[[Run], float | None]) -> str:
@@ -568,6 +621,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--esmeperf-args", default="", metavar="ARGS",
                         help="extra esmeperf arguments, one shell-quoted string "
                         "(e.g. '--processes 2')")
+    parser.add_argument("--baseline", default=None, metavar="REV",
+                        help="also run esmeperf as it was at this git revision, in turn with "
+                        "the others, and print the ratios now/then")
     parser.add_argument("--pause", type=float, default=3.0, metavar="S",
                         help="seconds to wait between runs (default 3)")
     parser.add_argument("--keep", default=None, metavar="DIR",
@@ -616,18 +672,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"versus_go: {exc}", file=sys.stderr)
         return 2
     nofile = raise_nofile()
-    compile_bytecode()
+    compile_bytecode(ROOT / "esmeperf")
     if args.keep:
         workdir = Path(args.keep).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="esmeperf-versus-go-"))
+    args.baseline_tree = None
+    if args.baseline:
+        try:
+            args.baseline_tree = baseline_tree(args.baseline, workdir / "baseline")
+        except SetupError as exc:
+            print(f"versus_go: {exc}", file=sys.stderr)
+            return 2
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}: esmeperf {__version__} "
           f"({repo_commit()}), Python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"load {load}, open files {nofile}")
     if args.go_binary:
         print(f"Go test: {args.go_binary}")
+    if args.baseline:
+        print(f"baseline: esmeperf as of {args.baseline}")
     print(f"run directories: {workdir}{'' if args.keep else ' (removed at the end)'}", flush=True)
     goals: list[Goal] = []
     first = True
@@ -637,11 +702,12 @@ def main(argv: list[str] | None = None) -> int:
             seconds = args.seconds[number]
             extra = (f" --max-participants {args.hold_participants}"
                      if shape.hold else "")
+            tools = shape.tools + ((BASELINE,) if args.baseline else ())
             print(f"\nshape {number}, {shape.title}: {' '.join(shape.flags())}{extra}, "
-                  f"{seconds:g} s, {' and '.join(shape.tools)}", flush=True)
-            results: dict[str, list[Run]] = {tool: [] for tool in shape.tools}
+                  f"{seconds:g} s, {' and '.join(tools)}", flush=True)
+            results: dict[str, list[Run]] = {tool: [] for tool in tools}
             for index in range(1, args.runs + 1):
-                for tool in shape.tools:
+                for tool in tools:
                     if not first:
                         time.sleep(args.pause)
                     first = False
@@ -653,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
                 goals += report_hold(results[ESMEPERF], args.hold_participants)
             else:
                 goals += report_pair_shape(shape, results[GO], results[ESMEPERF])
+            if args.baseline:
+                report_baseline(shape, results[ESMEPERF], results[BASELINE], args.baseline)
     except SetupError as exc:
         print(f"versus_go: {exc}", file=sys.stderr)
         return 2
