@@ -14,14 +14,21 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import NamedTuple
 
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 
 
-def _libc() -> tuple[Any, Any, Any] | None:
-    """(ctypes, setsockopt, send) from the C library, called with the GIL held; None if
-    there is no such library."""
+class _Libc(NamedTuple):
+    setsockopt: Callable[[int, int, int, bytes, int], int]
+    send: Callable[[int, bytes, int, int], int]
+    get_errno: Callable[[], int]  # errno as the last of these calls in this thread left it
+
+
+def _libc() -> _Libc | None:
+    """setsockopt() and send() from the C library, called with the GIL held; None if there
+    is no such library."""
     try:
         import ctypes
 
@@ -34,7 +41,7 @@ def _libc() -> tuple[Any, Any, Any] | None:
     setsockopt.restype = ctypes.c_int
     send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
     send.restype = ctypes.c_ssize_t
-    return ctypes, setsockopt, send
+    return _Libc(setsockopt, send, ctypes.get_errno)
 
 
 _LIBC = _libc()
@@ -46,10 +53,9 @@ def available() -> bool:
     return _LIBC is not None
 
 
-def _error() -> OSError:
-    assert _LIBC is not None
-    code = _LIBC[0].get_errno()
-    return OSError(code, os.strerror(code))
+def _error(libc: _Libc) -> OSError:
+    code = libc.get_errno()
+    return OSError(code, os.strerror(code))  # OSError picks the subclass (BrokenPipeError ...)
 
 
 def set_bytes_option(sock: socket.socket, level: int, option: int, value: bytes) -> None:
@@ -60,10 +66,11 @@ def set_bytes_option(sock: socket.socket, level: int, option: int, value: bytes)
     1 us per call, and 3 KB of C stack below the caller. A participant sets SO_RCVTIMEO
     before most waits, and that depth kept a third page of each one's stack resident.
     """
-    if _LIBC is None:
+    libc = _LIBC
+    if libc is None:
         sock.setsockopt(level, option, value)
-    elif _LIBC[1](sock.fileno(), level, option, value, len(value)) != 0:
-        raise _error()
+    elif libc.setsockopt(sock.fileno(), level, option, value, len(value)) != 0:
+        raise _error(libc)
 
 
 def send_now(sock: socket.socket, data: bytes) -> int:
@@ -71,17 +78,18 @@ def send_now(sock: socket.socket, data: bytes) -> int:
     the buffer is full). Other errors raise OSError, as socket.send() does. Without libc,
     socket.send() with MSG_DONTWAIT (which hands the GIL over around the call).
     """
-    if _LIBC is None:
+    libc = _LIBC
+    if libc is None:
         if not _SEND_FLAGS:  # no MSG_DONTWAIT either: the caller's blocking send does it
             return 0
         try:
             return sock.send(data, _SEND_FLAGS)
         except BlockingIOError:
             return 0
-    sent: int = _LIBC[2](sock.fileno(), data, len(data), _SEND_FLAGS)
+    sent = libc.send(sock.fileno(), data, len(data), _SEND_FLAGS)
     if sent >= 0:
         return sent
-    error = _error()
+    error = _error(libc)
     if error.errno in _WOULD_BLOCK:
         return 0
     raise error
