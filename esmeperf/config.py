@@ -165,6 +165,9 @@ class Settings:
     reply: bool = False
     gates: Gates = Gates()
     quiet: bool = False
+    # The summary table (stdout) and the final line (stderr) at the end of the run; the
+    # capacity search's steps print one line each instead (capacity.py).
+    report: bool = True
     debug: bool = False
     plot: bool = True
 

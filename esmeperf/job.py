@@ -157,8 +157,9 @@ def _report(result: Any, live: Any = None) -> int:
         except OSError as exc:  # checked before the run; the summary is in --out all the same
             log.error("cannot write --summary-export %s (%s)", export, exc)
     # The table (stdout) lists the files; the logs (stderr) end with the final line.
-    report.show(summary, paths)
-    print(final_line(summary, failed), file=sys.stderr)
+    if result.settings.report:
+        report.show(summary, paths)
+        print(final_line(summary, failed), file=sys.stderr)
     if result.first_error is not None and result.settings.debug:
         print(result.first_error.traceback, file=sys.stderr, end="")
     return int(status)

@@ -275,8 +275,15 @@ def test_capacity_command(tmp_path):
     at its bound (tests/test_capacity.py covers the search's knee and generator verdicts)."""
     from PIL import Image
 
-    sh(shorten(command("python3 -m esmeperf --find-capacity"), "25s"), tmp_path)
+    done = sh(shorten(command("python3 -m esmeperf --find-capacity"), "25s"), tmp_path)
     capacity = _summary(tmp_path)["capacity"]
+    # One log line as the step starts and one as it ends, the search's table on stdout; not
+    # the step's own run logs, report table and final line.
+    steps = [line for line in done.stderr.splitlines() if "capacity step 1: 16 chats" in line]
+    assert len(steps) == 2 and steps[1].endswith(": pass"), done.stderr
+    assert "esmeperf: ended by" not in done.stderr and "starting" not in done.stderr
+    assert done.stdout.startswith("capacity: at least 16 chats"), done.stdout
+    assert "latency (ms)" not in done.stdout
     assert [s["chats"] for s in capacity["steps"]] == [16]
     step = capacity["steps"][0]
     assert step["passed"], step["failed"]
