@@ -24,10 +24,10 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader, HistogramLogWriter
 
 from . import __version__
-from .stats import new_histogram
+from .latency import new_histogram
 
 if TYPE_CHECKING:
-    from .stats import LatencyRecorder
+    from .latency import LatencyRecorder
 
 HLOG_SUFFIX = "_performance_test_latency.hlog"
 MAX_UNIT_RATIO = 1000.0  # the Interval_Max column in milliseconds (the values are in us)

@@ -32,7 +32,8 @@ from . import __version__, health
 from .config import Settings
 from .counts import Count, CountFamily
 from .errors import ConfigError
-from .stats import LatencyRecorder, Metrics
+from .latency import LatencyRecorder
+from .stats import Metrics
 
 log = logging.getLogger("esmeperf")
 

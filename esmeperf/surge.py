@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .stats import LatencyRecorder
+from .latency import LatencyRecorder
 
 COHORTS = PHASES = ("before", "during", "after")
 # The chats open before the surge endured it when, while it lasted, they kept this share of

@@ -13,7 +13,7 @@ from helpers import load_results, run_main
 
 from esmeperf.compare import main as compare
 from esmeperf.hlog import HLOG_SUFFIX
-from esmeperf.stats import new_histogram, release, summarize
+from esmeperf.latency import new_histogram, release, summarize
 
 # A light, fixed load: 20 participants, 20 messages/s each, for 3 s.
 LOAD = ("-sci", "10", "-cpi", "10", "-smi", "50", "--max-participants", "20",

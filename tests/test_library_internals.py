@@ -1,6 +1,6 @@
 """Library internals esmeperf relies on: these fail loudly, naming the library, if they change.
 
-- hdrhistogram: `esmeperf/stats.py` `release()` writes `hist.encoder.histogram = None` to break
+- hdrhistogram: `esmeperf/latency.py` `release()` writes `hist.encoder.histogram = None` to break
   the histogram <-> encoder reference cycle, so a histogram's counts (20-140 KiB) are freed at
   once instead of at the next full garbage collection; `add_encoded()` re-implements
   `HdrHistogram.decode_and_add` on top of that.
@@ -32,7 +32,7 @@ import pytest
 from hdrh.codec import HdrHistogramEncoder
 from hdrh.histogram import HdrHistogram
 
-from esmeperf import stats
+from esmeperf import latency
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,16 @@ class Library:
 
 HDRHISTOGRAM = Library("hdrhistogram", "hdrhistogram>=0.10,<0.11",
                        "0.10.8, these checks also on 0.10.1",
-                       "esmeperf/stats.py (release, add_encoded)")
+                       "esmeperf/latency.py (release, add_encoded)")
 AIOHTTP = Library("aiohttp", "aiohttp>=3.9,<4", "3.14.5",
                   "esmeperf/target (Hub.send/flush_conn write raw frames to request.transport)")
 
 
 # -- hdrhistogram ------------------------------------------------------------------------------
 def test_hdrhistogram_encoder_points_back_to_its_histogram() -> None:
-    """The attribute stats.release() writes: without it, release() silently frees nothing."""
+    """The attribute latency.release() writes: without it, release() silently frees nothing."""
     for digits in (2, 3):  # the per-second and the whole-run histograms
-        hist = stats.new_histogram(digits)
+        hist = latency.new_histogram(digits)
         encoder = getattr(hist, "encoder", None)
         assert isinstance(encoder, HdrHistogramEncoder), HDRHISTOGRAM.broken(
             f"HdrHistogram.encoder is {type(encoder).__name__}, not an HdrHistogramEncoder")
@@ -73,39 +73,39 @@ def test_hdrhistogram_release_frees_the_counts_without_gc() -> None:
     """The cycle exists (so release() is needed) and release() breaks it (so it works)."""
     gc.disable()
     try:
-        kept = stats.new_histogram()
+        kept = latency.new_histogram()
         kept.record_value(1000)
         kept_ref = weakref.ref(kept)
         del kept
         assert kept_ref() is not None, HDRHISTOGRAM.broken(
             "an unreleased histogram is freed without a garbage collection: the encoder "
-            "cycle is gone, so stats.release() is no longer needed")
+            "cycle is gone, so latency.release() is no longer needed")
         gc.collect()
 
-        hist = stats.new_histogram()
+        hist = latency.new_histogram()
         hist.record_value(1000)
         refs = [weakref.ref(hist), weakref.ref(hist.encoder), weakref.ref(hist.counts)]
-        stats.release(hist)
+        latency.release(hist)
         del hist
         assert [r() is None for r in refs] == [True, True, True], HDRHISTOGRAM.broken(
-            "after stats.release() a histogram, its encoder or its counts outlive the last "
+            "after latency.release() a histogram, its encoder or its counts outlive the last "
             "reference (another reference cycle)")
     finally:
         gc.enable()
 
 
 def test_hdrhistogram_add_encoded_matches_decode_and_add() -> None:
-    """stats.add_encoded() is HdrHistogram.decode_and_add() plus release(): same result."""
+    """latency.add_encoded() is HdrHistogram.decode_and_add() plus release(): same result."""
     values = [1, 2, 999, 1000, 1001, 65_535, 1_000_000, 599_999_999, 600_000_000]
     for digits in (2, 3):
-        source = stats.new_histogram(digits)
+        source = latency.new_histogram(digits)
         for n, value in enumerate(values, 1):
             source.record_value(value, n)
         encoded = source.encode()
-        ours, theirs = stats.new_histogram(digits), stats.new_histogram(digits)
+        ours, theirs = latency.new_histogram(digits), latency.new_histogram(digits)
         ours.record_value(5)
         theirs.record_value(5)
-        stats.add_encoded(ours, encoded)
+        latency.add_encoded(ours, encoded)
         theirs.decode_and_add(encoded)
         assert ours.encode() == theirs.encode(), HDRHISTOGRAM.broken(
             "HdrHistogram.decode() + add() no longer equals decode_and_add()")

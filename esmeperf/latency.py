@@ -1,0 +1,316 @@
+"""Latency histograms: HDR histograms per Unix second, retired into a run's total (issue 17).
+
+Thread-safe: every worker thread records into the same recorders; shards ship their deltas to
+the parent, which merges them exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import itertools
+import sys
+import threading
+import time
+from typing import Any, NamedTuple
+
+from hdrh.histogram import HdrHistogram
+
+# Latencies are recorded in microseconds, from 1 us up to 10 minutes.
+_LOWEST_US, _HIGHEST_US = 1, 600_000_000
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+SECOND_PERCENTILES = (50.0, 99.0)  # what the per-second series keeps of each second
+# Seconds more than this behind the newest one recorded are retired: their histograms (170 KiB
+# each, at 3 digits from 1 us to 10 minutes) are added into the run's total, kept encoded (a few
+# hundred bytes) and freed. Values come in their own second, or just after it from a busy
+# thread or a shard's delta (twice a second); a later one reopens its second, exactly.
+LIVE_SECONDS = 1
+
+
+def new_histogram(digits: int = 3) -> HdrHistogram:
+    return HdrHistogram(_LOWEST_US, _HIGHEST_US, digits)
+
+
+def release(hist: HdrHistogram) -> None:
+    """Free a histogram's counts now: hdrhistogram's encoder and histogram point at each
+    other, so without this the counts (20-140 KiB) wait for a full garbage collection, which a
+    busy run of long-lived objects seldom triggers."""
+    hist.encoder.histogram = None
+
+
+def add_encoded(hist: HdrHistogram, encoded: bytes) -> None:
+    """hist += the histogram `encoded` (HdrHistogram.decode_and_add, without the garbage)."""
+    other = HdrHistogram.decode(encoded)
+    hist.add(other)
+    release(other)
+
+
+def running_counts(hist: HdrHistogram) -> list[int] | None:
+    """The running total of the counts array, taken in C (not a Python loop over each of a
+    3-digit histogram's 21,504 buckets); None where the array's layout is not the one known."""
+    counts = hist.counts
+    if sys.byteorder != "little" or memoryview(counts).format not in ("<Q", "Q"):
+        return None
+    return list(itertools.accumulate(memoryview(counts).cast("B").cast("Q")))
+
+
+def percentile_values(hist: HdrHistogram, pcts: list[float]) -> dict[float, int]:
+    """hist.get_percentile_to_value_dict(pcts), the same values, about 10x faster: the running
+    count is taken in C over the counts array, not by a Python loop over every bucket (3 ms
+    for a 3-digit histogram, under a recorder's lock, blocking every thread that records)."""
+    running = running_counts(hist)
+    if running is None:
+        return dict(hist.get_percentile_to_value_dict(pcts))
+    out = {}
+    for pct in pcts:
+        index = bisect.bisect_left(running, hist.get_target_count_at_percentile(pct))
+        value = hist.get_value_from_index(index)
+        out[pct] = (hist.get_highest_equivalent_value(value) if pct
+                    else hist.get_lowest_equivalent_value(value))
+    return out
+
+
+def _clamp(us: int) -> int:
+    return min(max(us, _LOWEST_US), _HIGHEST_US)
+
+
+def summarize(hist: HdrHistogram, total_us: int) -> dict[str, float | int]:
+    """Count, percentiles, max and mean of a histogram, in milliseconds.
+
+    One pass over the buckets for all percentiles; the mean comes from the recorder's own sum
+    (hdrhistogram's get_mean_value walks every bucket again, in pure Python).
+    """
+    count = hist.get_total_count()
+    if not count:
+        return {"count": 0}
+    values = percentile_values(hist, list(PERCENTILES))
+    out: dict[str, float | int] = {"count": count}
+    for pct in PERCENTILES:
+        out[f"p{pct:g}_ms"] = values[pct] / 1000
+    out["max_ms"] = hist.get_max_value() / 1000
+    out["mean_ms"] = round(total_us / count / 1000, 3)
+    return out
+
+
+class LatencyRecorder:
+    """HDR histograms of latencies, one per Unix second; each value is recorded once.
+
+    A second's histogram stays open (live) while late values and shard deltas may still reach
+    it: LIVE_SECONDS behind the newest second. Then it is retired: added into the run's total,
+    kept HDR-encoded (compressed, a few hundred bytes: the .hlog's interval for that second) and
+    freed. The whole run is the total plus the live seconds, so recording costs one histogram
+    update per value, not two, and memory stays flat however long the run.
+
+    `per_second=False`: the callers pass no second (0); the recorder takes it from the clock.
+    """
+
+    def __init__(self, per_second: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._clock = not per_second
+        self._live: dict[int, HdrHistogram] = {}
+        self._retired: dict[int, Retired] = {}
+        self._total: HdrHistogram | None = None  # the retired seconds added up, once there are
+        self._sum_us = 0
+        self._newest = 0
+        self._percentiles: dict[int, dict[float, float]] = {}  # retired second -> pct -> ms
+
+    def record(self, second: int, seconds: float) -> None:
+        us = _clamp(int(seconds * 1_000_000))
+        if self._clock:
+            second = int(time.time())
+        with self._lock:
+            self._sum_us += us
+            hist = self._live.get(second)
+            if hist is None:
+                hist = self._open(second)
+            hist.record_value(us)
+
+    def _open(self, second: int) -> HdrHistogram:
+        """A new live histogram for `second`; retire what fell out of the window (lock held).
+
+        A retired second can open again (a value or a shard's delta came late): it is retired
+        again later, merged with what it had.
+        """
+        hist = self._live[second] = new_histogram(3)
+        if second > self._newest:
+            self._newest = second
+            for old in [s for s in self._live if s < second - LIVE_SECONDS]:
+                self._retire(old)
+        return hist
+
+    def _retire(self, second: int) -> None:
+        hist = self._live.pop(second)
+        if self._total is None:
+            self._total = new_histogram(3)
+        self._total.add(hist)  # only the new counts: an earlier retirement is in already
+        earlier = self._retired.get(second)
+        if earlier is not None:
+            add_encoded(hist, earlier.encode())
+            self._percentiles.pop(second, None)
+        self._retired[second] = Retired(base64.b64decode(hist.encode()), hist.get_max_value())
+        if not self._clock:  # the series reads these seconds' percentiles: take them now
+            values = percentile_values(hist, list(SECOND_PERCENTILES))
+            self._percentiles[second] = {p: values[p] / 1000 for p in SECOND_PERCENTILES}
+        release(hist)
+
+    def _whole(self) -> HdrHistogram:
+        """The whole run as one histogram (lock held); release() it after use."""
+        whole = new_histogram(3)
+        for hist in [self._total] if self._total is not None else []:
+            whole.add(hist)
+        for hist in self._live.values():
+            whole.add(hist)
+        return whole
+
+    def summary(self) -> dict[str, float | int]:
+        with self._lock:
+            whole = self._whole()
+            sum_us = self._sum_us
+        out = summarize(whole, sum_us)
+        release(whole)
+        return out
+
+    def summary_with(self, other: LatencyRecorder) -> dict[str, float | int]:
+        """This recorder's and `other`'s whole-run values summarised as one distribution."""
+        with self._lock:
+            merged = self._whole()
+            sum_us = self._sum_us
+        with other._lock:
+            theirs = other._whole()
+            sum_us += other._sum_us
+        merged.add(theirs)
+        release(theirs)
+        out = summarize(merged, sum_us)
+        release(merged)
+        return out
+
+    def cumulative(self, bounds_us: list[int]) -> tuple[list[int], int, int]:
+        """Whole-run counts at or below each bound (ascending, in us), the total count and the
+        sum in us: what a Prometheus histogram exposes, read from the HDR buckets on demand, so
+        a scrape costs nothing per recorded value. A bucket counts below a bound when its
+        highest equivalent value is at most the bound."""
+        with self._lock:
+            whole = self._whole()
+            sum_us = self._sum_us
+        total = whole.get_total_count()
+        below = [0] * len(bounds_us)
+        if total:
+            running = running_counts(whole)
+            if running is None:  # not the layout known here: hdrhistogram's own iterator
+                per_bound = [0] * (len(bounds_us) + 1)
+                for item in whole.get_recorded_iterator():
+                    per_bound[bisect.bisect_left(bounds_us, item.value_iterated_to)] += \
+                        item.count_at_value_iterated_to
+                below = list(itertools.accumulate(per_bound[:-1]))
+            else:
+                for i, bound in enumerate(bounds_us):
+                    index = min(whole._counts_index_for(bound), len(running) - 1)  # noqa: SLF001
+                    value = whole.get_value_from_index(index)
+                    if whole.get_highest_equivalent_value(value) > bound:
+                        index -= 1  # the bound's own bucket reaches past it
+                    below[i] = running[index] if index >= 0 else 0
+        release(whole)
+        return below, total, sum_us
+
+    def second_percentile_ms(self, second: int, pct: float) -> float | None:
+        """A percentile of one second's latencies; None for a second without any."""
+        with self._lock:
+            hist = self._live.get(second)
+            if hist is not None:
+                if not hist.get_total_count():
+                    return None
+                return percentile_values(hist, [pct])[pct] / 1000
+            known = self._percentiles.get(second)
+            if known is not None and pct in known:
+                return known[pct]
+            retired = self._retired.get(second)
+            if retired is None:
+                return None
+            # Computed on demand (the series asks for few recorders' seconds) and kept.
+            hist = HdrHistogram.decode(retired.encode())
+            wanted = sorted({*SECOND_PERCENTILES, pct, *(known or {})})
+            values = percentile_values(hist, wanted)
+            release(hist)
+            self._percentiles[second] = known = {p: values[p] / 1000 for p in wanted}
+            return known[pct]
+
+    def window_summary(self, first: int, last: int) -> dict[str, float | int]:
+        """summarize() of the values of the seconds first..last (inclusive), their histograms
+        merged exactly (--abort-on-fail's window, a capacity step's measured window). The mean
+        is left out: sums are kept for the whole run only."""
+        window = new_histogram(3)
+        with self._lock:
+            for second in range(first, last + 1):
+                hist, retired = self._live.get(second), self._retired.get(second)
+                if hist is not None:
+                    window.add(hist)
+                if retired is not None:
+                    add_encoded(window, retired.encode())
+        out = summarize(window, 0)
+        out.pop("mean_ms", None)
+        release(window)
+        return out
+
+    def seconds(self) -> list[int]:
+        with self._lock:
+            return sorted(self._live.keys() | self._retired.keys())
+
+    def intervals(self) -> list[tuple[int, Retired]]:
+        """Every second's histogram, HDR-encoded, in order (an .hlog's intervals)."""
+        out = []
+        with self._lock:
+            for second in sorted(self._live.keys() | self._retired.keys()):
+                hist, earlier = self._live.get(second), self._retired.get(second)
+                if hist is None:
+                    assert earlier is not None
+                    out.append((second, earlier))
+                    continue
+                one = new_histogram(3)  # a reopened second: both parts as one interval
+                one.add(hist)
+                if earlier is not None:
+                    add_encoded(one, earlier.encode())
+                if one.get_total_count():
+                    out.append((second, Retired(base64.b64decode(one.encode()),
+                                                one.get_max_value())))
+                release(one)
+        return out
+
+    def drain(self) -> dict[str, Any]:
+        """Take what was recorded so far, HDR-encoded per second, and start again from empty."""
+        with self._lock:
+            live, self._live = self._live, {}
+            retired, self._retired = self._retired, {}
+            total, self._total = self._total, None
+            sum_us, self._sum_us = self._sum_us, 0
+            self._percentiles = {}
+        seconds = [(s, r.encode()) for s, r in retired.items()]
+        seconds += [(s, h.encode()) for s, h in live.items() if h.get_total_count()]
+        for hist in [*live.values(), *([total] if total is not None else [])]:
+            release(hist)
+        return {"sum_us": sum_us, "seconds": seconds}
+
+    def merge(self, delta: dict[str, Any]) -> None:
+        """Add a drained delta: the histograms merge exactly, bucket by bucket."""
+        with self._lock:
+            self._sum_us += delta["sum_us"]
+            for second, encoded in sorted(delta["seconds"]):
+                hist = self._live.get(second)
+                if hist is None:
+                    hist = self._open(second)
+                add_encoded(hist, encoded)
+
+
+class Retired(NamedTuple):
+    """A second's histogram as HdrHistogram's V2 encoding (zlib; base64 only on output), and
+    its largest value in us: what an .hlog interval line needs, at a few hundred bytes."""
+
+    compressed: bytes
+    max_us: int
+
+    def encode(self) -> bytes:
+        """The base64 form HdrHistogram.encode() returns (and HistogramLogWriter writes)."""
+        return base64.b64encode(self.compressed)
+
+    def get_max_value(self) -> int:
+        """As HdrHistogram's, so HistogramLogWriter takes a Retired as it takes a histogram."""
+        return self.max_us
