@@ -261,14 +261,24 @@ class Connection:
             return
         try:
             frame = wsframe.encode(_CLOSE_NORMAL, wsframe.OP_CLOSE)
-            if self._dontwait:
-                self.sock.send(frame, self._dontwait)
+            if self._dontwait:  # at a run's end, thousands in a row: the GIL kept (syscalls)
+                syscalls.send_now(self.sock, frame)
             elif _writable_now(self.sock):  # then 8 bytes go at once, whatever the timeout
                 self.sock.send(frame)
         except OSError:
             pass  # buffer full or already gone: the worker sees that itself
         finally:
             self._lock.release()
+
+    def wake(self) -> None:
+        """Shut the TCP connection down without closing the socket: the worker blocked in
+        recv() wakes, and closes it (Context.hold aborts it on its way out). Shutdown's pass
+        over thousands of connections, which keeps the GIL throughout (syscalls.shutdown)."""
+        self._closing = True
+        try:
+            syscalls.shutdown(self.sock)
+        except OSError:
+            pass  # not connected any more
 
     def abort(self) -> None:
         """Drop the TCP connection now; wakes a worker blocked in recv()."""

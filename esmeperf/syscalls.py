@@ -1,11 +1,12 @@
-"""Two socket calls made through libc with the GIL held, where the socket module would hand it
-over or take a detour: each matters once per message in each of thousands of threads.
+"""Socket calls made through libc with the GIL held, where the socket module would hand it over
+or take a detour: a send and a setsockopt matter once per message in each of thousands of
+threads, and a shutdown once per connection when a run ends, thousands in a row.
 
-ctypes.PyDLL calls a C function without releasing the GIL. Both calls here never block (a
-setsockopt; a send with MSG_DONTWAIT), so holding the GIL costs the other threads nothing,
-while releasing it would: with hundreds of threads waiting for the GIL, one of them takes it
-during the syscall and this thread then waits (a context switch out and one back in) to get
-it back. Where libc's functions are not found (no ctypes, or Windows) the socket module's
+ctypes.PyDLL calls a C function without releasing the GIL. The calls here never block (a
+setsockopt; a send with MSG_DONTWAIT; a shutdown), so holding the GIL costs the other threads
+nothing, while releasing it would: with hundreds of threads waiting for the GIL, one of them
+takes it during the syscall and this thread then waits (a context switch out and one back in)
+to get it back. Where libc's functions are not found (no ctypes, or Windows) the socket module's
 own calls do the same job.
 """
 
@@ -23,17 +24,18 @@ _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 class _Libc(NamedTuple):
     setsockopt: Callable[[int, int, int, bytes, int], int]
     send: Callable[[int, bytes, int, int], int]
+    shutdown: Callable[[int, int], int]
     get_errno: Callable[[], int]  # errno as the last of these calls in this thread left it
 
 
 def _libc() -> _Libc | None:
-    """setsockopt() and send() from the C library, called with the GIL held; None if there
-    is no such library."""
+    """setsockopt(), send() and shutdown() from the C library, called with the GIL held; None
+    if there is no such library."""
     try:
         import ctypes
 
         libc = ctypes.PyDLL(None, use_errno=True)
-        setsockopt, send = libc.setsockopt, libc.send
+        setsockopt, send, shutdown = libc.setsockopt, libc.send, libc.shutdown
     except (ImportError, OSError, AttributeError, TypeError):  # no ctypes, libc or symbol
         return None
     setsockopt.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
@@ -41,7 +43,9 @@ def _libc() -> _Libc | None:
     setsockopt.restype = ctypes.c_int
     send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
     send.restype = ctypes.c_ssize_t
-    return _Libc(setsockopt, send, ctypes.get_errno)
+    shutdown.argtypes = (ctypes.c_int, ctypes.c_int)
+    shutdown.restype = ctypes.c_int
+    return _Libc(setsockopt, send, shutdown, ctypes.get_errno)
 
 
 _LIBC = _libc()
@@ -93,3 +97,14 @@ def send_now(sock: socket.socket, data: bytes) -> int:
     if error.errno in _WOULD_BLOCK:
         return 0
     raise error
+
+
+def shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
+    """sock.shutdown(how), keeping the GIL: a run's end wakes thousands of workers this way,
+    one connection after another, and a main thread that let the GIL go at each would wait
+    behind the workers it had just woken to get it back. OSError as socket.shutdown()."""
+    libc = _LIBC
+    if libc is None:
+        sock.shutdown(how)
+    elif libc.shutdown(sock.fileno(), how) != 0:
+        raise _error(libc)

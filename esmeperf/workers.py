@@ -39,6 +39,12 @@ SWITCH_INTERVAL = 0.05
 CLOSE_GRACE = 2.0  # seconds the server gets to answer our close frames
 SETTLE = 0.1  # seconds between the stop and the first look at what is still unechoed
 SLOW_SHUTDOWN = 30.0  # seconds of shutdown past which its steps' times are a warning
+# The GIL's switch interval once the close frames go out. Thousands of workers then wake at
+# once and wait for the GIL, and each waiter wakes at every interval to ask for it (CPython's
+# take_gil): at 50 ms, 10,000 of them make 200,000 wake-ups a second, which keep both cores
+# and the GIL's mutex busy and the GIL itself nearly still. Workers on their way out give the
+# GIL up at their next system call anyway. worker_thread_settings() restores the interval.
+SHUTDOWN_SWITCH_INTERVAL = 2.0
 
 
 class EndReason(enum.Enum):
@@ -143,12 +149,15 @@ class Workers:
     """Thread bookkeeping shared by a whole run and by one shard of it.
 
     Invariant: `_threads`, `first_error`, `late_errors` and `end_reason` change only under
-    `_lock`; the stop Event is set after the first error is stored, never before.
+    `_lock`; the stop Event is set after the first error is stored, never before; `_idle` is
+    set exactly when `_threads` is empty.
     """
 
     def __init__(self, target: Target, settings: Settings, stamp: int) -> None:
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()  # started and not yet finished
+        self._idle = threading.Event()  # no thread started and not yet finished
+        self._idle.set()
         self.first_error: FirstError | None = None
         self.late_errors = 0
         self.end_reason: EndReason | None = None
@@ -165,6 +174,7 @@ class Workers:
         thread = threading.Thread(target=self._guard, args=(name, body), name=name, daemon=True)
         with self._lock:
             self._threads.add(thread)
+            self._idle.clear()
         try:
             with _START:
                 if conversation:
@@ -176,8 +186,7 @@ class Workers:
                 else:
                     thread.start()
         except BaseException:
-            with self._lock:
-                self._threads.discard(thread)
+            self._forget(thread)
             raise
 
     def _guard(self, name: str, body: Callable[[], None]) -> None:
@@ -187,8 +196,13 @@ class Workers:
             self.record_error(name, exc)
         finally:
             # A finished thread is forgotten: a long run starts one or two per participant.
-            with self._lock:
-                self._threads.discard(threading.current_thread())
+            self._forget(threading.current_thread())
+
+    def _forget(self, thread: threading.Thread) -> None:
+        with self._lock:
+            self._threads.discard(thread)
+            if not self._threads:
+                self._idle.set()
 
     def record_error(self, thread: str, exc: BaseException) -> None:
         """Keep the first error and stop; errors after the stop are only counted."""
@@ -258,6 +272,7 @@ class Workers:
         while not self.force.is_set() and time.monotonic() < deadline and not drained():
             self.force.wait(0.05)
         steps.done("echoes awaited")
+        sys.setswitchinterval(SHUTDOWN_SWITCH_INTERVAL)
         if on_close is not None:
             on_close()
         close_by = time.monotonic() + CLOSE_GRACE
@@ -268,36 +283,38 @@ class Workers:
         steps.done("close frames sent")
         self.join(CLOSE_GRACE)
         steps.done("closed threads joined")
-        # Each abort is two syscalls, each a GIL hand-off among thousands of threads: bounded
-        # too. Connections left open die with the process; their threads are daemons, and the
-        # summary lists them (threads_alive_after_join).
+        # Each connection left is shut down (its worker wakes and closes it), the GIL kept
+        # throughout; bounded all the same. Connections left open die with the process; their
+        # threads are daemons, and the summary lists them (threads_alive_after_join).
         abort_by = time.monotonic() + settings.join_timeout
         left = ctx.connections.seal()
         for index, conn in enumerate(left):
             if time.monotonic() > abort_by:
-                log.warning("shutdown: %d of %d connections not aborted within %g s",
+                log.warning("shutdown: %d of %d connections not shut down within %g s",
                             len(left) - index, len(left), settings.join_timeout)
                 break
-            conn.abort()
-        steps.done(f"{len(left)} connections aborted")
+            conn.wake()
+        steps.done(f"{len(left)} connections shut down")
         self.join(settings.join_timeout)
         steps.done("threads joined")
         ctx.rest.close()  # the keep-alive pool: a straggler's request now fails, late and counted
         steps.report()
 
     def join(self, timeout: float) -> None:
-        """Join all threads until `timeout` passes (much sooner once forced)."""
+        """Wait until every thread has finished or `timeout` passes (much sooner once forced).
+
+        One wait for all of them, not a join per thread: each join gives the GIL up and takes
+        it back, and with thousands of threads waking to their close frames at once, taking it
+        back can keep the main thread from its deadline for a long time.
+        """
         deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            while thread.is_alive():
-                if self.force.is_set():
-                    deadline = min(deadline, time.monotonic() + 0.5)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                thread.join(min(remaining, 0.2))
+        while not self._idle.is_set():
+            if self.force.is_set():
+                deadline = min(deadline, time.monotonic() + 0.5)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._idle.wait(min(remaining, 0.2))
 
     def alive(self) -> list[str]:
         """Names of the threads still running."""

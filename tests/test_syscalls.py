@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -74,3 +75,18 @@ def test_send_now_sends_what_fits_and_never_blocks(path: str) -> None:
         with pytest.raises(OSError):
             for _ in range(10):  # the first send after the peer's close may still succeed
                 syscalls.send_now(left, chunk)
+
+
+def test_shutdown_wakes_a_blocked_reader(path: str) -> None:
+    """A thread blocked in recv() returns b"" once its socket is shut down from another
+    thread (how shutdown wakes each worker); a closed socket is an OSError."""
+    left, right = socket.socketpair()
+    with left, right:
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(left.recv(10)))
+        reader.start()
+        syscalls.shutdown(left)
+        reader.join(10)
+        assert not reader.is_alive() and got == [b""]
+    with pytest.raises(OSError):
+        syscalls.shutdown(left)
