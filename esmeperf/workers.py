@@ -43,7 +43,7 @@ SLOW_SHUTDOWN = 30.0  # seconds of shutdown past which its steps' times are a wa
 # once and wait for the GIL, and each waiter wakes at every interval to ask for it (CPython's
 # take_gil): at 50 ms, 10,000 of them make 200,000 wake-ups a second, which keep both cores
 # and the GIL's mutex busy and the GIL itself nearly still. Workers on their way out give the
-# GIL up at their next system call anyway. worker_thread_settings() restores the interval.
+# GIL up at their next system call anyway. Set back once the workers are joined.
 SHUTDOWN_SWITCH_INTERVAL = 2.0
 
 
@@ -272,9 +272,21 @@ class Workers:
         while not self.force.is_set() and time.monotonic() < deadline and not drained():
             self.force.wait(0.05)
         steps.done("echoes awaited")
-        sys.setswitchinterval(SHUTDOWN_SWITCH_INTERVAL)
         if on_close is not None:
             on_close()
+        # The long interval only while the workers end: the reports, the shards' links and
+        # Dask's own threads that follow get the run's interval back.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(SHUTDOWN_SWITCH_INTERVAL)
+        try:
+            self._close_all(steps)
+        finally:
+            sys.setswitchinterval(interval)
+        ctx.rest.close()  # the keep-alive pool: a straggler's request now fails, late and counted
+        steps.report()
+
+    def _close_all(self, steps: _StepClock) -> None:
+        ctx, settings = self.ctx, self.ctx.settings
         close_by = time.monotonic() + CLOSE_GRACE
         for conn in ctx.connections.snapshot():
             if self.force.is_set() or time.monotonic() > close_by:
@@ -297,8 +309,6 @@ class Workers:
         steps.done(f"{len(left)} connections shut down")
         self.join(settings.join_timeout)
         steps.done("threads joined")
-        ctx.rest.close()  # the keep-alive pool: a straggler's request now fails, late and counted
-        steps.report()
 
     def join(self, timeout: float) -> None:
         """Wait until every thread has finished or `timeout` passes (much sooner once forced).
