@@ -45,6 +45,7 @@ SLOW_SHUTDOWN = 30.0  # seconds of shutdown past which its steps' times are a wa
 # and the GIL's mutex busy and the GIL itself nearly still. Workers on their way out give the
 # GIL up at their next system call anyway. Set back once the workers are joined.
 SHUTDOWN_SWITCH_INTERVAL = 2.0
+SHUTDOWN_SWITCH_THREADS = 1000  # from this many worker threads on
 
 
 class EndReason(enum.Enum):
@@ -274,10 +275,14 @@ class Workers:
         steps.done("echoes awaited")
         if on_close is not None:
             on_close()
-        # The long interval only while the workers end: the reports, the shards' links and
-        # Dask's own threads that follow get the run's interval back.
+        # The long interval only where thousands of threads are to end, and only while they
+        # end: elsewhere (a Dask client merging its shards' deltas, say) a thread that keeps
+        # the GIL would make every other wait that long for it.
         interval = sys.getswitchinterval()
-        sys.setswitchinterval(SHUTDOWN_SWITCH_INTERVAL)
+        with self._lock:
+            many = len(self._threads) >= SHUTDOWN_SWITCH_THREADS
+        if many:
+            sys.setswitchinterval(SHUTDOWN_SWITCH_INTERVAL)
         try:
             self._close_all(steps)
         finally:
