@@ -282,11 +282,7 @@ class Connection:
 
     def abort(self) -> None:
         """Drop the TCP connection now; wakes a worker blocked in recv()."""
-        self._closing = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # not connected any more
+        self.wake()
         self.sock.close()
 
 
