@@ -275,7 +275,8 @@ def test_stats_are_exact(target, esme: EsmeClient) -> None:
                       "chat_requests_queued", "chat_requests_popped", "chats",
                       "messages_stored", "participant_messages_stored",
                       "organizer_messages_stored", "frames_received", "frames_delivered",
-                      "frames_dropped", "handshakes_refused", "handling_us"}
+                      "frames_dropped", "handshakes_refused", "handling_us",
+                      "handling_by_second"}
     assert (s["participants"], s["chats"], s["chat_requests_total"]) == (1, 1, 1)
     assert (s["chat_requests_popped"], s["chat_requests_queued"]) == (1, 0)
     assert (s["participant_messages_stored"], s["organizer_messages_stored"]) == (25, 1)
@@ -289,6 +290,11 @@ def test_stats_are_exact(target, esme: EsmeClient) -> None:
     assert s["frames_dropped"] == 0 and s["handshakes_refused"] == 0
     assert set(s["handling_us"]) == {"p50", "p99", "max"}
     assert 0 < s["handling_us"]["p50"] <= s["handling_us"]["p99"] <= s["handling_us"]["max"]
+    # Per second too, for the generator's series: every frame handled, in some second.
+    by_second = s["handling_by_second"]
+    assert sum(f["count"] for f in by_second.values()) == 25 + 1  # the stored messages
+    assert all(f["p50_us"] <= f["p99_us"] and f["max_us"] <= s["handling_us"]["max"]
+               for f in by_second.values())
     history = esme.get("messenger_ws_url", f"/participant/chats/{c['chat_id']}/messages",
                        c["p_token"]).json()
     assert len(history) == 27

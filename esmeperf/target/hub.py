@@ -251,4 +251,5 @@ class Hub:
             "frames_dropped": c.frames_dropped,
             "handshakes_refused": c.handshakes_refused,
             "handling_us": c.handling.summary(),
+            "handling_by_second": c.handling_by_second.summary(),
         }

@@ -231,7 +231,7 @@ class Messenger:
         else:
             hub.counters.organizer_messages += 1
             hub.message(chat, conn.user_id, 1, text, now_ms(), None, None)  # ESME drops them
-        hub.counters.handling.record((time.perf_counter_ns() - started) // 1000)
+        hub.counters.handled((time.perf_counter_ns() - started) // 1000)
 
     def _keep(self, conn: Conn) -> bool:
         limit = self.hub.faults.close_after_messages

@@ -1,9 +1,16 @@
-"""Cheap counters and a microsecond latency histogram for /stats."""
+"""Cheap counters and microsecond latency histograms for /stats."""
 
 from __future__ import annotations
 
+import time
+
 # Linear 1 µs buckets up to this bound; slower samples land in the last bucket (max is exact).
 _BUCKETS = 100_000
+# Per-second histograms: 16 exact buckets (0-15 µs), then 8 a power of two (12.5 % wide), to
+# 2^27 µs (134 s): 200 counters a second, so an hour of seconds fits in a few MB.
+_EXACT = 16
+_LOG_BUCKETS = _EXACT + 8 * 23
+KEEP_SECONDS = 3600  # the newest seconds /stats reports per second
 
 
 class Histogram:
@@ -36,6 +43,60 @@ class Histogram:
         return {"p50": int(self.percentile(50)), "p99": int(self.percentile(99)), "max": self.max}
 
 
+def _log_bucket(us: int) -> int:
+    if us < _EXACT:
+        return max(0, us)
+    shift = us.bit_length() - 4  # keep the top four bits: 8..15
+    return min(_LOG_BUCKETS - 1, _EXACT + (shift - 1) * 8 + (us >> shift) - 8)
+
+
+def _log_bucket_top(index: int) -> int:
+    """The largest value that falls in bucket `index`."""
+    if index < _EXACT:
+        return index
+    shift, top = (index - _EXACT) // 8 + 1, (index - _EXACT) % 8 + 8
+    return ((top + 1) << shift) - 1
+
+
+class PerSecond:
+    """Handling times per Unix second, in log buckets (12.5 %): the generator puts each second's
+    p99 beside its round trip. The newest KEEP_SECONDS seconds are kept."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, list[int]] = {}
+        self._max: dict[int, int] = {}
+
+    def record(self, second: int, us: int) -> None:
+        counts = self._seconds.get(second)
+        if counts is None:
+            counts = self._seconds[second] = [0] * _LOG_BUCKETS
+            self._max[second] = 0
+            if len(self._seconds) > KEEP_SECONDS:
+                oldest = min(self._seconds)
+                del self._seconds[oldest], self._max[oldest]
+        counts[_log_bucket(us)] += 1
+        if us > self._max[second]:
+            self._max[second] = us
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Unix second (a string, as JSON keys are) -> count, p50_us, p99_us (the bucket's top,
+        so never below the truth by more than 12.5 %) and the exact max_us."""
+        out = {}
+        for second in sorted(self._seconds):
+            counts, total = self._seconds[second], sum(self._seconds[second])
+            figures = {"count": total}
+            for name, pct in (("p50_us", 50), ("p99_us", 99)):
+                rank, seen = max(1, -(-total * pct // 100)), 0
+                for index, count in enumerate(counts):
+                    seen += count
+                    if seen >= rank:
+                        figures[name] = min(_log_bucket_top(index), self._max[second])
+                        break
+            figures["max_us"] = self._max[second]
+            out[str(second)] = figures
+        return out
+
+
 class Counters:
     """Plain integer counters mutated only from the event-loop thread, so no lock is needed."""
 
@@ -52,3 +113,9 @@ class Counters:
         self.frames_dropped = 0
         self.handshakes_refused = 0
         self.handling = Histogram()
+        self.handling_by_second = PerSecond()
+
+    def handled(self, us: int) -> None:
+        """One frame handled in `us` microseconds: the run's histogram and its second's."""
+        self.handling.record(us)
+        self.handling_by_second.record(int(time.time()), us)
