@@ -6,17 +6,22 @@ Each step is a whole run (its own embedded target when there is no config, its o
 organizer starts a chat every STEP_CPI_MS / 2 so it keeps up, then the step warms up and measures
 for at least MEASURE_S seconds. A step passes when, over its measured window:
 
-- achieved / intended message rate >= MIN_RATE_RATIO (intended: N x 1000 / smi messages/s),
+- the sends made are at least MIN_RATE_RATIO of the sends due: every send slot of the -smi grid
+  is either made or skipped by a participant a whole interval late (pacing.py), so the verdict
+  comes from the schedule itself, not from a rate whose window edges count a few intervals of
+  a slow step against it;
 - delivered / sent >= MIN_DELIVERED (the whole step, after the echoes drained),
 - round-trip p99 <= --max-p99 (default 1 s),
 - nothing went wrong (no error, no stall).
 
-Steps double from START_CHATS until one fails, then bisect between the last pass and the first
-failure until they are within RESOLUTION of each other, all within --duration (default
-DEFAULT_BUDGET_S). A failing step whose generator-health rules fired (health.py) failed for the
-generator, not the target: the search stops there and names no knee (`limited_by`
-"generator"). A search that ran out of budget or of open files without a failure names the
-highest passing step, a lower bound (`limited_by` "none").
+Steps double from --start-chats (default START_CHATS) until one fails, then bisect between the
+last pass and the first failure until they are within RESOLUTION of each other, all within
+--duration (default DEFAULT_BUDGET_S). A failing step whose generator was saturated over its
+measured window (health.window) failed for the generator, not the target: the search stops
+there and names no knee (`limited_by` "generator"). A step cut short (a signal, or the
+generator out of open files) is `interrupted`: neither a pass nor a failure. A search that
+ended without a failure (out of budget, open files or interrupted) names no knee either: its
+highest passing step is a lower bound (`limited_by` "none").
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import openfiles
+from . import attribution, health, openfiles
 from .config import Settings
 from .results import write_summary
 from .status import ExitStatus
@@ -67,10 +72,26 @@ class Step:
     exit_status: int = 0
     failed: tuple[str, ...] = ()  # the criteria it failed
     folder: str = ""
+    due: int = 0  # send slots of the measured window: made or skipped
+    made: int = 0  # the sends made in it
+    interrupted: str = ""  # why the step was cut short (a signal, open files), if it was
 
     @property
     def passed(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.interrupted
+
+    @property
+    def verdict(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        return "pass" if self.passed else "FAIL"
+
+    @property
+    def attribution(self) -> str | None:
+        """Who a failed step names (attribution.py): the generator when it was saturated."""
+        if not self.failed:
+            return None
+        return attribution.GENERATOR if self.generator_limited else attribution.TARGET
 
     def as_dict(self) -> dict[str, Any]:
         return {"chats": self.chats, "intended_rate": round(self.intended_rate, 3),
@@ -79,9 +100,12 @@ class Step:
                 if self.intended_rate else None,
                 "delivered_ratio": self.delivered_ratio, "rtt_p99_ms": self.p99_ms,
                 "errors": self.errors, "chats_started": self.chats_started,
+                "sends_due": self.due, "sends_made": self.made,
                 "generator_limited": self.generator_limited,
                 "generator_reasons": list(self.generator_reasons),
                 "exit_status": self.exit_status, "passed": self.passed,
+                "verdict": self.verdict, "interrupted": self.interrupted or None,
+                "attribution": self.attribution,
                 "failed": list(self.failed), "folder": self.folder}
 
 
@@ -101,11 +125,13 @@ def measure_window(settings: Settings) -> float:
 
 
 def judge(step: Step, max_p99_ms: float) -> Step:
-    """Fill in the criteria the step failed."""
+    """Fill in the criteria the step failed (none for a step that was cut short)."""
+    if step.interrupted:
+        step.failed = ()
+        return step
     failed = []
-    if step.achieved_rate < MIN_RATE_RATIO * step.intended_rate:
-        failed.append(f"rate {step.achieved_rate:.1f}/s < {MIN_RATE_RATIO:g} x "
-                      f"{step.intended_rate:.1f}/s")
+    if step.made < MIN_RATE_RATIO * step.due or not step.due:
+        failed.append(f"sends made {step.made} < {MIN_RATE_RATIO:g} x {step.due} due")
     if step.delivered_ratio is None or step.delivered_ratio < MIN_DELIVERED:
         failed.append(f"delivered {step.delivered_ratio} < {MIN_DELIVERED:g}")
     if step.p99_ms is None or step.p99_ms > max_p99_ms:
@@ -145,12 +171,27 @@ def measured_by(run_job: JobRunner) -> StepRunner:
             stop_s = result.stopped_ns / 1e9
             first, last = math.ceil(stop_s - window), math.floor(stop_s) - 1
             seconds = range(first, last + 1)
-            step.achieved_rate = (sum(result.sent.get(s, 0) for s in seconds) / len(seconds)
-                                  if len(seconds) else 0.0)
-            step.p99_ms = result.ctx.metrics.rtt.window_summary(first, last).get("p99_ms")
+            metrics = result.ctx.metrics
+            missed = metrics.missed.snapshot()
+            step.made = sum(result.sent.get(s, 0) for s in seconds)
+            step.due = step.made + sum(missed.get(s, 0) for s in seconds)
+            step.achieved_rate = step.made / len(seconds) if len(seconds) else 0.0
+            step.p99_ms = metrics.rtt.window_summary(first, last).get("p99_ms")
+            # The generator's health over the same window as the verdict (not the whole run).
+            verdict = health.window(metrics, first, last, result.settings)
+            step.generator_limited = bool(verdict["suspect"])
+            step.generator_reasons = tuple(r for r in verdict["reasons"]
+                                           if not r.startswith("target-bound"))
+            error = result.first_error
+            if error is not None and error.message.startswith(openfiles.OUT_OF_FILES_TEXT):
+                step.interrupted = "the generator ran out of open files"
 
         with _step_logs(settings.debug):
-            status = run_job(settings, on_result)
+            try:
+                status = run_job(settings, on_result)
+            except KeyboardInterrupt:  # a signal while the step's target was starting
+                step.interrupted = "a signal"
+                return ExitStatus.INTERRUPTED
         try:
             assert settings.summary_export is not None
             summary = json.loads(settings.summary_export.read_text(encoding="utf-8"))
@@ -160,10 +201,8 @@ def measured_by(run_job: JobRunner) -> StepRunner:
         step.errors = int((summary.get("counts") or {}).get("errors", 0)) + (
             1 if summary.get("first_error") else 0)
         step.chats_started = int(summary.get("chats_count") or 0)
-        health = summary.get("generator_health") or {}
-        step.generator_limited = bool(health.get("suspect"))
-        step.generator_reasons = tuple(r for r in health.get("reasons", [])
-                                       if not r.startswith("target-bound"))
+        if status == ExitStatus.INTERRUPTED:
+            step.interrupted = "a signal"
         return status
 
     return run_step
@@ -173,7 +212,7 @@ class Search:
     """The doubling-then-bisecting search; `run_step` runs one step and fills its figures."""
 
     def __init__(self, base: Settings, run_step: StepRunner, budget_s: float,
-                 max_chats: int | None) -> None:
+                 max_chats: int | None, start_chats: int = START_CHATS) -> None:
         self.base = base
         self.run_step = run_step
         self.budget_s = budget_s
@@ -181,12 +220,13 @@ class Search:
         self.max_p99_ms = base.gates.max_p99_ms or DEFAULT_MAX_P99_MS
         self.steps: list[Step] = []
         self.started = time.monotonic()
+        self.start_chats = start_chats
         self.interrupted = False
         self.bound = ""  # why the search stopped without a failure
 
     def run(self) -> None:
         passing, failing = 0, 0
-        chats = START_CHATS
+        chats = self.start_chats
         while True:
             if failing and (failing - passing <= max(1, math.floor(passing * RESOLUTION))):
                 return  # the knee is bracketed closely enough
@@ -199,7 +239,10 @@ class Search:
                 self.bound = f"--duration: no time left for a {chats}-chat step"
                 return
             step = self._step(chats)
-            if self.interrupted:
+            if step.interrupted:
+                self.interrupted = True
+                self.bound = f"step {len(self.steps)} ({chats} chats) cut short by " \
+                             f"{step.interrupted}"
                 return
             if step.passed:
                 passing = chats
@@ -231,62 +274,63 @@ class Search:
                  len(self.steps) + 1, chats, step.intended_rate, settings.duration or 0)
         status = self.run_step(settings, step)
         step.exit_status = int(status)
-        if status == ExitStatus.INTERRUPTED:
-            self.interrupted = True
         judge(step, self.max_p99_ms)
         self.steps.append(step)
-        log.info("capacity step %d: %d chats: %.1f of %.1f messages/s, delivered %s, rtt p99 "
-                 "%s ms: %s%s", len(self.steps), chats, step.achieved_rate, step.intended_rate,
-                 step.delivered_ratio, step.p99_ms,
-                 "pass" if step.passed else "FAIL: " + "; ".join(step.failed),
+        outcome = {"pass": "pass", "interrupted": f"interrupted by {step.interrupted}",
+                   "FAIL": "FAIL: " + "; ".join(step.failed)}[step.verdict]
+        log.info("capacity step %d: %d chats: %d of %d sends due made, %.1f of %.1f "
+                 "messages/s, delivered %s, rtt p99 %s ms: %s%s", len(self.steps), chats,
+                 step.made, step.due, step.achieved_rate, step.intended_rate,
+                 step.delivered_ratio, step.p99_ms, outcome,
                  " (generator-limited: " + "; ".join(step.generator_reasons) + ")"
-                 if step.generator_limited else "")
+                 if step.generator_limited and step.failed else "")
         return step
 
     def result(self) -> dict[str, Any]:
-        """The summary's `capacity` object."""
+        """The summary's `capacity` object: a knee only where a step failed for the target."""
         passed = [s for s in self.steps if s.passed]
-        failed = [s for s in self.steps if not s.passed]
-        knee = max(passed, key=lambda s: s.chats) if passed else None
+        failed = [s for s in self.steps if s.failed]
+        best = max(passed, key=lambda s: s.chats) if passed else None
         first_fail = min(failed, key=lambda s: s.chats) if failed else None
+        knee = None
         if first_fail is not None and first_fail.generator_limited:
             limited_by = "generator"
             note = (f"the step of {first_fail.chats} chats failed while the generator itself "
-                    f"was limited ({'; '.join(first_fail.generator_reasons)}): that is not the "
-                    "target's knee; spread the load (--processes, a Dask cluster) and search "
-                    "again")
-            knee = None
+                    f"was saturated ({'; '.join(first_fail.generator_reasons)}): that is not "
+                    "the target's knee; spread the load (--processes, a Dask cluster) and "
+                    "search again")
         elif first_fail is not None:
-            limited_by = "target"
-            note = (f"the target kept up with {knee.chats} chats and not with "
-                    f"{first_fail.chats} ({'; '.join(first_fail.failed)})" if knee else
+            limited_by, knee = "target", best
+            note = (f"the target kept up with {best.chats} chats and not with "
+                    f"{first_fail.chats} ({'; '.join(first_fail.failed)})" if best else
                     f"the target failed the first step, {first_fail.chats} chats "
                     f"({'; '.join(first_fail.failed)})")
         else:
             limited_by = "none"
-            note = ("no step failed before the search's bound"
+            note = ("no step failed before the search ended"
                     + (f" ({self.bound})" if self.bound else "")
-                    + ": the knee is above the highest step, a lower bound")
-        if self.interrupted:
-            note += "; the search was interrupted"
-        best = max(passed, key=lambda s: s.chats) if passed else None
+                    + (f": the knee is above {best.chats} chats, a lower bound" if best
+                       else ": no step passed either, so nothing is known"))
         return {
             "knee_chats": knee.chats if knee else None,
             "knee_rate": round(knee.achieved_rate, 3) if knee else None,
             "limited_by": limited_by,
-            # The highest step that passed, knee or not (a generator-limited search has one).
+            "interrupted": self.interrupted,
+            # The highest step that passed, knee or not (a lower bound without a knee).
             "highest_passing_chats": best.chats if best else None,
             "highest_passing_rate": round(best.achieved_rate, 3) if best else None,
             "note": note,
-            "criteria": {"min_rate_ratio": MIN_RATE_RATIO, "min_delivered_ratio": MIN_DELIVERED,
+            "criteria": {"min_sends_made_ratio": MIN_RATE_RATIO,
+                         "min_delivered_ratio": MIN_DELIVERED,
                          "max_p99_ms": self.max_p99_ms, "errors": 0,
                          "measured_window_s": measure_window(self.base)},
             "smi_ms": self.base.smi,
+            "start_chats": self.start_chats,
             "steps": [s.as_dict() for s in self.steps],
         }
 
 
-def find_capacity(base: Settings, run_step: StepRunner) -> int:
+def find_capacity(base: Settings, run_step: StepRunner, start_chats: int = START_CHATS) -> int:
     """Search, then write the summary (the knee step's, with `capacity`) and the PNG."""
     budget = base.duration or DEFAULT_BUDGET_S
     limits = openfiles.limits()
@@ -294,8 +338,8 @@ def find_capacity(base: Settings, run_step: StepRunner) -> int:
                           openfiles.participants_within(limits[0])
                           if limits and limits[0] > 0 else None) if n is not None]
     max_chats = min(bounds) if bounds else None  # --max-participants, or what files allow
-    search = Search(base, run_step, budget, max_chats)
-    log.info("capacity search: doubling from %d chats, -smi %g ms, within %.0f s", START_CHATS,
+    search = Search(base, run_step, budget, max_chats, start_chats)
+    log.info("capacity search: doubling from %d chats, -smi %g ms, within %.0f s", start_chats,
              base.smi, budget)
     search.run()
     capacity = search.result()
@@ -313,7 +357,7 @@ def find_capacity(base: Settings, run_step: StepRunner) -> int:
         except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the result
             log.error("could not draw the capacity plot: %s", exc)
     print(render(capacity, paths))
-    if search.interrupted:
+    if any(step.exit_status == ExitStatus.INTERRUPTED for step in search.steps):
         return ExitStatus.INTERRUPTED
     return ExitStatus.OK
 
@@ -321,8 +365,9 @@ def find_capacity(base: Settings, run_step: StepRunner) -> int:
 def _base_summary(out_dir: Path, capacity: dict[str, Any]) -> dict[str, Any]:
     """The knee step's run summary (or the last step's), so tools that read a run read it."""
     steps = capacity["steps"]
-    pick = next((s for s in steps if s["chats"] == capacity["knee_chats"] and s["passed"]),
-                steps[-1] if steps else None)
+    pick = next((s for s in steps if s["chats"] == (capacity["knee_chats"]
+                                                    or capacity["highest_passing_chats"])
+                 and s["passed"]), steps[-1] if steps else None)
     if pick is None:
         return {"description": "performance test capacity search"}
     try:
@@ -336,29 +381,33 @@ def _base_summary(out_dir: Path, capacity: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(capacity: dict[str, Any], paths: dict[str, Path]) -> str:
-    """The search as a table for stdout."""
-    if capacity["knee_chats"] is not None and capacity["limited_by"] == "none":
-        head = (f"capacity: at least {capacity['knee_chats']} chats, "
-                f"{capacity['knee_rate']:g} messages/s (no step failed: a lower bound)")
-    elif capacity["knee_chats"] is not None:
+    """The search as a table for stdout; its first line says who limited it, in words."""
+    best, limited_by = capacity["highest_passing_chats"], capacity["limited_by"]
+    passing = (f"{best} chats, {capacity['highest_passing_rate']:g} messages/s" if best
+               else "")
+    if limited_by == "target":
         head = (f"capacity: knee {capacity['knee_chats']} chats, {capacity['knee_rate']:g} "
-                f"messages/s; limited by {capacity['limited_by']}")
+                "messages/s; limited by the target" if capacity["knee_chats"] else
+                "capacity: no knee named; limited by the target: it failed the first step")
+    elif limited_by == "generator":
+        head = ("capacity: no knee named; limited by the generator, not the target"
+                + (f"; the highest step that passed held {passing}" if best else ""))
     else:
-        best = capacity["highest_passing_chats"]
-        head = (f"capacity: no knee named; limited by {capacity['limited_by']}"
-                + (f"; the highest step that passed held {best} chats, "
-                   f"{capacity['highest_passing_rate']:g} messages/s" if best else ""))
+        head = ((f"capacity: at least {passing} (a lower bound)" if best
+                 else "capacity: nothing measured")
+                + "; limited by none: no step failed before the search ended")
     lines = [head,
              f"  {capacity['note']}",
-             f"  {'step':<22}{'chats':>7}{'intended/s':>12}{'achieved/s':>12}{'delivered':>11}"
-             f"{'rtt p99':>10}  verdict"]
+             f"  {'step':<22}{'chats':>7}{'intended/s':>12}{'achieved/s':>12}{'made/due':>14}"
+             f"{'delivered':>11}{'rtt p99':>10}  verdict"]
     for step in capacity["steps"]:
         ratio = step["delivered_ratio"]
         p99 = step["rtt_p99_ms"]
-        verdict = "pass" if step["passed"] else "FAIL" + (
-            " (generator-limited)" if step["generator_limited"] else "")
+        verdict = step["verdict"] + (" (generator-limited)" if step["generator_limited"]
+                                     and step["verdict"] == "FAIL" else "")
+        made = f"{step['sends_made']}/{step['sends_due']}"
         lines.append(f"  {step['folder']:<22}{step['chats']:>7}{step['intended_rate']:>12.1f}"
-                     f"{step['achieved_rate']:>12.1f}"
+                     f"{step['achieved_rate']:>12.1f}{made:>14}"
                      f"{'-' if ratio is None else f'{ratio:.4f}':>11}"
                      f"{'-' if p99 is None else f'{p99:.1f}ms':>10}  {verdict}")
     lines += ["", "files", *(f"  {kind:<20}{path}" for kind, path in paths.items())]

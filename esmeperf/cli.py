@@ -36,7 +36,7 @@ CONFIG_HELP = """config.json keys (ESME's own; without a config the embedded tar
 
 
 EXAMPLES = """examples:
-  python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 30s
+  python3 -m esmeperf -sci 10 -cpi 20 -smi 1000 --duration 30s
       ESME's scenario for 30 s against the embedded target
   python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --config config.json --duration 5m
       the same against a real ESME deployment
@@ -179,9 +179,13 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("--find-capacity", action="store_true",
                      help="search for the knee: steps holding 16, 32, 64 ... active chats "
                      "(arrivals and -sci chosen by the search), then bisect, within --duration "
-                     "(default 10m); a step fails on rate < 0.99 x intended, delivered < 0.999, "
-                     "rtt p99 > --max-p99 (default 1000) or an error; writes the capacity "
-                     "object and a capacity PNG")
+                     "(default 10m); a step fails on sends made < 0.99 x due, delivered < "
+                     "0.999, rtt p99 > --max-p99 (default 1000) or an error, unless the "
+                     "generator was saturated in it; writes the capacity object and a "
+                     "capacity PNG")
+    run.add_argument("--start-chats", type=_positive_int, default=None, metavar="N",
+                     help="--find-capacity's first step (default 16): start the search where "
+                     "it is interesting")
     run.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
                      help="run every interval combination N times; the embedded target is "
                      "restarted between runs; overlay graphs, a scatter and report.md follow")
@@ -233,6 +237,10 @@ def get_parser() -> argparse.ArgumentParser:
                        metavar="R", help="delivered/sent must be at least R (e.g. 0.99)")
     gates.add_argument("--min-rate", type=_positive_float, default=None, metavar="N",
                        help="steady-state messages/s (second half of the run) at least N")
+    gates.add_argument("--fail-on-suspect", action="store_true",
+                       help="a run whose generator was suspect (generator_health: its CPU, lag, "
+                       "send or arrival lateness) fails: its latencies describe the generator "
+                       "as much as the target")
     gates.add_argument("--abort-on-fail", action="store_true",
                        help="also check the gates once a second over the last 10 s of the run; "
                        "a breach stops it as the first error does (files written, end reason "
@@ -274,9 +282,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.min_delivered_ratio is not None and args.min_delivered_ratio > 1:
         raise ConfigError("--min-delivered-ratio must be between 0 and 1")
     if args.abort_on_fail and args.max_p99 is None and args.min_delivered_ratio is None \
-            and args.min_rate is None:
-        raise ConfigError("--abort-on-fail needs a gate: --max-p99, --min-delivered-ratio or "
-                          "--min-rate")
+            and args.min_rate is None and not args.fail_on_suspect:
+        raise ConfigError("--abort-on-fail needs a gate: --max-p99, --min-delivered-ratio, "
+                          "--min-rate or --fail-on-suspect")
     return Settings(
         sci=args.sci[0], cpi=args.cpi[0], smi=args.smi[0], log_ws=args.log_ws,
         duration=args.duration, max_participants=args.max_participants, out_dir=args.out,
@@ -287,7 +295,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         stages=args.stages or (), surge=args.surge, abort_on_fail=args.abort_on_fail,
         organizers=args.organizers,
         processes=args.processes, reply=args.reply,
-        gates=Gates(args.max_p99, args.min_delivered_ratio, args.min_rate),
+        gates=Gates(args.max_p99, args.min_delivered_ratio, args.min_rate,
+                    args.fail_on_suspect),
         quiet=args.quiet, debug=args.debug, plot=args.plot,
     )
 
@@ -415,10 +424,11 @@ def _find_capacity(args: argparse.Namespace, settings: Settings, target: Any,
         print(f"esmeperf: error: --find-capacity chooses the arrivals itself: not with "
               f"{', '.join(clash)} (nor interval lists)", file=sys.stderr)
         return ExitStatus.USAGE
-    from .capacity import find_capacity, measured_by
+    from .capacity import START_CHATS, find_capacity, measured_by
 
     return find_capacity(settings, measured_by(lambda step, on_result: run_job(
-        step, target, target_args, args.debug, dask, lifecycle, live, on_result=on_result)))
+        step, target, target_args, args.debug, dask, lifecycle, live, on_result=on_result)),
+        start_chats=args.start_chats or START_CHATS)
 
 
 def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:

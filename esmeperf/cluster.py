@@ -28,6 +28,7 @@ import traceback
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -248,10 +249,14 @@ class DaskShards:
         self._lease = distributed.Variable(f"{self.name}-lease", client=client)
         self._lease.set(0)
         self.sink = ReportSink(workers, len(specs))
-        # One shard per worker, pinned, so no shard waits behind another long-running one.
-        self._futures = [client.submit(_run_shard, spec, self.name, self._lease_s, pure=False,
-                                       workers=[address], key=f"{self.name}-shard-{spec.index}")
-                         for spec, address in zip(specs, cluster.workers, strict=False)]
+        # One shard per worker, pinned, so no shard waits behind another long-running one. Each
+        # gets the grid's origin on its own clock: a worker whose clock is ahead would otherwise
+        # start every arrival late by its skew (its counts stay keyed by its own clock).
+        self._futures = [
+            client.submit(_run_shard, replace(spec, start_wall=spec.start_wall + self._skew.get(
+                address, {}).get("clock_skew_s", 0.0)), self.name, self._lease_s, pure=False,
+                workers=[address], key=f"{self.name}-shard-{spec.index}")
+            for spec, address in zip(specs, cluster.workers, strict=False)]
         self._addresses = dict(zip(range(len(specs)), cluster.workers, strict=False))
         self._heard: dict[int, float] = {}  # shard -> monotonic time of its last message
         self._lost: set[int] = set()  # shards that ended without their own report

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from . import noise as run_noise
 from .comparison import Comparison, Noise, Row, Threshold, Thresholds, compare, suspect_runs
 from .results import RATES_SUFFIX, SUMMARY_SUFFIX
 from .rundata import SWEEP_RUN_DIR, RunData, RunFileError, load_run
 
-OK, REGRESSION, USAGE = 0, 3, 2
+OK, REGRESSION, USAGE, INCONCLUSIVE = 0, 3, 2, 4
 Compared = tuple[str, Comparison, list[RunData], list[RunData]]  # label, result, base, new
 
 
@@ -57,13 +58,16 @@ def get_parser() -> argparse.ArgumentParser:
         description="Compare a new run (or repeats of it) with a base: one row per figure "
         "(round-trip p50, p90, p99 and max, achieved rate, delivered ratio, errors, "
         "participants, chats) with base, new, change and verdict, then an overall verdict. "
-        "Single runs are judged by thresholds (a change beyond both a share of the base and "
-        "an absolute amount); with repeats on both sides a seeded bootstrap interval of the "
-        "difference of the means must also exclude zero. ESME's Go test output works for "
-        "the rate and count rows (its latency rows are n/a, never a regression).",
-        epilog="Exit status: 0 nothing regressed; 3 something regressed; 2 bad arguments, a "
-        "BASE or NEW that is missing or holds no run, or a --png that cannot be written "
-        "(one line on stderr).")
+        "A change counts when it is beyond both a share of the base and an absolute amount, "
+        "and beyond the runs' noise: with repeats on both sides a seeded bootstrap interval "
+        "of the difference of the means, with one run a side an interval from each run's "
+        "own seconds (a moving-block bootstrap), must exclude zero. A worse figure within "
+        "the noise, or while either side's generator was suspect, is inconclusive. ESME's Go "
+        "test output works for the rate and count rows (its latency rows are n/a).",
+        epilog="Exit status: 0 nothing regressed; 3 something regressed; 4 nothing regressed "
+        "but something was inconclusive (worse, within the noise or with a suspect "
+        "generator); 2 bad arguments, a BASE or NEW that is missing or holds no run, or a "
+        "--png that cannot be written (one line on stderr).")
     p.add_argument("base", type=Path, metavar="BASE",
                    help="the base: a run directory, a sweep directory or a run's file")
     p.add_argument("new", type=Path, metavar="NEW", help="the run(s) to judge, as BASE")
@@ -171,14 +175,14 @@ def _unit(row: Row) -> str:
 def render_table(comparison: Comparison, confidence: float) -> list[str]:
     """The rows, aligned: figure, base, new, change (and % of base), interval, verdict."""
     head = ["figure", "base", "new", "change", f"{confidence:g} % interval"
-            if comparison.repeats else "", "verdict"]
+            if comparison.repeats or comparison.seconds else "", "verdict"]
     body = []
     for row in comparison.rows:
         unit = _unit(row)
         label = row.figure.label + (f" ({row.figure.unit})" if row.figure.unit else "")
         change = _fmt(row.change, unit, signed=True)
         if row.change_pct is not None and row.change:
-            change += f" ({row.change_pct:+.1f} %)"
+            change += f" ({_relative(row.change_pct)})"
         interval = "" if row.interval is None else (
             f"[{_fmt(row.interval[0], unit, True)}, {_fmt(row.interval[1], unit, True)}]")
         body.append([label, _fmt(row.base_mean, unit), _fmt(row.new_mean, unit), change,
@@ -200,9 +204,10 @@ def _side(what: str, path: Path, runs: list[RunData]) -> str:
 
 
 def report(args: argparse.Namespace, base: list[RunData], new: list[RunData],
-           thresholds: Thresholds, noise: Noise) -> tuple[list[str], list[tuple[str, Row]],
-                                                          list[Compared]]:
-    """The text on stdout, the regressed rows and the comparisons (for the PNG)."""
+           thresholds: Thresholds, noise: Noise
+           ) -> tuple[list[str], list[tuple[str, Row]], list[tuple[str, Row]], list[Compared]]:
+    """The text on stdout, the regressed and the inconclusive rows, and the comparisons (for
+    the PNG)."""
     lines = [_side("base", args.base, base), _side("new", args.new, new)]
     t = thresholds
     rules = (f"p50-p99 +{t.latency.pct:g} % and +{t.latency.absolute:g} ms, max "
@@ -210,6 +215,7 @@ def report(args: argparse.Namespace, base: list[RunData], new: list[RunData],
              f"ratio -{t.ratio.absolute:g}, errors +{t.errors.absolute:g}, participants and "
              f"chats -{t.count.pct:g} %")
     regressed: list[tuple[str, Row]] = []
+    unsure: list[tuple[str, Row]] = []
     comparisons: list[Compared] = []
     for label, left, right in pair(base, new):
         comparison = compare(left, right, thresholds, noise)
@@ -221,30 +227,54 @@ def report(args: argparse.Namespace, base: list[RunData], new: list[RunData],
                          f" and when the {noise.confidence:g} % bootstrap interval of the "
                          f"difference of the means ({noise.resamples} resamples, seed "
                          f"{noise.seed}) excludes 0")
+        elif comparison.seconds:
+            lines.append(f"noise: one run a side: a change counts beyond the thresholds "
+                         f"({rules}) and when the {noise.confidence:g} % interval from each "
+                         f"run's own seconds ({run_noise.BLOCK_S} s blocks, "
+                         f"{run_noise.RESAMPLES} draws) excludes 0")
         else:
-            lines.append(f"noise: single runs: a change counts beyond the thresholds ({rules})")
+            lines.append(f"noise: single runs without a noise estimate (fewer than "
+                         f"{run_noise.MIN_SECONDS} whole seconds, or no .hlog): a change "
+                         f"counts beyond the thresholds ({rules})")
         lines += ["", *render_table(comparison, noise.confidence)]
         for what, runs in (("BASE", left), ("NEW", right)):
             suspect = suspect_runs(runs)
             if suspect:
                 lines.append(f"note: the generator was suspect in {suspect} of {len(runs)} "
-                             f"{what} run(s): their latencies describe it as well as the target")
+                             f"{what} run(s): their latencies describe it as well as the "
+                             "target, so a worse figure is inconclusive, not a regression")
         regressed += [(label, row) for row in comparison.regressions]
-    return lines, regressed, comparisons
+        unsure += [(label, row) for row in comparison.inconclusive]
+    return lines, regressed, unsure, comparisons
 
 
-def verdict_line(regressed: list[tuple[str, Row]], several: bool) -> str:
-    if not regressed:
-        return "verdict: no regression"
+def _changes(rows: list[tuple[str, Row]], several: bool) -> str:
     parts = []
-    for label, row in regressed:
+    for label, row in rows:
         unit = _unit(row)
         text = f"{row.figure.label} {_fmt(row.change, unit, True)}" + (
             f" {row.figure.unit}" if row.figure.unit else "")
         if row.change_pct is not None:
-            text += f" ({row.change_pct:+.1f} %)"
+            text += f" ({_relative(row.change_pct)})"
+        if row.why:
+            text += f", {row.why}"
         parts.append(f"{label}: {text}" if several and label else text)
-    return "verdict: REGRESSION: " + "; ".join(parts)
+    return "; ".join(parts)
+
+
+def verdict_line(regressed: list[tuple[str, Row]], several: bool,
+                 unsure: list[tuple[str, Row]] | None = None) -> str:
+    if regressed:
+        return "verdict: REGRESSION: " + _changes(regressed, several)
+    if unsure:
+        return "verdict: inconclusive: " + _changes(unsure, several)
+    return "verdict: no regression"
+
+
+def _relative(pct: float) -> str:
+    """A change as a share of the base: `+20.3 %`, or `117x` once it is over ten times it."""
+    ratio = 1 + pct / 100
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{pct:+.1f} %"
 
 
 def check_png(path: Path) -> None:
@@ -268,11 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.png is not None:
             check_png(args.png)
         base, new = load_side("BASE", args.base), load_side("NEW", args.new)
-        lines, regressed, comparisons = report(args, base, new, thresholds_of(args), noise)
+        lines, regressed, unsure, comparisons = report(args, base, new, thresholds_of(args),
+                                                       noise)
     except UsageError as exc:
         print(f"esmeperf-compare: error: {exc}", file=sys.stderr)
         return USAGE
-    lines += ["", verdict_line(regressed, len(comparisons) > 1)]
+    lines += ["", verdict_line(regressed, len(comparisons) > 1, unsure)]
     if args.png is not None:
         from .compare_plot import plot_comparison
 
@@ -287,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(lines), flush=True)
     except BrokenPipeError:  # `| head`: the verdict is the exit status all the same
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return REGRESSION if regressed else OK
+    return REGRESSION if regressed else INCONCLUSIVE if unsure else OK
 
 
 if __name__ == "__main__":

@@ -2,13 +2,21 @@
 
 Pure functions of loaded runs (rundata.RunData); esmeperf/compare.py is the command around them.
 
-Noise model. A figure of one run against one run is judged by thresholds: a change counts when
-it is beyond both a share of the base and an absolute amount (p99 worse by more than 20 % and
-5 ms), so neither a small latency doubling (0.3 -> 0.6 ms) nor a 1 % wobble of a big one is
-a regression. With repeats on both sides the runs themselves show the noise: a seeded bootstrap
-(runs resampled with replacement on each side) gives an interval of the difference of the two
-sides' means, and a change counts only when that whole interval is on one side of zero and its
-mean change is still beyond the thresholds, which then set the smallest change that matters.
+Noise model. A change counts only when it is beyond both a share of the base and an absolute
+amount (p99 worse by more than 20 % and 5 ms), so neither a small latency doubling (0.3 -> 0.6
+ms) nor a 1 % wobble of a big one is a regression, and when it is beyond the runs' noise:
+
+- with repeats on both sides, the runs show it: a seeded bootstrap (runs resampled with
+  replacement on each side) gives an interval of the difference of the two sides' means;
+- with one run a side, each run's own seconds show it (noise.py: a moving-block bootstrap over
+  its seconds, its per-second HDR histograms added up for the latency percentiles).
+
+A change beyond the thresholds whose interval holds zero is `inconclusive`, not a regression;
+so is a worse figure when either side's generator was suspect (generator_health): its figures
+describe the generator as much as the target, and a regression is the target's to own; and so
+is a worse latency no bigger than LAG_FACTOR times the rise of the generator's own lag p99
+(lag.py) from base to new: the machine was busier, which slows the target as well, so the
+change is not shown to be the target's.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from .results import steady_rate
 from .rundata import RunData
 
 SAME, WORSE, BETTER, NA = "same", "REGRESSION", "better", "n/a"
+INCONCLUSIVE = "inconclusive"
+LAG_FACTOR = 2.0  # a worse latency within this many times the generator lag's rise: the machine
 
 
 @dataclass(frozen=True)
@@ -159,10 +169,16 @@ class Row:
 class Comparison:
     rows: list[Row] = field(default_factory=list)
     repeats: bool = False  # judged by the bootstrap (repeats on both sides)
+    seconds: bool = False  # single runs judged by their own seconds' spread (noise.py)
+    suspect: tuple[str, ...] = ()  # the sides ("BASE", "NEW") with a suspect generator
 
     @property
     def regressions(self) -> list[Row]:
         return [r for r in self.rows if r.verdict == WORSE]
+
+    @property
+    def inconclusive(self) -> list[Row]:
+        return [r for r in self.rows if r.verdict == INCONCLUSIVE]
 
 
 def bootstrap_interval(base: Sequence[float], new: Sequence[float],
@@ -179,20 +195,30 @@ def bootstrap_interval(base: Sequence[float], new: Sequence[float],
     return low, high
 
 
-def judge(row: Row, threshold: Threshold, noise: Noise, repeats: bool) -> None:
-    """Set the row's verdict (and its interval with repeats)."""
+def judge(row: Row, threshold: Threshold, interval: tuple[float, float] | None,
+          suspect: Sequence[str] = (), lag_rise_ms: float = 0.0) -> None:
+    """Set the row's verdict from its change, the threshold, the noise interval of the change
+    (None: thresholds alone), the sides whose generator was suspect and, for a latency, how
+    much the generator's own lag p99 rose from base to new."""
     change, base = row.change, row.base_mean
+    row.interval = interval
     if change is None or base is None:
         row.verdict, row.why = NA, "not in both"
         return
     worse = change > 0 if row.figure.higher_is_worse else change < 0
-    if repeats:
-        row.interval = bootstrap_interval(row.base, row.new, noise)
     if not threshold.exceeded(base, change):
         row.verdict = SAME
         return
-    if row.interval is not None and row.interval[0] <= 0 <= row.interval[1]:
-        row.verdict, row.why = SAME, "within the runs' noise"
+    if interval is not None and interval[0] <= 0 <= interval[1]:
+        row.verdict, row.why = (INCONCLUSIVE if worse else SAME), "within the runs' noise"
+        return
+    if worse and suspect:
+        row.verdict = INCONCLUSIVE
+        row.why = f"generator suspect in {' and '.join(suspect)}"
+        return
+    if worse and row.figure.unit == "ms" and 0 < abs(change) <= LAG_FACTOR * lag_rise_ms:
+        row.verdict = INCONCLUSIVE
+        row.why = f"the generator's lag p99 rose {lag_rise_ms:.1f} ms: a busier machine"
         return
     row.verdict = WORSE if worse else BETTER
 
@@ -200,13 +226,29 @@ def judge(row: Row, threshold: Threshold, noise: Noise, repeats: bool) -> None:
 def compare(base: Sequence[RunData], new: Sequence[RunData],
             thresholds: Thresholds | None = None, noise: Noise | None = None) -> Comparison:
     """Every figure of FIGURES, base runs against new runs, judged."""
+    from . import noise as run_noise
+
     thresholds, noise = thresholds or Thresholds(), noise or Noise()
     repeats = len(base) > 1 and len(new) > 1
-    out = Comparison(repeats=repeats)
+    suspect = tuple(side for side, runs in (("BASE", base), ("NEW", new))
+                    if suspect_runs(runs))
+    spread = None
+    if len(base) == 1 and len(new) == 1:
+        seconds = run_noise.cached([base[0], new[0]])
+        left, right = seconds[id(base[0])], seconds[id(new[0])]
+        spread = (left, right) if left is not None and right is not None else None
+    out = Comparison(repeats=repeats, seconds=spread is not None, suspect=suspect)
+    lags = [[v for v in map(generator_lag_p99, runs) if v is not None] for runs in (base, new)]
+    lag_rise = (statistics.fmean(lags[1]) - statistics.fmean(lags[0])
+                if lags[0] and lags[1] else 0.0)
     for figure in FIGURES:
         row = Row(figure, _values(figure, base), _values(figure, new))
-        judge(row, getattr(thresholds, figure.threshold), noise,
-              repeats and len(row.base) > 1 and len(row.new) > 1)
+        interval = None
+        if repeats and len(row.base) > 1 and len(row.new) > 1:
+            interval = bootstrap_interval(row.base, row.new, noise)
+        elif spread is not None and row.change is not None:
+            interval = run_noise.interval(figure.label, row.change, *spread, noise.confidence)
+        judge(row, getattr(thresholds, figure.threshold), interval, suspect, lag_rise)
         out.rows.append(row)
     return out
 
@@ -218,3 +260,10 @@ def _values(figure: Figure, runs: Sequence[RunData]) -> list[float]:
 def suspect_runs(runs: Sequence[RunData]) -> int:
     """How many runs the generator's health rules marked suspect."""
     return sum(bool((r.summary.get("generator_health") or {}).get("suspect")) for r in runs)
+
+
+def generator_lag_p99(run: RunData) -> float | None:
+    """The run's generator lag p99 in ms (lag.py), None where it was not measured."""
+    lag = (run.summary.get("latency") or {}).get("generator_lag") or {}
+    value = lag.get("p99_ms") if lag.get("count") else None
+    return float(value) if isinstance(value, int | float) else None

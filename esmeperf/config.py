@@ -12,6 +12,10 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
+# The longest send (or start_chat) interval in ms whose reads are batched: a worker's answers
+# wait in its socket until its next send is due (connection.Connection.batch_reads).
+BATCH_MAX_MS = 1000
+
 # The original's six keys, in its order (ESME tests/performance/config/config.go).
 CONFIG_KEYS = (
     "event_id",
@@ -135,6 +139,7 @@ class Gates:
     max_p99_ms: float | None = None
     min_delivered_ratio: float | None = None
     min_rate: float | None = None
+    fail_on_suspect: bool = False  # --fail-on-suspect: a suspect generator fails the run
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,7 @@ class Settings:
             "stages": [list(stage) for stage in self.stages] or None,
             "surge_s": list(self.surge) if self.surge else None,
             "abort_on_fail": self.abort_on_fail,
-            "gates": {k: v for k, v in vars(self.gates).items() if v is not None},
+            "gates": {k: v for k, v in vars(self.gates).items() if v not in (None, False)},
         }
 
 

@@ -8,6 +8,7 @@ import select
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from enum import IntEnum
@@ -199,6 +200,19 @@ class Connection:
             self._poll.register(self.sock, select.POLLIN)
         return bool(self._poll.poll(math.ceil(timeout * 1000)))
 
+    def unread_bytes(self) -> int | None:
+        """Bytes the peer sent that this side has not handled yet: in the kernel's receive
+        queue (FIONREAD) and in the frame reader's buffer. None where the platform cannot tell
+        (no FIONREAD) or the socket is closed. Any thread may ask (the stall check does)."""
+        try:
+            import fcntl
+            import termios
+
+            raw = fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (ImportError, AttributeError, OSError, ValueError):
+            return None
+        return int.from_bytes(raw, sys.byteorder, signed=True) + self._reader.buffered()
+
     @property
     def reads(self) -> int:
         """How many reads of the socket so far (tells frames of one read apart from others)."""
@@ -353,7 +367,6 @@ _TIMEVAL = platform_support.TIMEVAL
 _FOREVER = _TIMEVAL.pack(0, 0)
 _BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends
 FINE_TIMEOUT = 0.02  # seconds: shorter waits use poll(), not SO_RCVTIMEO (jiffies)
-BATCH_MAX_MS = 1000  # the longest interval for which reads wait for the next send
 BATCH_RECV_SIZE = 4096  # a few echoes per batched read; bigger frames take more reads
 
 

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 # One colour, one quantity, in every panel and plot.
 SENT, DELIVERED, CHATS, PARTICIPANTS = "tab:blue", "tab:green", "tab:orange", "tab:olive"
 LATENCY = {"rtt_p50_ms": ("round trip p50", "tab:purple"),
-           "rtt_p99_ms": ("round trip p99", "tab:red")}
+           "rtt_p99_ms": ("round trip p99", "tab:red"),
+           # What participants lived through: from each message's due time (wrk2's view).
+           "rtt_from_intended_p99_ms": ("from intended send p99", "tab:brown"),
+           # How late the generator's own threads ran: where it nears the round trip, the
+           # round trip measures the generator.
+           "generator_lag_p99_ms": ("generator lag p99", "tab:gray")}
+LATENCY_STYLE = {"rtt_from_intended_p99_ms": {"linestyle": "--", "linewidth": 1.2},
+                 "generator_lag_p99_ms": {"linestyle": ":", "linewidth": 1.2}}
 PARTIAL_SHADE = "0.92"  # neutral: no quantity is drawn in gray
 SATURATED_SHADE = "#f4cccc"  # pale red: seconds the generator's own CPU was saturated
 SATURATED = 0.90  # health.BUSY: a second at this share of the generator's CPU
@@ -220,17 +227,28 @@ def _latency_panel(ax: Axes, rows: list[dict[str, Any]], xs: list[int],
                    partial: list[bool]) -> None:
     from matplotlib.ticker import MaxNLocator
 
+    drawn: list[float] = []
     for column, (label, colour) in LATENCY.items():
         values = [_num(r.get(column)) for r in rows]
         if any(v is not None for v in values):
-            _draw(ax, xs, values, partial, label=label, color=colour)
-    ax.set_ylabel("latency (ms)")
+            # A log axis keeps p50 (a fraction of a millisecond) readable beside a p99 of
+            # seconds; a value of 0 has no place on it and is left out.
+            values = [v if v is None or v > 0 else None for v in values]
+            _draw(ax, xs, values, partial, label=label, color=colour,
+                  **LATENCY_STYLE.get(column, {}))
+            drawn += [v for v in values if v is not None]
+    ax.set_ylabel("latency (ms, log scale)")
     ax.set_xlabel("time since start (s)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(bottom=0)
+    if drawn:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
+    if drawn:
+        ax.grid(alpha=0.12, which="minor")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", fontsize="small")
+        ax.legend(loc="upper left", fontsize="small", ncols=2)
     elif rows and "rtt_p50_ms" in rows[0]:
         ax.text(0.5, 0.5, "no round trip measured: no message was echoed", ha="center",
                 va="center", transform=ax.transAxes)
@@ -328,6 +346,15 @@ def capacity_figure(capacity: dict[str, Any]) -> Figure:
         top.annotate(f"knee: {capacity['knee_chats']} chats, {capacity['knee_rate']:g} msg/s",
                      (capacity["knee_chats"], capacity["knee_rate"]), xytext=(8, -14),
                      textcoords="offset points", fontsize="small", color="tab:red")
+    elif capacity["highest_passing_chats"] is not None and capacity["limited_by"] == "none":
+        # No step failed: the highest one that passed is a lower bound, not a knee.
+        for ax in (top, bottom):
+            ax.axvline(capacity["highest_passing_chats"], color="0.4", linestyle=":",
+                       linewidth=1)
+        top.annotate(f"lower bound: at least {capacity['highest_passing_chats']} chats",
+                     (capacity["highest_passing_chats"], capacity["highest_passing_rate"]),
+                     xytext=(-8, -14), textcoords="offset points", ha="right",
+                     fontsize="small", color="0.3")
     top.set_ylabel("messages per second")
     top.set_ylim(bottom=0)
     top.grid(alpha=0.3)
@@ -338,6 +365,8 @@ def capacity_figure(capacity: dict[str, Any]) -> Figure:
     bottom.set_yscale("log")
     bottom.grid(alpha=0.3)
     bottom.legend(loc="upper left", fontsize="small")
-    fig.suptitle(f"capacity search, smi {capacity['smi_ms']:g} ms: limited by "
-                 f"{capacity['limited_by']}")
+    limited = {"none": "no step failed: a lower bound", "target": "limited by the target",
+               "generator": "limited by the generator, not the target"}
+    fig.suptitle(f"capacity search, smi {capacity['smi_ms']:g} ms: "
+                 f"{limited.get(capacity['limited_by'], capacity['limited_by'])}")
     return fig

@@ -12,15 +12,25 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import platform_support
+from .schedule import shortest_interval_ms
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .stats import Metrics
 
 BUSY = 0.90  # a second counts as saturated at this share of the CPU the process may use
 BUSY_SHARE = 0.20  # ... and the rule fires when this share of the load's seconds are
 SEND_LATE_SHARE = 0.50  # send lateness p99 at this share of -smi
 ARRIVAL_LATE_MIN_S = 1.0  # arrival lateness p99 at least this ...
 ARRIVAL_LATE_INTERVALS = 5  # ... and at least this many -cpi intervals
+# Generator lag (lag.py) from which the generator's own timing is suspect: twice the GIL switch
+# interval a run uses (a thread waiting for the GIL asks for it after 50 ms: passed over twice),
+# above Node's usual event-loop alarm (70 ms). Healthy runs here: p99 1-5 ms alone, 25-60 ms
+# beside a Dask scheduler and two workers on the same two cores; a frozen GIL: the freeze.
+LAG_LIMIT_MS = 100.0
 
 
 def arrival_limit_ms(interval_ms: float) -> float:
@@ -56,9 +66,9 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 @dataclass(frozen=True)
 class Figures:
-    """What the rules look at, from one run."""
+    """What the rules look at, from one run (or one window of it: window())."""
 
-    load_seconds: list[int]  # the Unix seconds wholly inside the load
+    load_seconds: list[int]  # the Unix seconds wholly inside the load (or the window)
     generator_cpu_ms: Mapping[int, int]  # per second, the whole generator (shards included)
     cores: int  # the CPU the generator can use (generator_cores)
     target_cpu_ms: Mapping[int, int] | None  # per second, the embedded target's; None: remote
@@ -67,6 +77,7 @@ class Figures:
     arrival_lateness_p99_ms: float | None
     cpi_ms: float
     threads_alive_max: int
+    generator_lag_p99_ms: float | None = None  # lag.py's probe, every process merged
 
 
 def _busy_share(cpu_ms: Mapping[int, int], seconds: Iterable[int], capacity_ms: float) -> float:
@@ -84,6 +95,9 @@ def assess(f: Figures) -> dict[str, Any]:
     if f.load_seconds and gen_share >= BUSY_SHARE:
         reasons.append(f"generator CPU >= {BUSY:.0%} of {f.cores} core(s) in "
                        f"{gen_share:.0%} of seconds")
+    lag_ms = f.generator_lag_p99_ms or 0.0
+    if lag_ms >= LAG_LIMIT_MS:
+        reasons.append(f"generator lag p99 = {lag_ms:.1f} ms (its threads ran that late)")
     send_share = (f.send_lateness_p99_ms / f.smi_ms) if f.send_lateness_p99_ms else 0.0
     if send_share >= SEND_LATE_SHARE:
         reasons.append(f"send lateness p99 = {send_share:.0%} of the interval")
@@ -107,11 +121,28 @@ def assess(f: Figures) -> dict[str, Any]:
         "generator_cpu_mean": round(sum(f.generator_cpu_ms.get(s, 0) for s in f.load_seconds)
                                     / seconds / 1000, 3),
         "cores": f.cores,
+        "generator_lag_p99_ms": f.generator_lag_p99_ms,
         "target_cpu_busy_share": None if target_share is None else round(target_share, 3),
         "send_lateness_p99_share": round(send_share, 3),
         "arrival_lateness_p99_ms": f.arrival_lateness_p99_ms,
         "threads_alive_max": f.threads_alive_max,
         "thresholds": {"busy": BUSY, "busy_share": BUSY_SHARE,
+                       "generator_lag_ms": LAG_LIMIT_MS,
                        "send_late_share": SEND_LATE_SHARE,
                        "arrival_late_ms": late_limit_ms},
     }
+
+
+def window(metrics: Metrics, first: int, last: int, settings: Settings) -> dict[str, Any]:
+    """assess() over the seconds first..last alone (their histograms merged exactly): the
+    generator's health in the window a verdict is about (a gate's, a capacity step's)."""
+    latency = {name: recorder.window_summary(first, last).get("p99_ms") for name, recorder in
+               (("lateness", metrics.lateness), ("arrivals", metrics.arrival_lateness),
+                ("lag", metrics.generator_lag))}
+    return assess(Figures(
+        load_seconds=list(range(first, last + 1)),
+        generator_cpu_ms=metrics.generator_cpu_ms.snapshot(),
+        cores=generator_cores(settings.processes), target_cpu_ms=None,
+        send_lateness_p99_ms=latency["lateness"], smi_ms=settings.smi,
+        arrival_lateness_p99_ms=latency["arrivals"], cpi_ms=shortest_interval_ms(settings),
+        threads_alive_max=0, generator_lag_p99_ms=latency["lag"]))

@@ -29,7 +29,6 @@ from .latency import new_histogram
 if TYPE_CHECKING:
     from .latency import LatencyRecorder
 
-HLOG_SUFFIX = "_performance_test_latency.hlog"
 MAX_UNIT_RATIO = 1000.0  # the Interval_Max column in milliseconds (the values are in us)
 # What HistogramLogReader raises on a corrupt line: a bad timestamp, base64, cookie or zlib.
 _CORRUPT = (ValueError, TypeError, IndexError, binascii.Error, zlib.error, HdrCookieException,
@@ -83,3 +82,22 @@ def read_hlog(path: str | os.PathLike[str]) -> dict[str, HdrHistogram]:
     finally:
         reader.close()
     return totals
+
+
+def read_intervals(path: str | os.PathLike[str], tag: str) -> list[tuple[int, HdrHistogram]]:
+    """One tag's intervals, each with its Unix second, in the log's order. ValueError for a
+    file that is not an interval log."""
+    out = []
+    reader = HistogramLogReader(os.fspath(path), new_histogram(3))
+    try:
+        while True:
+            interval = reader.get_next_interval_histogram()
+            if interval is None:
+                break
+            if (interval.get_tag() or "") == tag:
+                out.append((int(interval.get_start_time_stamp() / 1000), interval))
+    except _CORRUPT as exc:
+        raise ValueError(f"not an HdrHistogram interval log ({exc})") from None
+    finally:
+        reader.close()
+    return out

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import openfiles
+from .attribution import ACHIEVED_WARN, GENERATOR, REMEDY, UNDETERMINED
 from .config import Settings, Target
 from .errors import ConfigError, EsmePerfError, TargetStartError
 from .lifecycle import Lifecycle
@@ -83,7 +84,11 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
         elif embedded is not None:
             log.info("reading the target's /stats")
             try:
-                result.target_stats = embedded.stats()
+                stats = embedded.stats()
+                # Per second, for the series beside the round trip; the summary keeps the rest.
+                result.target_handling = {int(second): figures for second, figures in
+                                          (stats.pop("handling_by_second", None) or {}).items()}
+                result.target_stats = stats
             except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal
                 log.warning("could not read the target's /stats: %s", exc)
         if on_result is not None:
@@ -141,12 +146,7 @@ def _report(result: Any, live: Any = None) -> int:
         paths = write_results(result, summary, out_dir, stamp)
     if result.settings.plot:
         try:
-            s = result.settings
-            arrivals = (f"stages {','.join(f'{d:g}s:{r:g}' for d, r in s.stages)}"
-                        if s.stages else f"cpi {s.cpi:g} ms")
-            title = (f"sci {s.sci:g} ms, {arrivals}, smi {s.smi:g} ms; ended by "
-                     f"{result.end_reason}")
-            paths["plot"] = plot_run(series_rows(result), title,
+            paths["plot"] = plot_run(series_rows(result), report.run_title(summary),
                                      out_dir / f"{stamp}{PLOT_SUFFIX}", summary)
         except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the results
             log.error("could not draw the plot: %s", exc)
@@ -166,13 +166,17 @@ def _report(result: Any, live: Any = None) -> int:
 
 
 def final_line(summary: dict[str, Any], failed: list[dict[str, Any]]) -> str:
-    """The one line every run ends with."""
+    """The one line every run ends with: what ran, what failed, and who limited it."""
     rtt = summary["latency"]["message_rtt"]
     p99 = f", rtt p99 {rtt['p99_ms']:g} ms" if rtt.get("count") else ""
     ratio = summary["delivered_ratio"]
+    sent, missed = summary["messages_sent"], summary.get("messages_missed") or 0
+    achieved = summary.get("achieved_ratio")
+    due = (f" of {sent + missed} due ({achieved:.2f})"
+           if achieved is not None and achieved < ACHIEVED_WARN else "")
     text = (f"esmeperf: ended by {summary['end_reason']}: "
             f"{summary['created_participants_count']} participants, "
-            f"{summary['chats_count']} chats, {summary['messages_sent']} sent, "
+            f"{summary['chats_count']} chats, {sent} sent{due}, "
             f"{summary['messages_delivered']} delivered"
             + (f" ({ratio:.4f})" if ratio is not None else "") + p99)
     error = summary["first_error"]
@@ -180,4 +184,11 @@ def final_line(summary: dict[str, Any], failed: list[dict[str, Any]]) -> str:
         text += f"; error: {error['thread']}: {error['message']}"
     for gate in failed:
         text += f"; gate {gate['gate']} failed: {gate['measured']} vs {gate['limit']}"
+    who = (summary.get("attribution") or {}).get("limited_by")
+    if who in (GENERATOR, UNDETERMINED) and not (error and error.get("attribution")):
+        # A judged error says it in its own words; anything else gets the verdict here.
+        text += ("; generator SUSPECT: " + ("the generator limited this run, not the target"
+                                            if who == GENERATOR else
+                                            "these figures may describe it, not the target")
+                 + f": {REMEDY}")
     return text

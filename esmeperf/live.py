@@ -33,7 +33,7 @@ from .config import Settings
 from .counts import Count, CountFamily
 from .errors import ConfigError
 from .latency import LatencyRecorder
-from .stats import Metrics
+from .stats import Metrics, settled_second
 
 log = logging.getLogger("esmeperf")
 
@@ -55,6 +55,10 @@ CPU_LAG_S = 2
 HISTOGRAMS = (
     ("message_round_trip", "Participant message sent to its echo received",
      "rtt"),
+    ("message_round_trip_from_intended", "A participant message's due time on the -smi grid "
+     "to its echo received (a skipped slot: to when it was given up)", "rtt_from_intended"),
+    ("generator_lag", "How late the generator's threads ran after they were due (a probe)",
+     "generator_lag"),
     ("send_lateness", "How late each message left against its -smi schedule",
      "lateness"),
     ("arrival_lateness", "A participant's slot on the arrival schedule to its sign-up request",
@@ -146,10 +150,15 @@ def _counters(run: _Run, labels: dict[str, str]) -> Iterator[Metric]:
     # Every message a participant ended with unechoed: the summary's messages_unconfirmed
     # (sent - delivered) once all have ended, and never decreasing on the way there.
     _, unconfirmed, _ = m.unconfirmed.cumulative([])
+    # While the load runs, sent and delivered up to the same settled second: a batched read
+    # counts an echo up to an interval after it came (by its arrival), and a dashboard's rates
+    # of the two must not show a loss that is only that wait. After the stop, everything.
+    until = None if run.stopped.is_set() else settled_second(run.settings)
     values: list[tuple[str, str, float]] = [
-        ("messages_sent", "Participant messages written to their sockets.", m.sent.total()),
-        ("messages_delivered", "Participant messages echoed back by the target.",
-         m.delivered.total()),
+        ("messages_sent", "Participant messages written to their sockets.",
+         m.sent.total(until)),
+        ("messages_delivered", "Participant messages echoed back by the target, by when "
+         "the echo arrived.", m.delivered.total(until)),
         ("messages_unconfirmed", "Messages still unechoed when their participant ended.",
          unconfirmed),
         ("organizer_messages_received", "Participant messages the organizers received.",

@@ -155,5 +155,8 @@ def out_of_files_message(thread: str) -> str:
     current = limits()
     limit = "unknown" if current is None else str(current[0])
     where = thread.replace("participant-", "participant ")
-    return (f"out of open files (limit {limit}) at {where}: raise ulimit -n "
+    return (f"{OUT_OF_FILES_TEXT} (limit {limit}) at {where}: raise ulimit -n "
             "or use --processes")
+
+
+OUT_OF_FILES_TEXT = "out of open files"  # how the first error's message starts

@@ -6,8 +6,8 @@ import logging
 import time
 
 from . import protocol
-from .config import Credentials
-from .connection import BATCH_MAX_MS, Connection
+from .config import BATCH_MAX_MS, Credentials
+from .connection import Connection
 from .context import Context
 from .counts import Count, CountFamily
 from .errors import ServerErrorFrame
@@ -34,6 +34,7 @@ class Organizer:
         # waiting). Not a queue of every start_chat: a target that drops frames to a slow
         # reader loses some answers, and it has not stalled while others still come.
         self._waiting_since = 0
+        self.conn: Connection | None = None  # while it runs: the stall check looks at it
 
     def sign_in(self) -> None:
         """Sign in before the run starts: a bad password is a clear error, not a nil panic."""
@@ -52,15 +53,18 @@ class Organizer:
 
         def start_chat(now: float, late: float) -> None:
             ctx.log_ws(f"organizer connection {conn.local_addr}: sending start chat message")
+            conn.send(protocol.START_CHAT)
+            # Once written (this thread handles the answer, so it cannot come first): a thread
+            # kept from the GIL before its write has not asked the target anything yet.
             if not self._waiting_since:
                 self._waiting_since = time.time_ns()
-            conn.send(protocol.START_CHAT)
             ctx.metrics.count(Count.START_CHAT_SENT)
 
         # Frames are only counted here (with --reply they are answered, and wait for nobody):
         # read them once per start_chat interval, not one wake-up per frame. At -smi 100 and
         # a thousand participants that is 100 wake-ups a second instead of 10,000.
         conn.batch_reads(ctx.settings.sci <= BATCH_MAX_MS and not ctx.settings.reply)
+        self.conn = conn
         ctx.stalls.add(self)
         interval = ctx.settings.sci / 1000
         try:
@@ -69,15 +73,19 @@ class Organizer:
             # connect a moment earlier would start nearly every chat).
             run_paced(ctx, conn, interval, start_chat,
                       lambda frame: self._handle(conn, frame),
-                      lambda skipped: ctx.metrics.count(Count.START_CHAT_MISSED, skipped),
+                      lambda n, _: ctx.metrics.count(Count.START_CHAT_MISSED, n),
                       offset=interval * (self.index - 1) / ctx.settings.organizers)
         finally:
             ctx.stalls.discard(self)
+            self.conn = None
 
     def oldest_unanswered(self) -> tuple[int, str] | None:
         """When the target was last left without answering a start_chat (the stall check)."""
         since = self._waiting_since
         return (since, "start_chat") if since else None
+
+    def connection(self) -> Connection | None:
+        return self.conn
 
     def _handle(self, conn: Connection, frame: str) -> None:
         ctx = self.ctx

@@ -11,19 +11,28 @@ from .context import Context
 
 def run_paced(ctx: Context, conn: Connection, interval: float,
               on_due: Callable[[float, float], None], on_frame: Callable[[str], None],
-              on_skip: Callable[[int], None], offset: float = 0.0) -> None:
+              on_skip: Callable[[int, float], None], offset: float = 0.0) -> None:
     """Call on_due(now, lateness) at start + offset + k x interval, on_frame(frame) for
     every frame.
 
-    The grid is absolute, so sends never drift. A slot missed by a whole interval or more is
-    skipped and reported with on_skip(count) instead of being sent late in a burst (k6 calls
-    these dropped iterations). After the stop only frames are read, until the shutdown closes
-    the socket (the Closed that ends the loop then is not an error: see Context.hold).
+    The grid is absolute, so sends never drift. Slots missed by a whole interval or more are
+    skipped and reported with on_skip(count, lateness of the oldest of them) instead of being
+    sent late in a burst (k6 calls these dropped iterations); skipped slot j (from 0) was
+    late by that lateness less j intervals when it was given up. After the stop only frames
+    are read, until the shutdown closes the socket (the Closed that ends the loop then is not
+    an error: see Context.hold); the slots a whole interval overdue when the stop is seen (a
+    thread kept from running) count as skipped too.
     """
     start = time.monotonic() + offset
     slot = 1
+    stopped = False
     while True:
         if ctx.stop.is_set():
+            if not stopped:  # slots a whole interval overdue by now were missed, as in a run
+                stopped = True
+                late = time.monotonic() - (start + slot * interval)
+                if late >= interval:
+                    on_skip(int(late / interval), late)
             timeout = None
         else:
             now = time.monotonic()
@@ -32,7 +41,7 @@ def run_paced(ctx: Context, conn: Connection, interval: float,
                 late = now - due
                 if late >= interval:
                     skipped = int(late / interval)
-                    on_skip(skipped)
+                    on_skip(skipped, late)
                     slot += skipped
                     late -= skipped * interval
                 on_due(now, late)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from . import protocol
-from .connection import BATCH_MAX_MS, Connection
+from .config import BATCH_MAX_MS
+from .connection import Connection
 from .context import Context
 from .counts import Count, CountFamily
 from .errors import ChatWaitTimeout, ServerErrorFrame
@@ -18,6 +19,13 @@ MAX_CHAT_POLLS = 10  # the Go test's retry limit in getChatId
 # 230-240 bytes against the embedded target (an echo, new_chat, chats); a larger one takes a
 # second read.
 PARTICIPANT_RECV_SIZE = 512
+
+
+def echo_times(sent_ns: int, late_ns: int, received_ns: int) -> tuple[float, float]:
+    """An echo's round trip, and its time from when its message was due (the round trip plus
+    the send's lateness against the -smi grid), in seconds."""
+    rtt_ns = received_ns - sent_ns
+    return rtt_ns / 1e9, (rtt_ns + late_ns) / 1e9
 
 
 class Spawner:
@@ -70,12 +78,17 @@ class Participant:
         self.name = f"participant-{number}"
         self.arrival = time.monotonic()
         self.user_id = 0
-        self.pending: dict[int, int] = {}  # message number -> send time, Unix ns
+        # message number -> (send time in Unix ns, its lateness against the grid in ns)
+        self.pending: dict[int, tuple[int, int]] = {}
         self.awaiting_reply: dict[int, int] = {}  # echoed, organizer's reply not seen yet
         self.last_echo_read = -1  # which read of the socket brought the last echo
         self.confirmed_sent_ns = 0  # send time of the newest message echoed so far
+        # The newest message number whose send returned: a message timed but not yet sent (its
+        # thread waiting for the GIL in between) is nobody's answer to wait for.
+        self.sent_through = 0
         self.cohort = 0  # with a surge window: 0, 1, 2 = arrived before, during, after it
         self.surge = ctx.surge  # its per-cohort figures (surge.py), or None: read once
+        self.conn: Connection | None = None  # while it chats: the stall check looks at it
 
     def run(self) -> None:
         """Arrive: sign up, ask for help, connect; then hand the connection to a new thread.
@@ -138,9 +151,10 @@ class Participant:
 
     def _echo(self, conn: Connection, number: int) -> None:
         """The server echoed our message `number`: delivered, with its round trip."""
-        sent_ns = self.pending.pop(number, None)
-        if sent_ns is None:
+        times = self.pending.pop(number, None)
+        if times is None:
             return
+        sent_ns, late_ns = times
         self.confirmed_sent_ns = max(self.confirmed_sent_ns, sent_ns)
         metrics = self.ctx.metrics
         received_ns = conn.rx_ns or time.time_ns()
@@ -151,11 +165,13 @@ class Participant:
             metrics.count(Count.ECHOES_SHARING_A_READ)
         self.last_echo_read = conn.reads
         second = received_ns // 1_000_000_000
+        rtt, from_intended = echo_times(sent_ns, late_ns, received_ns)
         metrics.delivered.add(second)
-        metrics.rtt.record(second, (received_ns - sent_ns) / 1e9)
+        metrics.rtt.record(second, rtt)
+        metrics.rtt_from_intended.record(second, from_intended)
         surge = self.surge
         if surge is not None:
-            surge.delivered(self.cohort, surge.phase_ns(sent_ns), (received_ns - sent_ns) / 1e9)
+            surge.delivered(self.cohort, surge.phase_ns(sent_ns), rtt)
         if self.ctx.settings.reply:
             self.awaiting_reply[number] = sent_ns
 
@@ -210,25 +226,38 @@ class Participant:
             number += 1
             if ctx.settings.log_ws:
                 ctx.log_ws(prefix + str(number))
-            self.pending[number] = sent_ns = time.time_ns()
+            sent_ns = time.time_ns()
+            self.pending[number] = (sent_ns, int(late * 1e9))
             conn.send(f"{head}{number}{tail}")
+            self.sent_through = number
             second = int(time.time())
             metrics.sent.add(second)
             metrics.lateness.record(second, late)
             if surge is not None:
                 surge.sent(self.cohort, surge.phase_ns(sent_ns), late)
 
+        interval = ctx.settings.smi / 1000
+
+        def skip(skipped: int, late: float) -> None:
+            second = int(time.time())
+            metrics.missed.add(second, skipped)
+            for j in range(skipped):  # each slot from its due time to now, when it is given up
+                metrics.rtt_from_intended.record(second, late - j * interval)
+
         marker = protocol.echo_marker(prefix)
+        self.conn = conn
         ctx.stalls.add(self)
         try:
-            run_paced(ctx, conn, ctx.settings.smi / 1000, send,
-                      lambda frame: self._handle(conn, frame, prefix, marker),
-                      lambda skipped: metrics.missed.add(int(time.time()), skipped))
+            run_paced(ctx, conn, interval, send,
+                      lambda frame: self._handle(conn, frame, prefix, marker), skip)
         finally:
             ctx.stalls.discard(self)
+            self.conn = None
             ended_ns = time.time_ns()
-            for sent_ns in self.pending.values():
+            second = ended_ns // 1_000_000_000
+            for sent_ns, late_ns in self.pending.values():
                 metrics.unconfirmed.record(0, (ended_ns - sent_ns) / 1e9)
+                metrics.rtt_from_intended.record(second, (ended_ns - sent_ns + late_ns) / 1e9)
 
     def oldest_unanswered(self) -> tuple[int, str] | None:
         """The oldest message sent since the target last echoed one (the stall check).
@@ -237,11 +266,17 @@ class Participant:
         frames to a slow reader); they count as unconfirmed at the end. Messages go into
         `pending` in order; copying it is one C call, atomic under the GIL.
         """
-        floor = self.confirmed_sent_ns
-        for number, sent_ns in list(self.pending.items()):
+        floor, sent = self.confirmed_sent_ns, self.sent_through
+        for number, (sent_ns, _) in list(self.pending.items()):
+            if number > sent:
+                return None  # timed, not yet written: its thread has not run since
             if sent_ns > floor:
                 return sent_ns, f"message number {number}"
         return None
+
+    def connection(self) -> Connection | None:
+        """The WebSocket it chats on (the stall check looks at what waits in it)."""
+        return self.conn
 
     def _handle(self, conn: Connection, frame: str, prefix: str, marker: str) -> None:
         ctx = self.ctx

@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from . import __version__
 from .figures import plot_overlay, plot_run, plot_scatter
+from .report import run_title
 from .results import PLOT_SUFFIX
 from .rundata import RunData, RunFileError, go_duration_ms, load_run
 
@@ -101,6 +102,14 @@ def plan_outputs(out: str | None, kinds: Sequence[str], paths: Sequence[Path],
     return planned
 
 
+def title_of(run: RunData) -> str:
+    """An esmeperf run's own title (report.run_title); a Go test run's intervals."""
+    if run.summary.get("settings"):
+        return run_title(run.summary)
+    reason = run.summary.get("end_reason")
+    return run.label + (f"; ended by {reason}" if reason else "")
+
+
 def _source(path: Path, run: RunData) -> tuple[Path, str]:
     """Where a run's files are: its directory and the files' common stem."""
     return (path if path.is_dir() else path.parent).resolve(), run.stem
@@ -126,9 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif kind == "scatter":
                 plot_scatter(runs, target)
             elif run is not None:
-                reason = run.summary.get("end_reason")
-                plot_run(run.rows, run.label + (f"; ended by {reason}" if reason else ""),
-                         target, run.summary)
+                plot_run(run.rows, title_of(run), target, run.summary)
         except OSError as exc:
             print(f"esmeperf-plot: error: cannot write {target}: {exc.strerror or exc}",
                   file=sys.stderr)

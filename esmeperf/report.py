@@ -25,6 +25,8 @@ LATENCY_LABELS = {
     "arrival_to_chat": "arrival to chat",
     "organizer_reply": "organizer reply",
     "message_rtt_with_unconfirmed": "rtt + unconfirmed",
+    "message_rtt_from_intended": "rtt from intended",
+    "generator_lag": "generator lag",
 }
 LATENCY_COLUMNS = ("count", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 _LABEL_WIDTH = 20
@@ -64,16 +66,31 @@ def _totals(summary: Mapping[str, Any]) -> list[str]:
     created = number(summary.get("created_participants_count"))
     planned = summary.get("participants_planned")
     ratio = summary.get("delivered_ratio")
+    sent, missed = summary.get("messages_sent"), summary.get("messages_missed")
+    achieved = summary.get("achieved_ratio")
+    due = ""
+    if isinstance(sent, int) and isinstance(missed, int) and missed:
+        ratio_text = f"{achieved:.3f}" if isinstance(achieved, int | float) else "-"
+        due = (f" of {sent + missed} due (achieved {ratio_text}; {missed} slots skipped, each "
+               "late by a whole interval)")
+    intended = summary.get("intended_rate")
     return [
         "totals",
         _line("participants", f"{created} created"
               + ("" if planned is None else f" of {number(planned)} planned")),
         _line("chats", number(summary.get("chats_count"))),
-        _line("messages sent", number(summary.get("messages_sent"))),
+        _line("messages sent", number(sent) + due),
         _line("delivered", number(summary.get("messages_delivered"))
               + ("" if ratio is None else f" (ratio {number(ratio)})")),
-        _line("steady rate", f"{number(summary.get('steady_rate'))} messages/s"),
+        _line("steady rate", f"{_rate(summary.get('steady_rate'))} messages/s"
+              + ("" if intended is None or not missed else
+                 f" (intended {_rate(intended)})")),
     ]
+
+
+def _rate(value: Any) -> str:
+    """A rate to a tenth (messages/s): `6964.3`, not `6964.333`."""
+    return f"{value:.1f}" if isinstance(value, int | float) else number(value)
 
 
 def _gates(gates: list[Mapping[str, Any]]) -> list[str]:
@@ -85,25 +102,67 @@ def _gates(gates: list[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _health(health: Mapping[str, Any]) -> list[str]:
+def _health(health: Mapping[str, Any], who: Mapping[str, Any] | None) -> list[str]:
     verdict = ("SUSPECT: the generator may have limited this run" if health.get("suspect")
                else "ok")
-    return [f"{'generator health':<{_LABEL_WIDTH + 2}}  {verdict}",
-            *(f"  - {reason}" for reason in health.get("reasons") or [])]
+    lines = [f"{'generator health':<{_LABEL_WIDTH + 2}}  {verdict}",
+             *(f"  - {reason}" for reason in health.get("reasons") or [])]
+    if who and who.get("limited_by") not in (None, "none"):
+        # A verdict from the health above is not said twice; an error's or a gate's is.
+        source = who.get("source")
+        why = ("the first error, above" if source == "error" else
+               "its own limits (above), not the target's" if source == "health"
+               and who["limited_by"] == "generator" else
+               "the generator's limits (above) or the target's: no telling"
+               if source == "health" else who.get("why"))
+        lines.append(_line("limited by", f"{who['limited_by']}: {why}"))
+        if who.get("remedy"):
+            lines.append(_line("remedy", str(who["remedy"])))
+    share = (who or {}).get("target_share_of_rtt_p99")
+    if who and share is not None:
+        lines.append(_line("target's share", f"its own handling p99 "
+                           f"{number(who['target_handling_p99_ms'])} ms of a round-trip p99 of "
+                           f"{number(who['message_rtt_p99_ms'])} ms ({_share(share)})"))
+    return lines
+
+
+def _share(share: float) -> str:
+    """A share as a percentage with the digits it needs: 42.0 %, 1.7 %, 0.015 %."""
+    pct = share * 100
+    return f"{pct:.1f} %" if pct >= 1 else f"{pct:.2g} %"
 
 
 def _interval(value: Any) -> str:
     return f"{value:g}" if isinstance(value, int | float) else "?"
 
 
+def run_title(summary: Mapping[str, Any]) -> str:
+    """A run's PNG title: its intervals, how it ended, and SUSPECT when the generator was."""
+    health = summary.get("generator_health")
+    suspect = isinstance(health, Mapping) and health.get("suspect")
+    return (f"{run_label(summary.get('settings') or {})}; ended by {summary.get('end_reason')}"
+            + ("; generator SUSPECT" if suspect else ""))
+
+
+def run_label(settings: Mapping[str, Any]) -> str:
+    """The run's intervals as it used them: `sci 10 cpi 20 smi 100 ms`, or with --stages
+    `sci 5 ms, stages 60s:5,20s:100,60s:5, smi 1000 ms` (a staged run has no -cpi)."""
+    sci, smi = _interval(settings.get("sci_ms")), _interval(settings.get("smi_ms"))
+    stages = settings.get("stages")
+    if stages:
+        plan = ",".join(f"{_interval(d)}s:{_interval(r)}" for d, r in stages)
+        return f"sci {sci} ms, stages {plan}, smi {smi} ms"
+    return f"sci {sci} cpi {_interval(settings.get('cpi_ms'))} smi {smi} ms"
+
+
 def render(summary: Mapping[str, Any], paths: Mapping[str, Path | str]) -> str:
     """The summary as a few aligned sections: the run, latencies, totals, gates, the
     generator's health (when the summary has it) and the files written."""
-    settings = summary.get("settings") or {}
-    intervals = " ".join(f"{name} {_interval(settings.get(f'{name}_ms'))}"
-                         for name in ("sci", "cpi", "smi"))
-    head = (f"esmeperf: {intervals} ms: ended by {summary.get('end_reason')}, "
-            f"exit status {summary.get('exit_status')}")
+    health = summary.get("generator_health")
+    suspect = isinstance(health, Mapping) and health.get("suspect")
+    head = (f"esmeperf: {run_label(summary.get('settings') or {})}: ended by "
+            f"{summary.get('end_reason')}, exit status {summary.get('exit_status')}"
+            + (", generator SUSPECT" if suspect else ""))
     sections = [[head]]
     error = summary.get("first_error")
     if error:
@@ -112,8 +171,8 @@ def render(summary: Mapping[str, Any], paths: Mapping[str, Path | str]) -> str:
     sections.append(_totals(summary))
     if summary.get("gates"):
         sections.append(_gates(summary["gates"]))
-    if isinstance(summary.get("generator_health"), Mapping):
-        sections.append(_health(summary["generator_health"]))
+    if isinstance(health, Mapping):
+        sections.append(_health(health, summary.get("attribution")))
     if isinstance(summary.get("surge"), Mapping):
         from .surge import table
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, gofmt, health, platform_support
+from . import __version__, attribution, gofmt, health, platform_support
 from .counts import Count
 from .schedule import planned, shortest_interval_ms
 from .series import SERIES_COLUMNS, csv_text, read_series, series_rows  # noqa: F401 re-export
@@ -24,6 +24,7 @@ SUMMARY_SUFFIX = "_performance_test_summary.json"
 RATES_SUFFIX = "_performance_test_message_rates.json"
 SERIES_SUFFIX = "_performance_test_series.csv"
 PLOT_SUFFIX = "_performance_test_rates.png"
+HLOG_SUFFIX = "_performance_test_latency.hlog"
 # A Dask worker's clock this far off the client's moves its per-second counts into the wrong
 # seconds visibly (counts are keyed by each host's own Unix second).
 CLOCK_SKEW_WARN_S = 1.0
@@ -39,7 +40,8 @@ def steady_rate(rates: dict[int, int]) -> float:
 
 
 def check_gates(result: RunResult, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each configured gate with its measured value and whether it passed."""
+    """Each configured gate with its measured value and whether it passed; a failed one also
+    with who it names (attribution.py), judged against the generator's health over the run."""
     gates = result.settings.gates
     out = []
     p99 = summary["latency"]["message_rtt"].get("p99_ms")
@@ -56,6 +58,84 @@ def check_gates(result: RunResult, summary: dict[str, Any]) -> list[dict[str, An
         rate = summary["steady_rate"]
         out.append({"gate": "min_rate", "limit": gates.min_rate, "measured": rate,
                     "passed": rate >= gates.min_rate})
+    suspect = bool(summary["generator_health"]["suspect"])
+    who = attribution.judge_suspect(suspect, _target_share(summary))
+    for gate in out:
+        if not gate["passed"]:
+            gate["attribution"] = who
+    if gates.fail_on_suspect:
+        out.append({"gate": attribution.GENERATOR_GATE, "limit": "ok",
+                    "measured": "SUSPECT" if suspect else "ok", "passed": not suspect,
+                    **({"attribution": attribution.GENERATOR} if suspect else {})})
+    return out
+
+
+def _target_share(summary: dict[str, Any]) -> float | None:
+    return attribution.target_share(_target_handling_p99_ms(summary),
+                                    summary["latency"]["message_rtt"].get("p99_ms"))
+
+
+def _target_handling_p99_ms(summary: dict[str, Any]) -> float | None:
+    """The embedded target's own frame handling p99 over the run (its /stats), in ms."""
+    handling = (summary.get("target_stats") or {}).get("handling_us") or {}
+    return handling["p99"] / 1000 if isinstance(handling.get("p99"), int | float) else None
+
+
+def run_attribution(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary's `attribution`: who limited the run, when a verdict names someone.
+
+    The first error's own attribution (a stall, a timeout), else a failed gate's, else, when
+    the generator was suspect, the generator's or no telling (its latencies describe it);
+    `none` when the generator was healthy and no verdict named the target. With the embedded
+    target, its own frame handling p99 beside the round trip's says how much of it was its.
+    """
+    share = _target_share(summary)
+    error = summary["first_error"] or {}
+    failed = [g for g in summary["gates"] if not g["passed"] and g.get("attribution")]
+    health_ = summary["generator_health"]
+    if error.get("attribution"):
+        source, limited_by = "error", error["attribution"]
+        why = f"{error['thread']}: {error['message']}"
+    elif failed:
+        gate = failed[0]
+        source, limited_by = "gate", gate["attribution"]
+        why = f"gate {gate['gate']} failed (measured {gate['measured']}, limit {gate['limit']})"
+    elif health_["suspect"]:
+        source, limited_by = "health", attribution.judge_suspect(True, share)
+        why = "the generator was suspect: " + "; ".join(r for r in health_["reasons"]
+                                                        if not r.startswith("target-bound"))
+    else:
+        source, limited_by = "none", "none"
+        why = "the generator was healthy and no verdict named the target"
+    if limited_by == attribution.GENERATOR and share is not None and not error:
+        why += (f"; the target's own handling p99 was {share * 100:.2g} % of the round trip's, "
+                "the rest was the generator's queueing")
+    return {
+        "limited_by": limited_by,
+        "source": source,  # what the verdict comes from: error, gate, health or none
+        "why": why,
+        "remedy": attribution.REMEDY if limited_by in (attribution.GENERATOR,
+                                                       attribution.UNDETERMINED) else None,
+        "message_rtt_p99_ms": summary["latency"]["message_rtt"].get("p99_ms"),
+        "target_handling_p99_ms": _target_handling_p99_ms(summary),
+        "target_share_of_rtt_p99": share,
+    }
+
+
+def honesty_warnings(summary: dict[str, Any]) -> list[str]:
+    """What the headline must not leave out: a suspect generator, sends it could not make."""
+    out = []
+    health_ = summary["generator_health"]
+    if health_["suspect"]:
+        reasons = [r for r in health_["reasons"] if not r.startswith("target-bound")]
+        out.append(f"the generator was SUSPECT ({'; '.join(reasons)}): its latencies describe "
+                   f"it as much as the target; {attribution.REMEDY}")
+    ratio = summary.get("achieved_ratio")
+    if ratio is not None and ratio < attribution.ACHIEVED_WARN:
+        out.append(f"participants skipped {summary['messages_missed']} of "
+                   f"{summary['messages_missed'] + summary['messages_sent']} send slots "
+                   f"(achieved {ratio:.0%} of the intended rate): each was late by a whole -smi "
+                   "interval")
     return out
 
 
@@ -118,6 +198,8 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         summary["surge"] = result.ctx.surge.summary(s.gates.max_p99_ms)
     gates = check_gates(result, summary) + result.gates  # + --abort-on-fail's breach
     summary["gates"] = gates
+    summary["attribution"] = run_attribution(summary)
+    summary["warnings"] += honesty_warnings(summary)
     return summary
 
 
@@ -151,6 +233,7 @@ def generator_health(result: RunResult, latency: dict[str, Any]) -> dict[str, An
         cores=health.generator_cores(s.processes),
         target_cpu_ms=m.target_cpu_ms.snapshot() if result.target.embedded else None,
         send_lateness_p99_ms=latency["send_lateness"].get("p99_ms"),
+        generator_lag_p99_ms=latency["generator_lag"].get("p99_ms"),
         smi_ms=s.smi,
         arrival_lateness_p99_ms=latency["arrival_lateness"].get("p99_ms"),
         cpi_ms=shortest_interval_ms(s),
@@ -215,7 +298,7 @@ def write_results(result: RunResult, summary: dict[str, Any], out_dir: Path,
                   stamp: int) -> dict[str, Path]:
     """Write the summary, the message rates, the series and the latency log; return their
     paths by kind."""
-    from .hlog import HLOG_SUFFIX, hlog_text  # hdrhistogram: not for --help and the man pages
+    from .hlog import hlog_text  # hdrhistogram: not for --help and the man pages
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {

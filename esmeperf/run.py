@@ -21,6 +21,7 @@ from .participant import Spawner
 from .schedule import shortest_interval_ms
 from .shard import Command, ProcessShards, ShardGroup, ShardSpec
 from .stall import Oldest
+from .stats import settled_second
 from .status import ExitStatus
 from .workers import (
     CLOSE_GRACE,
@@ -65,6 +66,8 @@ class RunResult:
     late_errors: int = 0
     threads_alive: list[str] = field(default_factory=list)
     target_stats: dict[str, Any] | None = None
+    # The embedded target's frame handling per Unix second (count, p50_us, p99_us, max_us).
+    target_handling: dict[int, dict[str, int]] = field(default_factory=dict)
     gates: list[dict[str, Any]] = field(default_factory=list)
     shards: list[dict[str, Any]] = field(default_factory=list)
     cpu_s: float = 0.0  # the generator's CPU: this process and its shards, not the target
@@ -91,7 +94,8 @@ class Run:
         self._tokens = tokens or {}  # organizers signed in by the pre-flight check
         self.workers = Workers(target, settings, stamp=int(time.time()))
         self.ctx = self.workers.ctx
-        self._cpu = CpuMeter(self.ctx.metrics, target_pid, interval=1.0)
+        self._cpu = CpuMeter(self.ctx.metrics, target_pid, interval=1.0,
+                             recent=self.workers.load)
         self._warned: set[str] = set()  # the falling-behind warnings already given
         self.gate_breaches: list[dict[str, Any]] = []  # --abort-on-fail's, for the summary
         self.shards: ShardGroup | None = None
@@ -154,6 +158,7 @@ class Run:
                 if not organizer.token:
                     organizer.sign_in()
             log.info("organizer initialized")
+            workers.start_lag_probe()
             for organizer in organizers:
                 workers.start_thread(organizer.name, organizer.run)
             participants_started_ns = time.time_ns()
@@ -236,7 +241,7 @@ class Run:
         load has filled it (the newest second is left out: shards' deltas may still come)."""
         if elapsed < gatewatch.WINDOW_S + GATE_LAG_S:
             return False
-        failed = gatewatch.breach(self.ctx.metrics, self.settings.gates,
+        failed = gatewatch.breach(self.ctx.metrics, self.settings,
                                   int(time.time()) - GATE_LAG_S)
         if failed is None:
             return False
@@ -312,7 +317,9 @@ def print_progress(run: Run, elapsed: float, samples: dict[int, Sample],
                    oldest: Oldest | None, file: Any) -> None:
     """One line of live progress: what a person watching the run wants to see."""
     m = run.ctx.metrics
-    second = int(time.time()) - 1  # the last complete second
+    # The newest second whose echoes are all in (stats.settled_second): its sent and delivered
+    # agree in a healthy run, whatever the interval.
+    second = settled_second(run.settings)
     sample = samples[max(samples)]
     sent, delivered = m.sent.at(second), m.delivered.at(second)
     p99 = m.rtt.second_percentile_ms(second, 99)  # the last second's, not the whole run's

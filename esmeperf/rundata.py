@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .results import PLOT_SUFFIX, RATES_SUFFIX, SERIES_SUFFIX, SUMMARY_SUFFIX
+from .results import HLOG_SUFFIX, PLOT_SUFFIX, RATES_SUFFIX, SERIES_SUFFIX, SUMMARY_SUFFIX
 from .series import read_series
 
 # Go duration strings as the summary's `constants` hold them: "10ms", "1s", "1m30s".
@@ -45,6 +45,7 @@ class RunData:
     rows: list[dict[str, Any]]
     params: dict[str, float] = field(default_factory=dict)
     folder: str = ""  # the name of the directory the run was loaded from
+    latency_log: Path | None = None  # its .hlog, where it has one (esmeperf's runs)
 
     @property
     def label(self) -> str:
@@ -91,8 +92,9 @@ def load_run(path: Path) -> RunData:
         rows = rows_from_rates(_guarded(rates_path, _rates))
     else:
         raise RunFileError(f"{path}: neither {series_path.name} nor {rates_path.name} exists")
+    hlog = folder / f"{stem}{HLOG_SUFFIX}"
     return RunData(stem, summary, rows, _params(summary_path, summary),
-                   folder.resolve().name)
+                   folder.resolve().name, hlog if hlog.exists() else None)
 
 
 def _summary(path: Path) -> dict[str, Any]:

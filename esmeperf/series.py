@@ -25,6 +25,7 @@ SERIES_COLUMNS = (
     "second", "participants", "chats", "sent", "delivered", "organizer_received", "errors",
     "missed", "connections", "rtt_p50_ms", "rtt_p99_ms", "lateness_p99_ms", "load_fraction",
     "arrival_lateness_p99_ms", "generator_cpu", "target_cpu", "arrivals", "arrivals_intended",
+    "rtt_from_intended_p99_ms", "generator_lag_p99_ms", "target_handling_p99_ms",
 )
 _WHOLE_COLUMNS = frozenset(SERIES_COLUMNS[:9])  # second ... connections: whole numbers
 _REQUIRED_COLUMNS = ("second", "sent")  # never empty (the Go test's rates have only these)
@@ -46,6 +47,7 @@ def series_rows(result: RunResult) -> list[dict[str, Any]]:
     gen_cpu, target_cpu = m.generator_cpu_ms.snapshot(), m.target_cpu_ms.snapshot()
     cores = generator_cores(result.settings.processes)
     arrivals, intended = m.arrivals.snapshot(), intended_arrivals(result)
+    handling = result.target_handling
     rows = []
     for second in range(first, last + 1):
         participants, chats, connections = gauges_at_end(read, second)
@@ -71,6 +73,13 @@ def series_rows(result: RunResult) -> list[dict[str, Any]]:
             # Sign-up requests sent in the second, and the arrivals the schedule asked for.
             "arrivals": arrivals.get(second, 0),
             "arrivals_intended": intended.get(second, 0),
+            # What participants lived through, from each message's due time (stats.py).
+            "rtt_from_intended_p99_ms": _blank(m.rtt_from_intended.second_percentile_ms(
+                second, 99)),
+            "generator_lag_p99_ms": _blank(m.generator_lag.second_percentile_ms(second, 99)),
+            # The embedded target's own handling of the frames of the second (its /stats).
+            "target_handling_p99_ms": _blank(
+                handling[second]["p99_us"] / 1000 if second in handling else None),
         })
     return rows
 

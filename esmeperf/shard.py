@@ -139,12 +139,13 @@ class ShardRunner:
         with worker_thread_settings():
             spawner = Spawner(workers.ctx, offset=spec.index, stride=spec.count,
                               start_wall=spec.start_wall)
+            workers.start_lag_probe()
             workers.start_thread(f"spawner-{spec.index}", spawner.run)
             metrics = workers.ctx.metrics
             sent = delivered = 0
             drained = stopped = False
             deadline = None
-            cpu = CpuMeter(metrics, None, interval=REPORT_INTERVAL)
+            cpu = CpuMeter(metrics, None, interval=REPORT_INTERVAL, recent=workers.load)
             while not self.closing.wait(REPORT_INTERVAL):
                 workers.check_stalls()
                 cpu.tick()

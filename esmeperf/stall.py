@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .connection import Connection
 
 
 class Waiting(Protocol):
@@ -24,6 +27,9 @@ class Waiting(Protocol):
     def oldest_unanswered(self) -> tuple[int, str] | None:
         """(send time in Unix ns, what it was) of the oldest unanswered request, if any."""
 
+    def connection(self) -> Connection | None:
+        """The WebSocket its answers come on (a stall looks at what waits unread in it)."""
+
 
 @dataclass(frozen=True)
 class Oldest:
@@ -32,6 +38,8 @@ class Oldest:
     age_s: float
     worker: str
     what: str
+    # Bytes of the target's answers waiting unhandled on its connection (None: unknown).
+    unread: int | None = field(default=None, compare=False)
 
 
 class StallWatch:
@@ -54,12 +62,14 @@ class StallWatch:
         now_ns = now_ns or time.time_ns()
         with self._lock:
             workers = list(self._workers)
-        worst: tuple[int, str, str] | None = None
+        worst: tuple[int, str, Waiting] | None = None
         for worker in workers:
             pending = worker.oldest_unanswered()
             if pending is not None and (worst is None or pending[0] < worst[0]):
-                worst = (pending[0], worker.name, pending[1])
+                worst = (pending[0], pending[1], worker)
         if worst is None:
             return None
-        return Oldest((now_ns - worst[0]) / 1e9, worst[1], worst[2])
+        conn = worst[2].connection()
+        return Oldest((now_ns - worst[0]) / 1e9, worst[2].name, worst[1],
+                      conn.unread_bytes() if conn is not None else None)
 

@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .config import BATCH_MAX_MS
 from .counts import Count, CountFamily
 from .latency import LatencyRecorder
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 
 class RateCounter:
@@ -35,9 +41,12 @@ class RateCounter:
         with self._lock:
             return dict(self._counts)
 
-    def total(self) -> int:
+    def total(self, until: int | None = None) -> int:
+        """The count of every second, or of the seconds up to `until` (inclusive)."""
         with self._lock:
-            return sum(self._counts.values())
+            if until is None:
+                return sum(self._counts.values())
+            return sum(n for second, n in self._counts.items() if second <= until)
 
     def merge(self, counts: dict[int, int]) -> None:
         with self._lock:
@@ -64,7 +73,14 @@ class Metrics:
         self.generator_cpu_ms = RateCounter()
         self.target_cpu_ms = RateCounter()
         self.rtt = LatencyRecorder()
+        # Each echo from the moment its message was due on the -smi grid (its round trip plus
+        # its send lateness), each send slot skipped from its due time to when it was given up,
+        # and each unconfirmed message from its due time to its participant's end: what a
+        # participant lived through, coordinated omission corrected (wrk2), by arrival second.
+        self.rtt_from_intended = LatencyRecorder()
         self.lateness = LatencyRecorder()
+        # How late this process's threads ran after they were due (lag.py's probe).
+        self.generator_lag = LatencyRecorder()
         # A participant's intended arrival on the grid -> its sign-up request sent.
         self.arrival_lateness = LatencyRecorder()
         self.reply_latency = LatencyRecorder()
@@ -129,7 +145,9 @@ class Metrics:
         return {
             "message_rtt": self.rtt.summary(),
             "message_rtt_with_unconfirmed": self.rtt.summary_with(self.unconfirmed),
+            "message_rtt_from_intended": self.rtt_from_intended.summary(),
             "send_lateness": self.lateness.summary(),
+            "generator_lag": self.generator_lag.summary(),
             "arrival_lateness": self.arrival_lateness.summary(),
             "organizer_reply": self.reply_latency.summary(),
             "sign_up": self.signup.summary(),
@@ -141,8 +159,21 @@ class Metrics:
     def recorders(self) -> dict[str, LatencyRecorder]:
         """Each latency by its key in the summary's `latency` (the .hlog's tags); `unconfirmed`
         is the part message_rtt_with_unconfirmed adds to message_rtt."""
-        return {"message_rtt": self.rtt, "send_lateness": self.lateness,
+        return {"message_rtt": self.rtt, "message_rtt_from_intended": self.rtt_from_intended,
+                "send_lateness": self.lateness, "generator_lag": self.generator_lag,
                 "arrival_lateness": self.arrival_lateness, "organizer_reply": self.reply_latency,
                 "sign_up": self.signup, "chat_request": self.chat_request,
                 "ws_handshake": self.handshake, "arrival_to_chat": self.chat_wait,
                 "unconfirmed": self.unconfirmed}
+
+
+def settled_second(settings: Settings, now: float | None = None) -> int:
+    """The newest Unix second whose echoes are all counted by now, as far as this side can
+    have read them: delivered counts by the echo's arrival (its kernel timestamp), but a
+    batched read takes an echo in only at its participant's next send, up to one -smi interval
+    later, and a shard's delta comes up to half a second after that. A live view that shows
+    this second's sent and delivered shows no loss the run does not have."""
+    now = time.time() if now is None else now
+    batched = settings.smi <= BATCH_MAX_MS and not settings.reply
+    return int(now - 1 - (math.ceil(settings.smi / 1000) if batched else 0)
+               - (0.5 if settings.processes > 1 else 0))

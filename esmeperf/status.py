@@ -19,6 +19,7 @@ EXIT_STATUS_HELP = """exit status:
        or the embedded target could not start (nothing ran)
   2    usage or configuration error, or --max-participants over the
        open-files limit (nothing ran)
-  3    the run ended but a gate (--max-p99, --min-delivered-ratio, --min-rate) failed,
-       or --abort-on-fail stopped it when one failed over the last 10 s (results written)
+  3    the run ended but a gate (--max-p99, --min-delivered-ratio, --min-rate,
+       --fail-on-suspect) failed, or --abort-on-fail stopped it when one failed over
+       the last 10 s (results written)
   130  interrupted by SIGINT or SIGTERM (results written)"""

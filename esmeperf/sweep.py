@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import Settings
 from .errors import ConfigError
 from .figures import plot_overlay, plot_run, plot_scatter
+from .plot import title_of
 from .rundata import SWEEP_RUN_DIR, RunData, RunFileError, go_duration_ms, load_run
 from .status import ExitStatus
 
@@ -106,9 +107,8 @@ def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
                                   out_dir / name))
     for run in runs:  # each run's plot again under a stable name, for pages linking them
         if run.folder:  # inside the run's directory, so globs over the runs match only them
-            reason = run.summary.get("end_reason", "")
-            paths.append(plot_run(run.rows, f"{run.label}; ended by {reason}",
-                                  out_dir / run.folder / STABLE_PLOT, run.summary))
+            paths.append(plot_run(run.rows, title_of(run), out_dir / run.folder / STABLE_PLOT,
+                                  run.summary))
     paths.append(plot_scatter(runs, out_dir / SCATTER))
     report = out_dir / REPORT
     report.write_text(markdown_table(runs), encoding="utf-8")

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from . import health, openfiles, platform_support
-from .config import Settings, Target
+from . import attribution, health, openfiles, platform_support
+from .config import BATCH_MAX_MS, Settings, Target
 from .context import Context
+from .lag import LagProbe, RecentLoad, Window
 from .stall import Oldest
 from .stats import Metrics
 
@@ -46,6 +47,27 @@ SLOW_SHUTDOWN = 30.0  # seconds of shutdown past which its steps' times are a wa
 # GIL up at their next system call anyway. Set back once the workers are joined.
 SHUTDOWN_SWITCH_INTERVAL = 2.0
 SHUTDOWN_SWITCH_THREADS = 1000  # from this many worker threads on
+
+
+# A timeout is judged against the generator's lag and CPU over this many seconds before it.
+TIMEOUT_WINDOW_S = 10.0
+
+
+def _waited_for_the_target(exc: BaseException) -> bool:
+    """A wait for the target that ran out: a chat, a handshake, a read, a REST call."""
+    import requests
+    import websocket
+
+    from .errors import ChatWaitTimeout
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # the cause may be wrapped (WebSocketFailure)
+        seen.add(id(exc))
+        if isinstance(exc, ChatWaitTimeout | TimeoutError | requests.Timeout
+                      | websocket.WebSocketTimeoutException):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 class EndReason(enum.Enum):
@@ -101,6 +123,9 @@ class FirstError:
     message: str
     type: str
     traceback: str
+    # For an error that names the target (a stall, a timeout): who it was, judged against the
+    # generator's health over the same seconds (attribution.py); None for other errors.
+    attribution: str | None = None
 
     @classmethod
     def from_exception(cls, thread: str, exc: BaseException) -> FirstError:
@@ -128,15 +153,19 @@ class CpuMeter:
     to the second its middle fell in.
     """
 
-    def __init__(self, metrics: Metrics, target_pid: int | None, interval: float) -> None:
+    def __init__(self, metrics: Metrics, target_pid: int | None, interval: float,
+                 recent: RecentLoad) -> None:
         self._metrics, self._target_pid, self._interval = metrics, target_pid, interval
+        self._recent = recent
         self._last = cpu_seconds()
         self._last_target = health.process_cpu_seconds(target_pid) if target_pid else None
 
     def tick(self) -> None:
         second = int(time.time() - self._interval / 2)
         now = cpu_seconds()
-        self._metrics.generator_cpu_ms.add(second, round((now - self._last) * 1000))
+        used_ms = round((now - self._last) * 1000)
+        self._metrics.generator_cpu_ms.add(second, used_ms)
+        self._recent.cpu(second, used_ms)
         self._last = now
         if self._target_pid and self._last_target is not None:
             target = health.process_cpu_seconds(self._target_pid)
@@ -166,6 +195,13 @@ class Workers:
         self.force = threading.Event()  # skip the graceful waits (a second signal)
         self.on_first_error: Callable[[FirstError, EndReason], None] | None = None
         self.ctx = Context(target, settings, self.start_thread, stamp=stamp)
+        # This process's recent lag and CPU: what a stall or a timeout is judged against.
+        self.load = RecentLoad()
+
+    def start_lag_probe(self) -> None:
+        """Measure this process's generator lag (lag.py) until the stop."""
+        probe = LagProbe(self.ctx.metrics.generator_lag, self.ctx.stop, self.load)
+        self.start_thread("lag-probe", probe.run)
 
     def start_thread(self, name: str, body: Callable[[], None],
                      conversation: bool = False) -> None:
@@ -210,7 +246,17 @@ class Workers:
         error = FirstError.from_exception(thread, exc)
         if openfiles.is_out_of_files(exc):  # say so, not urllib3's retry message
             error.message = openfiles.out_of_files_message(thread)
+        elif _waited_for_the_target(exc):
+            span = TIMEOUT_WINDOW_S
+            verdict = attribution.judge_timeout(error.message, self._recent(span),
+                                                health.generator_cores(1), span)
+            error.message, error.attribution = verdict.text, verdict.who
         self.record(error)
+
+    def _recent(self, seconds: float) -> Window:
+        """This process's lag and CPU over the last `seconds` (whole seconds)."""
+        now = int(time.time())
+        return self.load.window(now - max(1, round(seconds)), now)
 
     def record(self, error: FirstError, reason: EndReason = EndReason.ERROR) -> None:
         self.ctx.metrics.errors.add(int(time.time()))
@@ -232,15 +278,19 @@ class Workers:
     def check_stalls(self) -> Oldest | None:
         """Stop as at a first error if a request waited past --stall-timeout (0: never);
         return the oldest unanswered request either way (the progress line shows it)."""
-        timeout = self.ctx.settings.stall_timeout
+        settings = self.ctx.settings
+        timeout = settings.stall_timeout
         oldest = self.ctx.stalls.oldest()
-        if oldest is not None and timeout and oldest.age_s > timeout \
+        # A batched read keeps an answer waiting until the worker's next send (by design, up
+        # to one interval): that much of an answer's age is not the target's.
+        held = min(BATCH_MAX_MS, max(settings.smi, settings.sci)) / 1000
+        if oldest is not None and timeout and oldest.age_s > timeout + held \
                 and not self.ctx.stop.is_set():
-            self.record(FirstError(
-                thread=oldest.worker, type="Stall", traceback="",
-                message=f"{oldest.what} unanswered for {oldest.age_s:.1f} s "
-                        f"(--stall-timeout {timeout:g} s): the target stopped answering"),
-                reason=EndReason.STALL)
+            verdict = attribution.judge_stall(oldest, timeout, self._recent(oldest.age_s),
+                                              health.generator_cores(1))
+            self.record(FirstError(thread=oldest.worker, type="Stall", traceback="",
+                                   message=verdict.text, attribution=verdict.who),
+                        reason=EndReason.STALL)
         return oldest
 
     def stop(self, reason: EndReason, detail: str = "") -> None:

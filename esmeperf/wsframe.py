@@ -106,6 +106,10 @@ class FrameReader:
         """Bytes already read from the socket by someone else (the handshake)."""
         self._buf += data
 
+    def buffered(self) -> int:
+        """Bytes read from the socket and not yet handed out as frames."""
+        return len(self._buf) - self._pos
+
     def pending(self) -> bool:
         """Whether part of a frame is waiting for the rest."""
         return self._pos < len(self._buf) or bool(self._fragments)

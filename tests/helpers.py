@@ -147,8 +147,10 @@ def readme_commands() -> list[str]:
 
 
 def command(prefix: str) -> str:
-    """The one README command starting with `prefix` (so a test fails if it disappears)."""
-    found = [c for c in readme_commands() if c.startswith(prefix)]
+    """The one README command that is `prefix`, or else the one starting with it (so a test
+    fails if it disappears)."""
+    commands = readme_commands()
+    found = [c for c in commands if c == prefix] or [c for c in commands if c.startswith(prefix)]
     assert len(found) == 1, f"README commands starting with {prefix!r}: {found}"
     return found[0]
 

@@ -4,7 +4,11 @@ the target's --message-delay that makes a latency regression on purpose."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,8 +16,8 @@ from hdrh.log import HistogramLogReader
 from helpers import load_results, run_main
 
 from esmeperf.compare import main as compare
-from esmeperf.hlog import HLOG_SUFFIX
 from esmeperf.latency import new_histogram, release, summarize
+from esmeperf.results import HLOG_SUFFIX
 
 # A light, fixed load: 20 participants, 20 messages/s each, for 3 s.
 LOAD = ("-sci", "10", "-cpi", "10", "-smi", "50", "--max-participants", "20",
@@ -86,6 +90,44 @@ def test_hlog_of_a_two_process_run_reads_back_to_the_summary(tmp_path):
     assert len(seconds["message_rtt"]) >= 3
 
 
+@contextmanager
+def cpu_hogs(count: int) -> Iterator[None]:
+    """Other processes keeping `count` cores busy (bounded: killed when the block ends)."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait(10)
+
+
+@pytest.mark.slow
+def test_a_busy_machine_is_not_a_regression_and_a_slow_target_still_is(tmp_path, capsys):
+    """One run a side, long enough for each run's own seconds to show its noise: the same load
+    on a machine two CPU hogs keep busy is at most inconclusive; a target that holds every
+    message 50 ms is a regression all the same."""
+    load = ("-sci", "10", "-cpi", "50", "-smi", "200", "--max-participants", "60",
+            "--duration", "8s", "--no-plot")
+
+    def run(name: str, *extra: str) -> Path:
+        assert run_main(tmp_path / name, None, *load, *extra) == 0
+        return tmp_path / name / "out"
+
+    base = run("base")
+    with cpu_hogs(2):
+        busy = run("busy")
+    slow = run("slow", "--target-args=--message-delay=50ms")
+    capsys.readouterr()
+    assert compare([str(base), str(busy)]) in (0, 4)
+    out = capsys.readouterr().out
+    assert "noise: one run a side" in out and "REGRESSION" not in out
+    assert compare([str(base), str(slow)]) == 3
+    out = capsys.readouterr().out
+    p99_row = next(line for line in out.splitlines() if line.startswith("round trip p99"))
+    assert p99_row.endswith("REGRESSION") and "[+" in p99_row  # its interval excludes 0
+
+
 # -- synthetic saved runs: the noise model and the Go test's files ---------------------------
 def _saved_run(folder: Path, p99: float | None, rate: int, participants: int = 100,
                go: bool = False) -> None:
@@ -121,10 +163,13 @@ def test_repeats_are_judged_by_a_seeded_bootstrap(tmp_path, capsys):
     assert "[+" in row and row.endswith("REGRESSION")
     assert compare([str(base), str(tmp_path / "slow")]) == 3
     assert capsys.readouterr().out == first  # seeded: the same runs, the same interval
-    # A bigger mean but runs all over the place: the interval holds 0, so no regression.
+    # A bigger mean but runs all over the place: the interval holds 0, so not a regression,
+    # and not "no regression" either: inconclusive, exit 4.
     noisy = _sweep(tmp_path / "noisy", [30, 12, 45])
-    assert compare([str(_sweep(tmp_path / "wide", [10, 40, 10])), str(noisy)]) == 0
-    assert "within the runs' noise" in capsys.readouterr().out
+    assert compare([str(_sweep(tmp_path / "wide", [10, 40, 10])), str(noisy)]) == 4
+    out = capsys.readouterr().out
+    assert "inconclusive (within the runs' noise)" in out
+    assert out.splitlines()[-1].startswith("verdict: inconclusive: round trip p99 +")
 
 
 def test_go_test_output_is_compared_on_its_rates(tmp_path, capsys):

@@ -5,30 +5,66 @@ from __future__ import annotations
 import pytest
 from helpers import load_results, run_main, write_config
 
-from esmeperf.config import Gates
-from esmeperf.gatewatch import WINDOW_S, breach
+from esmeperf.config import Gates, Settings
+from esmeperf.gatewatch import WINDOW_S, breach, describe
 from esmeperf.rundata import go_duration_ms
 from esmeperf.stats import Metrics
 
 
-def test_the_window_judges_only_its_own_seconds():
+def healthy_window(start: int = 1000) -> Metrics:
+    """A healthy window: 100 messages/s, all echoed in 2 ms, the generator idle and on time."""
     metrics = Metrics()
-    for second in range(1000, 1000 + WINDOW_S):  # a healthy window: 100/s, all echoed, 2 ms
+    for second in range(start, start + WINDOW_S):
         metrics.sent.add(second, 100)
         metrics.delivered.add(second, 100)
+        metrics.generator_cpu_ms.add(second, 100)
         for _ in range(100):
             metrics.rtt.record(second, 0.002)
+            metrics.lateness.record(second, 0.001)
+            metrics.generator_lag.record(second, 0.0002)
+    return metrics
+
+
+def judged(**gates: object) -> Settings:
+    return Settings(smi=100, cpi=20, gates=Gates(**gates))  # type: ignore[arg-type]
+
+
+def test_the_window_judges_only_its_own_seconds():
+    metrics = healthy_window()
     for _ in range(100):  # a slow second after it
         metrics.rtt.record(1000 + WINDOW_S, 3.0)
-    gates = Gates(max_p99_ms=10, min_delivered_ratio=0.99, min_rate=95)
-    assert breach(metrics, gates, 1000 + WINDOW_S - 1) is None
-    failed = breach(metrics, gates, 1000 + WINDOW_S)
+    settings = judged(max_p99_ms=10, min_delivered_ratio=0.99, min_rate=95)
+    assert breach(metrics, settings, 1000 + WINDOW_S - 1) is None
+    failed = breach(metrics, settings, 1000 + WINDOW_S)
     assert failed is not None and failed["gate"] == "min_rate"  # 9 seconds of sends in it
-    failed = breach(metrics, Gates(max_p99_ms=10), 1000 + WINDOW_S)
+    failed = breach(metrics, judged(max_p99_ms=10), 1000 + WINDOW_S)
     assert failed is not None and failed["gate"] == "max_p99_ms" and failed["measured"] > 10
     metrics.sent.add(2000, 100)  # sent, never echoed: a frozen target
-    failed = breach(metrics, Gates(min_delivered_ratio=0.99), 2000)
+    failed = breach(metrics, judged(min_delivered_ratio=0.99), 2000)
     assert failed is not None and failed["measured"] == 0.0
+
+
+def test_a_breach_names_the_target_only_when_the_generator_was_healthy_in_its_window():
+    metrics = healthy_window()
+    for second in range(1000, 1000 + WINDOW_S):
+        for _ in range(10):
+            metrics.rtt.record(second, 0.5)  # a slow target, p99 500 ms
+    failed = breach(metrics, judged(max_p99_ms=100), 1000 + WINDOW_S - 1)
+    assert failed is not None and failed["attribution"] == "target"
+    assert "generator" not in describe(failed)
+    # The same breach while this process's threads ran 80 ms late and its CPU was saturated.
+    for second in range(1000, 1000 + WINDOW_S):
+        metrics.generator_cpu_ms.add(second, 900)
+        for _ in range(10):
+            metrics.generator_lag.record(second, 0.08)
+    failed = breach(metrics, judged(max_p99_ms=100), 1000 + WINDOW_S - 1)
+    assert failed is not None and failed["attribution"] == "undetermined"
+    assert "generator lag p99" in " ".join(failed["generator_reasons"])
+    assert "may be its limit, not the target's" in describe(failed)
+    # --fail-on-suspect over the window: the generator's own gate, naming the generator.
+    failed = breach(metrics, judged(fail_on_suspect=True), 1000 + WINDOW_S - 1)
+    assert failed is not None and failed["gate"] == "generator_healthy"
+    assert failed["attribution"] == "generator"
 
 
 def test_abort_on_fail_needs_a_gate(tmp_path, capsys):

@@ -70,7 +70,7 @@ def test_esmeperf_page_lists_every_exit_status_and_config_key():
 
 
 @pytest.mark.parametrize(("name", "codes"), [("esmeperf-plot", ["0", "2"]),
-                                             ("esmeperf-compare", ["0", "2", "3"]),
+                                             ("esmeperf-compare", ["0", "2", "3", "4"]),
                                              ("esmeperf-target", ["0", "1", "2"])])
 def test_tool_pages_list_their_exit_statuses(name, codes):
     assert re.findall(r"^\.B (\d+)$", section(pages()[name], "EXIT STATUS"), re.M) == codes

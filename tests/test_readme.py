@@ -75,6 +75,7 @@ COVERED = {
         "test_abort_on_fail_command",
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 30s --portable":
         "test_portable_command",
+    "python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 30s": "test_overloaded_command",
 }
 
 
@@ -283,12 +284,15 @@ def test_capacity_command(tmp_path):
     assert len(steps) == 2 and steps[1].endswith(": pass"), done.stderr
     assert "esmeperf: ended by" not in done.stderr and "starting" not in done.stderr
     assert done.stdout.startswith("capacity: at least 16 chats"), done.stdout
+    assert "limited by none" in done.stdout.splitlines()[0]
     assert "latency (ms)" not in done.stdout
     assert [s["chats"] for s in capacity["steps"]] == [16]
     step = capacity["steps"][0]
     assert step["passed"], step["failed"]
     assert 0.98 <= step["achieved_rate"] / step["intended_rate"] <= 1.02
-    assert capacity["limited_by"] == "none" and capacity["knee_chats"] == 16
+    # No step failed: no knee, the step a lower bound.
+    assert capacity["limited_by"] == "none" and capacity["knee_chats"] is None
+    assert capacity["highest_passing_chats"] == 16
     assert "--duration" in capacity["note"]
     (png,) = tmp_path.glob("*_performance_test_capacity.png")
     with Image.open(png) as image:
@@ -303,6 +307,22 @@ def test_abort_on_fail_command(tmp_path):
        tmp_path)
     summary = _summary(tmp_path)
     assert summary["end_reason"] == "duration" and summary["settings"]["abort_on_fail"] is True
+
+
+@pytest.mark.slow
+def test_overloaded_command(tmp_path):
+    """The README's overloaded example, shortened: whatever this machine makes of it, the table
+    ends with the generator's verdict and who limited the run, and the final line agrees."""
+    done = sh(shorten(command("python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 30s"),
+                      "6s"), tmp_path)
+    summary = _summary(tmp_path)
+    assert "\ngenerator health" in done.stdout
+    suspect = summary["generator_health"]["suspect"]
+    assert ("generator SUSPECT" in done.stdout.splitlines()[0]) is suspect
+    assert ("generator SUSPECT" in done.stderr.splitlines()[-1]) is (
+        suspect and not summary["first_error"])
+    assert summary["attribution"]["limited_by"] in (
+        ("generator", "undetermined") if suspect else ("none", "target"))
 
 
 @pytest.mark.slow

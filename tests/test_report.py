@@ -38,6 +38,7 @@ SUMMARY = {
     "created_participants_count": 1109, "participants_planned": 1500, "chats_count": 1100,
     "messages_sent": 98765, "messages_delivered": 98760, "delivered_ratio": 0.999949,
     "steady_rate": 3290.125, "end_reason": "duration", "exit_status": 3, "first_error": None,
+    "messages_missed": 1235, "achieved_ratio": 0.987645, "intended_rate": 3400.04,
     "settings": {"sci_ms": 10.0, "cpi_ms": 20.0, "smi_ms": 100.0},
     "latency": {
         "message_rtt": latency(98760, 1.25), "send_lateness": latency(98765, 0.5),
@@ -51,6 +52,9 @@ SUMMARY = {
     "generator_health": {"suspect": True, "reasons": [
         "generator CPU >= 90% of 2 cores in 41% of seconds",
         "arrivals 12.4 s behind the grid"], "cpu_busy_p90": 0.97},
+    "attribution": {"limited_by": "undetermined", "why": "gate min_rate failed",
+                    "remedy": "spread the load", "message_rtt_p99_ms": 3.75,
+                    "target_handling_p99_ms": None, "target_share_of_rtt_p99": None},
 }
 
 
@@ -58,7 +62,7 @@ def test_render_shows_every_latency_totals_gates_health_and_files():
     text = render(SUMMARY, {"summary": Path("out/1_performance_test_summary.json"),
                             "summary_export": Path("last.json")})
     assert text.splitlines()[0] == ("esmeperf: sci 10 cpi 20 smi 100 ms: ended by duration, "
-                                    "exit status 3")
+                                    "exit status 3, generator SUSPECT")
     rows = table_rows(text, "latency (ms)")
     # The well-known ones first, in a fixed order; a new key after them, under its own name;
     # the organizer reply is left out: it measured nothing (no --reply).
@@ -69,7 +73,11 @@ def test_render_shows_every_latency_totals_gates_health_and_files():
     totals = table_rows(text, "totals")
     assert totals["participants"] == ["1109 created of 1500 planned"]
     assert totals["delivered"] == ["98760 (ratio 0.999949)"]
-    assert totals["steady rate"] == ["3290.125 messages/s"]
+    # The sends the schedule asked for and those skipped, and the intended rate beside the
+    # achieved one, whenever a send was missed.
+    assert totals["messages sent"] == ["98765 of 100000 due (achieved 0.988; 1235 slots "
+                                       "skipped, each late by a whole interval)"]
+    assert totals["steady rate"] == ["3290.1 messages/s (intended 3400.0)"]
     assert table_rows(text, "gates") == {
         "max_p99_ms": ["pass", "measured 3.75, limit 10.0"],
         "min_rate": ["FAIL", "measured 3290.125, limit 5000.0"]}
@@ -77,14 +85,17 @@ def test_render_shows_every_latency_totals_gates_health_and_files():
     assert health.splitlines() == [
         "generator health        SUSPECT: the generator may have limited this run",
         "  - generator CPU >= 90% of 2 cores in 41% of seconds",
-        "  - arrivals 12.4 s behind the grid"]
+        "  - arrivals 12.4 s behind the grid",
+        "  limited by            undetermined: gate min_rate failed",
+        "  remedy                spread the load"]
     assert table_rows(text, "files") == {"summary": ["out/1_performance_test_summary.json"],
                                          "summary export": ["last.json"]}
 
 
 def test_render_without_the_optional_keys():
     summary = {k: v for k, v in SUMMARY.items()
-               if k not in ("generator_health", "participants_planned", "gates")}
+               if k not in ("generator_health", "participants_planned", "gates",
+                            "messages_missed", "attribution")}
     summary["latency"] = {"message_rtt": {"count": 0}, "send_lateness": {"count": 0}}
     summary["delivered_ratio"] = None
     summary["first_error"] = {"thread": "participant-4", "message": "boom", "traceback": "..."}
@@ -122,7 +133,7 @@ def test_table_numbers_equal_the_summary_json(tmp_path, target, capsys):
     assert totals["messages sent"] == [str(summary["messages_sent"])]
     assert totals["delivered"] == [f"{summary['messages_delivered']} "
                                    f"(ratio {summary['delivered_ratio']})"]
-    assert totals["steady rate"] == [f"{summary['steady_rate']} messages/s"]
+    assert totals["steady rate"] == [f"{summary['steady_rate']:.1f} messages/s"]
     gate = summary["gates"][0]
     assert table_rows(text, "gates") == {
         "max_p99_ms": ["pass", f"measured {gate['measured']}, limit {gate['limit']}"]}

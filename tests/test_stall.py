@@ -77,6 +77,9 @@ def test_a_frozen_target_stops_the_run_as_a_stall(tmp_path, target, frozen):
     assert re.fullmatch(r"(message number \d+|start_chat) unanswered for \d+\.\d s "
                         r"\(--stall-timeout 3 s\): the target stopped answering",
                         error["message"]), error
+    # The generator was healthy and nothing waited unread: the target's, and said so.
+    assert error["attribution"] == "target"
+    assert summary["attribution"]["limited_by"] == "target"
     assert summary["messages_unconfirmed"] > 0
     assert summary["messages_confirmed"] == summary["messages_delivered"]
     # The view that counts the unanswered at their age cannot look healthy.
