@@ -3,8 +3,9 @@
 WebSocket handshake (Connection.open, then abort).
 
 Against a fresh embedded target; prints the CPU per arrival. `--vs REV` runs the same with
-that part's module (esmeperf/rest.py or esmeperf/connection.py) as it was at git revision REV,
-alternating run by run, and prints both medians.
+that part's module (esmeperf/transport/rest.py or esmeperf/transport/connection.py) as it was
+at git revision REV, alternating run by run, and prints both medians. REV must be one with the
+package layout (since the move into role packages): a flat module's imports fit no other.
 
     python3 bench/arrival_cost.py [--part rest|handshake] [--arrivals 400] [--runs 3] [--vs REV]
 """
@@ -24,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ONE_RUN = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from esmeperf.connection import Connection
-from esmeperf.rest import RestClient
+from esmeperf.transport.connection import Connection
+from esmeperf.transport.rest import RestClient
 config, part, n = json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 base = config["participant_api_url"]
 client = RestClient(10, shared=True)
@@ -47,7 +48,7 @@ for i in range(n):
     step(i)
 print((time.process_time() - started) / n * 1e6)
 """
-MODULES = {"rest": "rest.py", "handshake": "connection.py"}
+MODULES = {"rest": "transport/rest.py", "handshake": "transport/connection.py"}
 
 
 def tree_at(revision: str, module: str, into: Path) -> Path:

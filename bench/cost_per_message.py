@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from esmeperf.cli import main as esmeperf_main
+from esmeperf.cli.main import main as esmeperf_main
 
 
 def one_run(duration: str, extra: list[str]) -> dict[str, float]:

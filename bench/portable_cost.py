@@ -1,7 +1,7 @@
 """What the portable path costs per message: `-sci 10 -cpi 20 -smi 100` runs, native and
 --portable alternately (so both see the same minutes of a shared, noisy machine).
 
-The portable path is what macOS and Windows use (esmeperf/platform_support.py): no batched
+The portable path is what macOS and Windows use (esmeperf/system/platform_support.py): no batched
 reads, so every echo wakes its participant; Python socket timeouts (a poll() per read, an
 ioctl() per timeout change) instead of SO_RCVTIMEO; the receive time from the clock after
 recv. Prints each run (bench/cost_per_message.py's figures) and, per path, the medians and

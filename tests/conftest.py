@@ -11,11 +11,11 @@ import pytest
 import requests
 import websocket
 
-from esmeperf import platform_support
+from esmeperf.system import platform_support
 from esmeperf.target.launcher import TargetProcess
 
 # Run and measurement tests that run twice, on the native mechanisms and on --portable's
-# fallbacks (what macOS and Windows use: esmeperf/platform_support.py). A representative few,
+# fallbacks (what macOS and Windows use: esmeperf/system/platform_support.py). A representative few,
 # not all: the suite must stay within minutes on two cores. Each portable twin's summaries
 # must say they used the fallbacks (checked after the test by `platform_path`).
 PORTABLE_TWINS = frozenset({

@@ -11,7 +11,7 @@ from typing import Any
 
 from conftest import EsmeClient
 
-from esmeperf.cli import main
+from esmeperf.cli.main import main
 
 
 def write_config(tmp_path: Path, config: dict[str, Any], **changes: Any) -> Path:

@@ -19,14 +19,15 @@ from helpers import load_results, write_config
 from hypothesis import given
 from hypothesis import strategies as st
 
-from esmeperf import attribution, protocol
-from esmeperf.cli import main
+from esmeperf.cli.main import main
 from esmeperf.config import Settings
-from esmeperf.connection import Connection
-from esmeperf.lag import RecentLoad
-from esmeperf.participant import echo_times
-from esmeperf.stall import StallWatch
-from esmeperf.stats import settled_second
+from esmeperf.measure import attribution
+from esmeperf.measure.lag import RecentLoad
+from esmeperf.measure.stall import StallWatch
+from esmeperf.measure.stats import settled_second
+from esmeperf.scenario.participant import echo_times
+from esmeperf.transport import protocol
+from esmeperf.transport.connection import Connection
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="FIONREAD and libc's usleep through ctypes: Linux")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from esmeperf.capacity import START_CHATS, Search, Step, judge, step_settings
-from esmeperf.cli import main
+from esmeperf.cli.main import main
 from esmeperf.config import Settings
+from esmeperf.jobs.capacity import START_CHATS, Search, Step, judge, step_settings
 
 
 def target_with_knee(knee: int, generator_limit: int | None = None):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from esmeperf.cli import main
+from esmeperf.cli.main import main
 
 
 def esmeperf(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -15,9 +15,9 @@ import pytest
 from hdrh.log import HistogramLogReader
 from helpers import load_results, run_main
 
-from esmeperf.compare import main as compare
-from esmeperf.latency import new_histogram, release, summarize
-from esmeperf.results import HLOG_SUFFIX
+from esmeperf.compare.command import main as compare
+from esmeperf.measure.latency import new_histogram, release, summarize
+from esmeperf.results.summary import HLOG_SUFFIX
 
 # A light, fixed load: 20 participants, 20 messages/s each, for 3 s.
 LOAD = ("-sci", "10", "-cpi", "10", "-smi", "50", "--max-participants", "20",

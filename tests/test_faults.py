@@ -7,7 +7,7 @@ import socket
 import pytest
 from helpers import child_targets, load_results, run_main, write_config
 
-from esmeperf.cli import main
+from esmeperf.cli.main import main
 
 
 @pytest.mark.parametrize(("flags", "words"), [

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from esmeperf.config import Credentials, Settings, Target
-from esmeperf.workers import (
+from esmeperf.engine.workers import (
     CONVERSATION_STACK_SIZE,
     WORKER_STACK_SIZE,
     Workers,

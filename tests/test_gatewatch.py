@@ -6,9 +6,9 @@ import pytest
 from helpers import load_results, run_main, write_config
 
 from esmeperf.config import Gates, Settings
-from esmeperf.gatewatch import WINDOW_S, breach, describe
-from esmeperf.rundata import go_duration_ms
-from esmeperf.stats import Metrics
+from esmeperf.engine.gatewatch import WINDOW_S, breach, describe
+from esmeperf.measure.stats import Metrics
+from esmeperf.results.rundata import go_duration_ms
 
 
 def healthy_window(start: int = 1000) -> Metrics:

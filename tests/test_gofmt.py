@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from esmeperf import gofmt
+from esmeperf.results import gofmt
 
 
 @pytest.mark.parametrize(("ns", "text"), [

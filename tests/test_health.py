@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from esmeperf import health
-from esmeperf.cli import main
+from esmeperf.cli.main import main
+from esmeperf.measure import health
 
 SECONDS = list(range(100, 110))  # ten whole seconds of load
 

@@ -1,8 +1,8 @@
 """Library internals esmeperf relies on: these fail loudly, naming the library, if they change.
 
-- hdrhistogram: `esmeperf/latency.py` `release()` writes `hist.encoder.histogram = None` to break
-  the histogram <-> encoder reference cycle, so a histogram's counts (20-140 KiB) are freed at
-  once instead of at the next full garbage collection; `add_encoded()` re-implements
+- hdrhistogram: `esmeperf/measure/latency.py` `release()` writes `hist.encoder.histogram = None`
+  to break the histogram <-> encoder reference cycle, so a histogram's counts (20-140 KiB) are
+  freed at once instead of at the next full garbage collection; `add_encoded()` re-implements
   `HdrHistogram.decode_and_add` on top of that.
 - aiohttp: the target's WebSocket endpoint lets aiohttp do the handshake and read frames, but
   writes its own frames (`wire.envelope`) straight to `request.transport` (`Hub.flush_conn`),
@@ -32,7 +32,7 @@ import pytest
 from hdrh.codec import HdrHistogramEncoder
 from hdrh.histogram import HdrHistogram
 
-from esmeperf import latency
+from esmeperf.measure import latency
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Library:
 
 HDRHISTOGRAM = Library("hdrhistogram", "hdrhistogram>=0.10,<0.11",
                        "0.10.8, these checks also on 0.10.1",
-                       "esmeperf/latency.py (release, add_encoded)")
+                       "esmeperf/measure/latency.py (release, add_encoded)")
 AIOHTTP = Library("aiohttp", "aiohttp>=3.9,<4", "3.14.5",
                   "esmeperf/target (Hub.send/flush_conn write raw frames to request.transport)")
 

@@ -21,10 +21,10 @@ import requests
 from helpers import child_targets, load_results, run_main, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
-from esmeperf.cli import get_parser, main, resolve_arrivals, settings_from_args
+from esmeperf.cli.main import get_parser, main, resolve_arrivals, settings_from_args
 from esmeperf.config import load_target
-from esmeperf.job import run_job
-from esmeperf.live import BOUNDS_S, Endpoint
+from esmeperf.jobs.job import run_job
+from esmeperf.measure.live import BOUNDS_S, Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "contrib" / "grafana" / "esmeperf.json"

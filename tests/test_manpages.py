@@ -18,7 +18,7 @@ import pytest
 from argparse_manpage.manpage import Manpage
 from build_manpages.build_manpages import parse_manpages_spec
 
-from esmeperf.cli import CONFIG_HELP
+from esmeperf.cli.main import CONFIG_HELP
 from esmeperf.status import ExitStatus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def test_pages_build_without_the_run_time_dependencies():
         f"        if name.split('.')[0] in {blocked!r}:\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from esmeperf import manpages\n"
+        "from esmeperf.cli import manpages\n"
         "for make in (manpages.esmeperf, manpages.esmeperf_plot, manpages.esmeperf_target,\n"
         "             manpages.esmeperf_compare):\n"
         "    make().format_help()\n"

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import pytest
 from helpers import command, load_results, scripts_env, shorten
 
-from esmeperf.cluster import LEASE_ENV
+from esmeperf.engine.dask import LEASE_ENV
 from esmeperf.target.launcher import TargetProcess
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from esmeperf import openfiles
+from esmeperf.system import openfiles
 
 HARD = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import children
 
-from esmeperf.plot import main
+from esmeperf.plot.command import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = "_performance_test_summary.json"

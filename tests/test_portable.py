@@ -1,5 +1,5 @@
-"""Platform mechanisms (esmeperf/platform_support.py): what detection finds on this Linux, and
-the portable fallbacks --portable forces, each exercised on real sockets and processes.
+"""Platform mechanisms (esmeperf/system/platform_support.py): what detection finds on this
+Linux, and the portable fallbacks --portable forces, each exercised on real sockets and processes.
 
 The run and measurement tests run on the portable path too (conftest.PORTABLE_TWINS); these
 test what those cannot see from a summary."""
@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from helpers import load_results, own_children, run_main, write_config
 
-from esmeperf import health, openfiles, platform_support, workers
-from esmeperf.connection import Closed, Connection
+from esmeperf.engine import workers
+from esmeperf.measure import health
+from esmeperf.system import openfiles, platform_support
 from esmeperf.target.launcher import TargetProcess
+from esmeperf.transport.connection import Closed, Connection
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's mechanisms")
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esmeperf import protocol
-from esmeperf.connection import go_addr
 from esmeperf.errors import WebSocketFailure
 from esmeperf.target import wire
+from esmeperf.transport import protocol
+from esmeperf.transport.connection import go_addr
 
 
 def unframe(frame: bytes) -> str:

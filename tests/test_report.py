@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import child_targets, load_results, outputs, write_config
 
-from esmeperf.cli import main
-from esmeperf.report import LATENCY_LABELS, render
+from esmeperf.cli.main import main
+from esmeperf.results.report import LATENCY_LABELS, render
 
 
 def latency(count: int, base: float) -> dict[str, float | int]:
@@ -164,7 +164,7 @@ def test_quiet_run_table_on_stdout_final_line_on_stderr_files_0644(tmp_path):
 
 
 def test_result_files_follow_the_umask(tmp_path):
-    code = ("from pathlib import Path; from esmeperf.results import write_summary; "
+    code = ("from pathlib import Path; from esmeperf.results.summary import write_summary; "
             f"write_summary({{'a': 1}}, Path({str(tmp_path / 's.json')!r}))")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, umask=0o027)
     assert stat.S_IMODE((tmp_path / "s.json").stat().st_mode) == 0o640

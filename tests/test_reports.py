@@ -10,11 +10,11 @@ import struct
 import pytest
 from helpers import children
 
-from esmeperf.cli import main
-from esmeperf.figures import overlay_figure, run_figure
-from esmeperf.plot import go_duration_ms, load_run
-from esmeperf.plot import main as plot_main
-from esmeperf.sweep import markdown_table
+from esmeperf.cli.main import main
+from esmeperf.jobs.sweep import markdown_table
+from esmeperf.plot.command import go_duration_ms, load_run
+from esmeperf.plot.command import main as plot_main
+from esmeperf.plot.figures import overlay_figure, run_figure
 
 
 def png_size(path):

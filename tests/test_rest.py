@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from esmeperf.errors import RequestError
-from esmeperf.rest import RestClient
+from esmeperf.transport.rest import RestClient
 
 
 @pytest.fixture

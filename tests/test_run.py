@@ -16,8 +16,8 @@ from helpers import (
     write_config,
 )
 
-from esmeperf.cli import main
-from esmeperf.results import read_series
+from esmeperf.cli.main import main
+from esmeperf.results.summary import read_series
 
 GO_SUMMARY_KEYS = [
     "constants", "description", "organizer_time_started", "organizer_duration",
@@ -237,7 +237,7 @@ def test_echoes_waiting_at_the_stop_are_counted(tmp_path, target):
 
 
 def test_batched_reads_wait_for_their_deadline(target, esme):
-    from esmeperf.connection import Connection
+    from esmeperf.transport.connection import Connection
 
     token = esme.organizer_token()
     conn = Connection.open(target.config["messenger_ws_url"], token, 5, newline=True)

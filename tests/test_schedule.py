@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import load_results, run_main, write_config
 
-from esmeperf.cli import main
-from esmeperf.schedule import Schedule, parse_stages, take, total
+from esmeperf.cli.main import main
+from esmeperf.measure.schedule import Schedule, parse_stages, take, total
 
 
 def test_the_issues_example_is_150_arrivals():

@@ -8,8 +8,8 @@ import re
 
 from helpers import children
 
-from esmeperf.cli import main
-from esmeperf.results import read_series
+from esmeperf.cli.main import main
+from esmeperf.results.summary import read_series
 
 FINAL_LINE = re.compile(r"esmeperf: ended by duration: \d+ participants, \d+ chats, \d+ sent, "
                         r"\d+ delivered \(1\.0000\), rtt p99 [\d.]+ ms\n")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import load_results, write_config
 
-from esmeperf.cli import main
+from esmeperf.cli.main import main
 from esmeperf.target.launcher import TargetProcess
 
 # All participants arrive before the freeze (a sign-up to a frozen target would fail by its

@@ -4,9 +4,9 @@ import threading
 
 import pytest
 
-from esmeperf.latency import LatencyRecorder
-from esmeperf.results import steady_rate
-from esmeperf.stats import RateCounter
+from esmeperf.measure.latency import LatencyRecorder
+from esmeperf.measure.stats import RateCounter
+from esmeperf.results.summary import steady_rate
 
 
 def test_rate_counter_counts_exactly_across_threads():
@@ -60,8 +60,8 @@ def test_steady_rate_ignores_partial_edges_and_ramp():
 
 
 def test_metrics_drain_and_merge_are_exact():
-    from esmeperf.counts import Count, CountFamily
-    from esmeperf.stats import Metrics
+    from esmeperf.measure.counts import Count, CountFamily
+    from esmeperf.measure.stats import Metrics
 
     shard_a, shard_b, parent = Metrics(), Metrics(), Metrics()
     for i in range(1, 1001):
@@ -86,7 +86,7 @@ def test_metrics_drain_and_merge_are_exact():
 
 
 def test_old_seconds_are_retired_to_their_percentiles():
-    from esmeperf.latency import LIVE_SECONDS
+    from esmeperf.measure.latency import LIVE_SECONDS
 
     rec = LatencyRecorder()
     for second in range(1000, 1000 + LIVE_SECONDS + 10):
@@ -105,7 +105,7 @@ def test_retired_and_drained_histograms_are_freed_at_once():
     import gc
     import weakref
 
-    from esmeperf.latency import LIVE_SECONDS
+    from esmeperf.measure.latency import LIVE_SECONDS
 
     gc.disable()  # freed by reference counting, not by a later garbage collection
     try:
@@ -153,7 +153,7 @@ def test_window_summary_merges_exactly_the_seconds_asked_for():
 
 def _totals(rec):
     """The recorder's intervals (the .hlog's), added up into one histogram."""
-    from esmeperf.latency import add_encoded, new_histogram
+    from esmeperf.measure.latency import add_encoded, new_histogram
 
     total = new_histogram(3)
     for _, interval in rec.intervals():
@@ -162,7 +162,7 @@ def _totals(rec):
 
 
 def test_each_value_is_recorded_once_and_the_seconds_add_up_to_the_run():
-    from esmeperf.latency import LIVE_SECONDS, summarize
+    from esmeperf.measure.latency import LIVE_SECONDS, summarize
 
     rec = LatencyRecorder()
     for second in range(100, 110):
@@ -207,7 +207,7 @@ def test_fast_percentiles_are_hdrhistograms_own():
 
     from hdrh.histogram import HdrHistogram
 
-    from esmeperf.latency import new_histogram, percentile_values
+    from esmeperf.measure.latency import new_histogram, percentile_values
 
     rng = random.Random(3)
     for digits in (2, 3):

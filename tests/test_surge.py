@@ -7,7 +7,7 @@ import csv
 import pytest
 from helpers import load_results, outputs, run_main, write_config
 
-from esmeperf.surge import COHORTS, PHASES, parse_window, window_from_stages
+from esmeperf.scenario.surge import COHORTS, PHASES, parse_window, window_from_stages
 
 
 @pytest.mark.parametrize(("stages", "window"), [

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from esmeperf import platform_support, wsframe
+from esmeperf.system import platform_support
+from esmeperf.transport import wsframe
 
 
 def server_frame(payload: bytes, opcode: int = wsframe.OP_TEXT, fin: bool = True) -> bytes:
@@ -141,7 +142,7 @@ def test_reader_rejects_a_stray_continuation(pair):
     (b"", "closed by server$"),
 ])
 def test_connection_names_the_servers_close_code_and_answers_normal(status, words):
-    from esmeperf.connection import CloseCode, Closed, Connection
+    from esmeperf.transport.connection import CloseCode, Closed, Connection
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         client = socket.create_connection(server.getsockname(), timeout=5)
@@ -181,7 +182,7 @@ def test_handshake_reads_the_response_in_one_recv_and_keeps_what_follows():
     import hashlib
     import threading
 
-    from esmeperf.connection import Connection
+    from esmeperf.transport.connection import Connection
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
@@ -213,7 +214,7 @@ def test_handshake_reads_the_response_in_one_recv_and_keeps_what_follows():
 
 
 def test_handshake_socket_serves_byte_reads_from_one_recv():
-    from esmeperf.connection import _HandshakeSocket
+    from esmeperf.transport.connection import _HandshakeSocket
 
     reads = []
 

@@ -210,7 +210,8 @@ def organizer_accounts(email: str, password: str, n: int) -> list[tuple[str, str
 def raise_open_files_limit() -> int | None:
     """Soft RLIMIT_NOFILE up to the hard limit (every client holds a socket), as Go does.
 
-    The generator has its own copy (esmeperf/openfiles.py): the target imports nothing from it.
+    The generator has its own copy (esmeperf/system/openfiles.py): the target imports nothing
+    from it.
     """
     try:
         import resource

@@ -28,7 +28,7 @@ def _new_group() -> dict[str, Any]:
     Imported here, not at the top: the target's own package imports nothing from the
     generator, and the generator's launcher is the one place that needs to know.
     """
-    from ..platform_support import active
+    from ..system.platform_support import active
 
     return active().popen_session()
 

@@ -1,0 +1,1 @@
+"""What is counted while the load runs: counters, latencies, pacing, health, live metrics."""

@@ -1,0 +1,5 @@
+"""esmeperf-plot and the PNGs of runs."""
+
+from .command import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""What ESME's users do: organizers start chats, participants arrive and chat."""

@@ -1,0 +1,1 @@
+"""What the operating system offers: its mechanisms, probed, and the open-files limit."""

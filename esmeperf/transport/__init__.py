@@ -1,0 +1,1 @@
+"""ESME's wire and the sockets: the protocol's frames, WebSockets, REST calls, syscalls."""

@@ -1,0 +1,116 @@
+"""Blocking REST calls to ESME's organizer and participant APIs, with requests."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import requests.adapters
+
+from ..config import Credentials
+from ..errors import RequestError, UnexpectedStatus
+from . import protocol
+
+# Keep-alive connections a shared client keeps per host: about the sign-ups in flight at once.
+# Beyond it urllib3 still connects, and drops the extra connections when they come back.
+SHARED_POOL_SIZE = 256
+
+
+class RestClient:
+    """REST calls with a timeout on every one.
+
+    A worker's own (an organizer's sign-in), or `shared=True`: one keep-alive pool for all the
+    participant threads of a process, as the Go test signs up over one http.Client. That
+    saves a TCP connection per arrival on both sides. Sharing a Session across threads is
+    safe for what we use: urllib3's pools are thread-safe, and we send no cookies (ESME sets
+    none; a jar that changed under concurrent requests is the one thing that would not be).
+
+    The environment's proxy settings (HTTP_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE ...) are read
+    once per host, not at every request as requests does by default (it scans os.environ and
+    looks for ~/.netrc each time: a fifth of an arrival's REST cost). Like the Go test's
+    http.Client, ~/.netrc is not read.
+    """
+
+    def __init__(self, timeout: float, shared: bool = False) -> None:
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.trust_env = False  # the environment is read once per host: _settings()
+        self._environment: dict[str, dict[str, Any]] = {}
+        if shared:
+            adapter = requests.adapters.HTTPAdapter(pool_connections=4,
+                                                    pool_maxsize=SHARED_POOL_SIZE)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+
+    def __enter__(self) -> RestClient:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def post(self, url: str, body: dict[str, Any], expected: int, token: str | None = None,
+             go_colon: bool = True) -> requests.Response:
+        """POST JSON and insist on the status ESME's own test requires."""
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        try:
+            response = self.session.post(url, json=body, headers=headers, timeout=self.timeout,
+                                         **self._settings(url))
+        except requests.RequestException as exc:
+            raise RequestError(f"{url}: error sending request: {exc}") from exc
+        if response.status_code != expected:
+            raise UnexpectedStatus(url, response.status_code, expected, response.text,
+                                   colon=go_colon)
+        return response
+
+    def _settings(self, url: str) -> dict[str, Any]:
+        """Proxies and CA bundle the environment gives `url`'s host, read once per host (the
+        dict may be filled twice by racing threads, with the same values)."""
+        parts = urlsplit(url)
+        host = f"{parts.scheme}://{parts.netloc}"
+        settings = self._environment.get(host)
+        if settings is None:
+            with requests.Session() as reader:  # trust_env: what requests would have used
+                merged = reader.merge_environment_settings(url, {}, None, None, None)
+            settings = {"proxies": merged["proxies"], "verify": merged["verify"]}
+            self._environment[host] = settings
+        return settings
+
+    def sign_in(self, base_url: str, creds: Credentials) -> str:
+        """Organizer sign-in; returns the token verbatim ("organizer:<jwt>")."""
+        url = f"{base_url}/auth/sign-in"
+        response = self.post(url, protocol.sign_in_body(creds), 200)
+        return _field(_json(response, url), "token", str, url)
+
+    def sign_up(self, base_url: str, email: str) -> tuple[int, str]:
+        """Participant sign-up; returns (user id, token)."""
+        url = f"{base_url}/auth/sign-up"
+        data = _json(self.post(url, protocol.sign_up_body(email), 201), url)
+        user = _field(data, "user", dict, url)
+        return _field(user, "id", int, url), _field(data, "token", str, url)
+
+    def chat_request(self, base_url: str, token: str, event_id: int) -> None:
+        """File a help request; ESME answers 200 with an empty body."""
+        url = f"{base_url}/chat-requests"
+        self.post(url, protocol.chat_request_body(event_id), 200, token, go_colon=False)
+
+
+def _json(response: requests.Response, url: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise RequestError(f"{url}: error unmarshaling response body: {exc}") from exc
+
+
+def _field(data: Any, key: str, kind: type, url: str) -> Any:
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise RequestError(
+            f"{url}: error unmarshaling response body: {key!r} is not a {kind.__name__}"
+        )
+    return value
