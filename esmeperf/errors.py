@@ -5,6 +5,11 @@ class EsmePerfError(Exception):
     """Root of every error esmeperf raises on purpose."""
 
 
+class UsageError(EsmePerfError):
+    """Bad arguments to esmeperf-compare or esmeperf-plot, or a path that is no run (exit
+    status 2); the message is one line."""
+
+
 class ConfigError(EsmePerfError):
     """Bad command line or config.json; the run never starts (exit status 2)."""
 

@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from esmeperf.config import Credentials, Settings, Target
+from esmeperf.engine.life import Life
 from esmeperf.engine.workers import (
     CONVERSATION_STACK_SIZE,
     WORKER_STACK_SIZE,
@@ -45,7 +46,7 @@ def test_conversations_start_on_a_stack_size_no_other_thread_asks_for() -> None:
     target = Target(event_id=1, messenger_ws_url="ws://127.0.0.1:9",
                     organizer_api_url="http://127.0.0.1:9", participant_api_url="http://127.0.0.1:9",
                     organizers=(Credentials("organizer@example.com", "secret"),))
-    workers = Workers(target, Settings(), stamp=0)
+    workers = Workers(Life(), target, Settings(), stamp=0)
     sizes: dict[str, int] = {}
 
     def measure(name: str) -> None:
@@ -57,6 +58,10 @@ def test_conversations_start_on_a_stack_size_no_other_thread_asks_for() -> None:
         workers.start_thread("after", lambda: measure("after"))
         workers.join(10.0)
         assert threading.stack_size() == WORKER_STACK_SIZE
-    assert workers.first_error is None and not workers.alive()
-    assert sizes == {"arrival": WORKER_STACK_SIZE, "conversation": CONVERSATION_STACK_SIZE,
-                     "after": WORKER_STACK_SIZE}
+    assert workers.life.first_error is None and not workers.alive()
+    # The conversation's stack is never an arrival's: glibc hands a kept stack only to a thread
+    # asking for no more than its size. The others ask for the small size, and get it or a
+    # kept conversation's stack (of this process's earlier runs), never more.
+    assert sizes["conversation"] == CONVERSATION_STACK_SIZE
+    assert sizes["arrival"] in (WORKER_STACK_SIZE, CONVERSATION_STACK_SIZE)
+    assert sizes["after"] in (WORKER_STACK_SIZE, CONVERSATION_STACK_SIZE)

@@ -19,8 +19,8 @@ def healthy_window(start: int = 1000) -> Metrics:
         metrics.delivered.add(second, 100)
         metrics.generator_cpu_ms.add(second, 100)
         for _ in range(100):
-            metrics.rtt.record(second, 0.002)
-            metrics.lateness.record(second, 0.001)
+            metrics.message_rtt.record(second, 0.002)
+            metrics.send_lateness.record(second, 0.001)
             metrics.generator_lag.record(second, 0.0002)
     return metrics
 
@@ -32,7 +32,7 @@ def judged(**gates: object) -> Settings:
 def test_the_window_judges_only_its_own_seconds():
     metrics = healthy_window()
     for _ in range(100):  # a slow second after it
-        metrics.rtt.record(1000 + WINDOW_S, 3.0)
+        metrics.message_rtt.record(1000 + WINDOW_S, 3.0)
     settings = judged(max_p99_ms=10, min_delivered_ratio=0.99, min_rate=95)
     assert breach(metrics, settings, 1000 + WINDOW_S - 1) is None
     failed = breach(metrics, settings, 1000 + WINDOW_S)
@@ -48,7 +48,7 @@ def test_a_breach_names_the_target_only_when_the_generator_was_healthy_in_its_wi
     metrics = healthy_window()
     for second in range(1000, 1000 + WINDOW_S):
         for _ in range(10):
-            metrics.rtt.record(second, 0.5)  # a slow target, p99 500 ms
+            metrics.message_rtt.record(second, 0.5)  # a slow target, p99 500 ms
     failed = breach(metrics, judged(max_p99_ms=100), 1000 + WINDOW_S - 1)
     assert failed is not None and failed["attribution"] == "target"
     assert "generator" not in describe(failed)

@@ -55,7 +55,11 @@ pytestmark = [
 ]
 
 READY_TIMEOUT = 60.0  # seconds for a Dask process to come up on a busy machine
+# bench/scale_out.py runs these tests again and again: each appends what it measured (its end
+# after the loss, its shards' timelines) as a JSON line to this file, when it is set.
+RECORD_ENV = "ESMEPERF_SCALE_OUT_RECORD"
 LEASE_S = 3  # the lease the tests that lose the client or the scheduler give the shards
+LOSS_BOUND_S = 10.0  # a lost worker or scheduler ends the run within this (README, "Scaling out")
 T = TypeVar("T")
 
 
@@ -240,6 +244,14 @@ def setup_run(hosts: Hosts, target: TargetProcess,
     return hosts.start_workers(env=env)
 
 
+def record(scenario: str, **figures: Any) -> None:
+    """For bench/scale_out.py: what this run of a scenario measured, one JSON line."""
+    path = os.environ.get(RECORD_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"scenario": scenario, **figures}) + "\n")
+
+
 def shards_add_up(summary: dict[str, Any]) -> None:
     shards = summary["shards"]
     assert [s["shard"] for s in shards] == [0, 1]
@@ -252,6 +264,8 @@ def test_readme_recipe(hosts, target):
     assert status == 0, err
     summary, _ = load_results(hosts.folder)
     shards = summary["shards"]
+    record("recipe", timelines=[s["timeline"] for s in shards],
+           lost=[s["lost"] for s in shards])
     assert sorted(s["worker"] for s in shards) == sorted(workers.values())
     assert {urlsplit(s["worker"]).hostname for s in shards} == set(LOAD_HOSTS)
     assert all(s["sent"] > 0 and not s["lost"] for s in shards), shards
@@ -269,8 +283,9 @@ def test_a_worker_lost_stops_the_run(hosts, target):
     killed = time.monotonic()
     status, err = hosts.finish(client)
     ended = time.monotonic()
+    record("worker killed", end_after_loss_s=ended - killed)
     assert status == 1, err
-    assert ended - killed < 10, "the run went on without the lost worker"
+    assert ended - killed < LOSS_BOUND_S, "the run went on without the lost worker"
     summary, _ = load_results(hosts.folder)
     lost = workers["127.0.0.3"]
     [index] = [s["shard"] for s in summary["shards"] if s["worker"] == lost]
@@ -294,9 +309,11 @@ def test_the_scheduler_lost_stops_the_run(hosts, target):
     killed = time.monotonic()
     last = last_growth(target, hosts, client)
     status, err = hosts.finish(client)
+    record("scheduler killed", end_after_loss_s=time.monotonic() - killed,
+           load_after_loss_s=last - killed)
     assert status == 1, err
     assert last - killed < LEASE_S + 2, "load went on without the scheduler"
-    assert time.monotonic() - killed < 25, "the run went on without its scheduler"
+    assert time.monotonic() - killed < LOSS_BOUND_S, "the run went on without its scheduler"
     assert "Traceback" not in err, err
     summary, _ = load_results(hosts.folder)
     error = summary["first_error"]
@@ -311,7 +328,9 @@ def test_a_killed_client_leaves_no_shard_sending(hosts, target):
     hosts.wait_for_progress(client, 4)
     client.kill()
     killed = time.monotonic()
-    assert last_growth(target) - killed < LEASE_S + 2
+    last = last_growth(target)
+    record("client killed", load_after_loss_s=last - killed)
+    assert last - killed < LEASE_S + 2
     # The workers live on: their shards' lease, not their end, stopped the load.
     for host, worker in hosts.workers.items():
         assert worker.poll() is None

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import load_results, own_children, run_main, write_config
 
-from esmeperf.engine import workers
-from esmeperf.measure import health
+from esmeperf.measure import cpu
 from esmeperf.system import openfiles, platform_support
 from esmeperf.target.launcher import TargetProcess
 from esmeperf.transport.connection import Closed, Connection
@@ -89,13 +88,13 @@ def test_portable_cpu_comes_from_process_time_and_nothing_else_from_resource(por
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
 
-    before, before_rusage = workers.cpu_seconds(), rusage()
+    before, before_rusage = cpu.cpu_seconds(), rusage()
     deadline = time.process_time() + 0.2
     while time.process_time() < deadline:  # burn 0.2 s of CPU
         pass
-    spent, spent_rusage = workers.cpu_seconds() - before, rusage() - before_rusage
+    spent, spent_rusage = cpu.cpu_seconds() - before, rusage() - before_rusage
     assert spent >= 0.2 and abs(spent - spent_rusage) < 0.05
-    assert health.process_cpu_seconds(os.getpid()) is None  # no /proc: target CPU unknown
+    assert cpu.process_cpu_seconds(os.getpid()) is None  # no /proc: target CPU unknown
     assert openfiles.limits() is None and openfiles.raise_soft_limit() is None
     assert openfiles.check(openfiles.plan(10**9, None, 1, 1, True), None) is None
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import load_results, run_main, stored_participant_messages, write_config
 
 from esmeperf.cli.main import main
-from esmeperf.results.summary import clock_warnings
+from esmeperf.measure.health import clock_warnings
 
 TRANSPORTS = [
     pytest.param(("--processes", "2"), id="processes"),

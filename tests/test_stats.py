@@ -60,14 +60,14 @@ def test_steady_rate_ignores_partial_edges_and_ramp():
 
 
 def test_metrics_drain_and_merge_are_exact():
-    from esmeperf.measure.counts import Count, CountFamily
+    from esmeperf.measure.names import Count, CountFamily
     from esmeperf.measure.stats import Metrics
 
     shard_a, shard_b, parent = Metrics(), Metrics(), Metrics()
     for i in range(1, 1001):
         shard = shard_a if i % 2 else shard_b
         shard.sent.add(100 + i % 3)
-        shard.rtt.record(100 + i % 3, i / 1000)
+        shard.message_rtt.record(100 + i % 3, i / 1000)
         shard.count(Count.CHATS)
         shard.count_of(CountFamily.PARTICIPANT_FRAMES, "new_chat")
     first = shard_a.drain()
@@ -77,12 +77,12 @@ def test_metrics_drain_and_merge_are_exact():
     assert parent.sent.total() == 1005 and parent.get(Count.CHATS) == 1000
     assert parent.counts() == {"chats_count": 1000, "participant_frames_new_chat": 1000}
     assert parent.sent.snapshot()[200] == 5
-    merged = parent.rtt.summary()
+    merged = parent.message_rtt.summary()
     assert merged["count"] == 1000
     assert merged["p50_ms"] == pytest.approx(500, rel=0.003)
     assert merged["mean_ms"] == pytest.approx(500.5, rel=0.001)
-    assert parent.rtt.second_percentile_ms(101, 50) is not None
-    assert shard_a.sent.total() == 0 and shard_a.rtt.summary() == {"count": 0}
+    assert parent.message_rtt.second_percentile_ms(101, 50) is not None
+    assert shard_a.sent.total() == 0 and shard_a.message_rtt.summary() == {"count": 0}
 
 
 def test_old_seconds_are_retired_to_their_percentiles():

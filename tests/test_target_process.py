@@ -114,7 +114,7 @@ def test_bad_ready_file_is_exit_2_before_binding(tmp_path, where: str, reason: s
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert err.decode() == ("esmeperf-target: error: argument --ready-file: "
-                            + reason.format(path=path, tmp=tmp_path) + "\n")
+                            + reason.format(path=path, tmp=tmp_path) + " (see --help)\n")
     assert out == b""
     assert os.listdir(tmp_path) == []  # nothing written, and the process is gone (waited)
 

@@ -12,16 +12,17 @@ import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 from .. import __version__
 from ..config import Gates, Settings, load_target, timespan
 from ..engine.signals import Lifecycle
 from ..errors import ConfigError
-from ..jobs.job import run_job
+from ..jobs.job import Dask, Job, run_job
 from ..status import EXIT_STATUS_HELP, ExitStatus
 from ..system import openfiles, platform_support
+from ..usage import Parser
 
 log = logging.getLogger("esmeperf")
 
@@ -43,13 +44,6 @@ EXAMPLES = """examples:
       the same against a real ESME deployment
   python3 -m esmeperf -sci 10 -cpi 20 -smi 100,1000,10000 --repeat 3 --duration 2m --out runs
       ESME's table, each run three times, with overlays, a scatter and report.md"""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad input in one line (usage stays in --help)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _positive_ms(text: str) -> float:
@@ -133,7 +127,7 @@ def _span(text: str) -> float:
 
 def get_parser() -> argparse.ArgumentParser:
     """The esmeperf argument parser (also the source of the man page)."""
-    parser = _Parser(
+    parser = Parser(
         prog="esmeperf",
         # Wrapped here: the raw formatter keeps the epilog's tables as written.
         description=textwrap.fill(
@@ -413,9 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitStatus.INTERRUPTED
 
 
-def _find_capacity(args: argparse.Namespace, settings: Settings, target: Any,
-                   target_args: list[str], dask: Any, lifecycle: Lifecycle, runs: int,
-                   live: Any) -> int:
+def _find_capacity(args: argparse.Namespace, settings: Settings, job: Job, runs: int) -> int:
     """--find-capacity: the search chooses the arrivals and -sci itself (capacity.py)."""
     clash = [flag for flag, given in (("-cpi", args.cpi != [1000.0] or runs > 1),
                                       ("--stages", args.stages), ("--surge", args.surge),
@@ -428,8 +420,7 @@ def _find_capacity(args: argparse.Namespace, settings: Settings, target: Any,
     from ..jobs.capacity import START_CHATS, find_capacity, measured_by
 
     return find_capacity(settings, measured_by(lambda step, on_result: run_job(
-        step, target, target_args, args.debug, dask, lifecycle, live, on_result=on_result)),
-        start_chats=args.start_chats or START_CHATS)
+        step, job, on_result)), start_chats=args.start_chats or START_CHATS)
 
 
 def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
@@ -463,7 +454,7 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
                               "(there, one shard runs per Dask worker)")
         if args.scheduler and args.cluster:
             raise ConfigError("give --scheduler or --cluster, not both")
-        dask = (args.scheduler, args.cluster) if args.scheduler or args.cluster else None
+        dask = Dask(args.scheduler, args.cluster) if args.scheduler or args.cluster else None
         lacking = platform_support.refusal(args.processes, target is None,
                                            platform_support.active())
         if lacking is not None:
@@ -488,17 +479,16 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
         except ConfigError as exc:
             print(f"esmeperf: error: {exc}", file=sys.stderr)
             return ExitStatus.USAGE
+    job = Job(target, tuple(target_args), args.debug, lifecycle, dask, live)
     try:
         if args.find_capacity:
-            return _find_capacity(args, settings, target, target_args, dask, lifecycle, runs,
-                                  live)
+            return _find_capacity(args, settings, job, runs)
         if runs > 1:
             from ..jobs.sweep import matrix, run_sweep
 
             plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
-            return run_sweep(plan, lambda s: run_job(s, target, target_args, args.debug, dask,
-                                                     lifecycle, live), settings.out_dir)
-        return run_job(settings, target, target_args, args.debug, dask, lifecycle, live)
+            return run_sweep(plan, lambda s: run_job(s, job), settings.out_dir)
+        return run_job(settings, job)
     finally:
         if live is not None:
             live.close()

@@ -12,27 +12,17 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from .. import __version__
+from ..errors import UsageError
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, load_run
 from ..results.summary import RATES_SUFFIX, SUMMARY_SUFFIX
+from ..usage import Parser
 from . import noise as run_noise
 from .rules import Comparison, Noise, Row, Threshold, Thresholds, compare, suspect_runs
 
 OK, REGRESSION, USAGE, INCONCLUSIVE = 0, 3, 2, 4
 Compared = tuple[str, Comparison, list[RunData], list[RunData]]  # label, result, base, new
-
-
-class UsageError(Exception):
-    """Bad arguments or a path that is no run; the message is one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad input in one line (usage stays in --help)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _number(low: float, high: float = float("inf"), kind: type = float) -> Callable[[str], float]:
@@ -53,7 +43,7 @@ _PCT, _AMOUNT = _number(0, 1e6), _number(0, 1e12)
 def get_parser() -> argparse.ArgumentParser:
     """The esmeperf-compare argument parser (also the source of its man page)."""
     d = Thresholds()
-    p = _Parser(
+    p = Parser(
         prog="esmeperf-compare",
         description="Compare a new run (or repeats of it) with a base: one row per figure "
         "(round-trip p50, p90, p99 and max, achieved rate, delivered ratio, errors, "

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .rules import Comparison
+from .rules import WORSE, Comparison
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -76,7 +76,7 @@ def _latencies(ax: Axes, comparison: Comparison, label: str) -> None:
     for x, row in enumerate(rows):
         if not row.base or not row.new:
             ax.annotate("n/a", (x, 0), ha="center", va="bottom", color="0.4")
-        elif row.verdict == "REGRESSION":
+        elif row.verdict == WORSE:
             ax.annotate("regressed", (x, max(row.new)), ha="center", va="bottom",
                         color="tab:red", fontsize=9)
     ax.set_xticks(range(len(rows)), names)

@@ -14,7 +14,7 @@ heartbeat stands still for the lease (the client, or its scheduler, is gone).
 Clocks: per-second counts are keyed by each host's Unix second, so hosts are assumed to be
 NTP-synchronised. The skew of every worker against this client is measured at the start
 (a round trip of `time.time`) and written to the summary with its uncertainty; more than
-results.CLOCK_SKEW_WARN_S is a warning, on stderr at once and in the summary's `warnings`.
+health.CLOCK_SKEW_WARN_S is a warning, on stderr at once and in the summary's `warnings`.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..results.summary import clock_warnings
+from ..measure import health
+from .life import FirstError
 from .preflight import unreachable
 from .shards import Command, ReportSink, ShardMessage, ShardReport, ShardRunner, ShardSpec
-from .workers import FirstError, Workers
 
 log = logging.getLogger("esmeperf")
 
@@ -128,7 +128,7 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
             self.close()
             raise ConfigError("the Dask cluster has no workers")
         self.skew = self._measure_skew()
-        for text in clock_warnings({"worker": w, **s} for w, s in self.skew.items()):
+        for text in health.clock_warnings({"worker": w, **s} for w, s in self.skew.items()):
             log.warning("warning: %s", text)
 
     def _measure_skew(self) -> dict[str, dict[str, float]]:
@@ -163,11 +163,24 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def launcher(self, specs: Sequence[ShardSpec], workers: Workers) -> DaskShards:
-        return DaskShards(self, specs, workers)
+    def launcher(self) -> DaskLauncher:
+        """What the engine starts its shards with: one per worker of this cluster."""
+        return DaskLauncher(self)
 
 
-def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT) -> dict[str, Any]:
+class DaskLauncher:
+    """Shards as long-running tasks on a Dask cluster, one per worker (a ShardLauncher)."""
+
+    distributed = True
+
+    def __init__(self, cluster: DaskCluster) -> None:
+        self.cluster = cluster
+
+    def __call__(self, specs: Sequence[ShardSpec], sink: ReportSink) -> DaskShards:
+        return DaskShards(self.cluster, specs, sink)
+
+
+def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT) -> ShardReport:
     """The Dask task: run one shard on this worker until the client says CLOSE."""
     import distributed
 
@@ -227,14 +240,14 @@ def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT) -> di
 
     threading.Thread(target=watch, name=f"shard-{spec.index}-watch", daemon=True).start()
     threading.Thread(target=guard, name=f"shard-{spec.index}-lease", daemon=True).start()
-    return runner.run().as_dict(spec.index)
+    return runner.run()
 
 
 class DaskShards:
     """The client's handle on the shard tasks (a ShardGroup)."""
 
     def __init__(self, cluster: DaskCluster, specs: Sequence[ShardSpec],
-                 workers: Workers) -> None:
+                 sink: ReportSink) -> None:
         distributed = require_distributed()
         self.name = f"esmeperf-{uuid.uuid4().hex[:12]}"
         self._client = client = cluster.client
@@ -245,10 +258,11 @@ class DaskShards:
                         for c in Command}
         self._closing = threading.Event()  # set once the client waits for the end
         self._unlinked = threading.Event()  # set once the scheduler is found gone
+        self._sealed = threading.Event()  # set once the results are being written
         self._queue = distributed.Queue(f"{self.name}-reports", client=client)
         self._lease = distributed.Variable(f"{self.name}-lease", client=client)
         self._lease.set(0)
-        self.sink = ReportSink(workers, len(specs))
+        self.sink = sink
         # One shard per worker, pinned, so no shard waits behind another long-running one. Each
         # gets the grid's origin on its own clock: a worker whose clock is ahead would otherwise
         # start every arrival late by its skew (its counts stay keyed by its own clock).
@@ -258,18 +272,18 @@ class DaskShards:
                 workers=[address], key=f"{self.name}-shard-{spec.index}")
             for spec, address in zip(specs, cluster.workers, strict=False)]
         self._addresses = dict(zip(range(len(specs)), cluster.workers, strict=False))
-        self._heard: dict[int, float] = {}  # shard -> monotonic time of its last message
-        self._lost: set[int] = set()  # shards that ended without their own report
         self._listener = threading.Thread(target=self._listen, name="dask-listener",
                                           daemon=True)
         self._listener.start()
 
     def _listen(self) -> None:
         # get(batch=True) returns at once with what is queued: a get with a timeout would make
-        # the scheduler log a TimeoutError traceback each time the queue is found empty.
+        # the scheduler log a TimeoutError traceback each time the queue is found empty. The
+        # listening goes on past a shard given up for lost, until every shard's own report is
+        # in or the results are sealed: a late final report is still merged.
         idle = threading.Event()
         beats, next_beat, next_check = 0, 0.0, time.monotonic() + CHECK_INTERVAL
-        while self.sink.finished() < len(self._futures):
+        while not self.sink.reported_all(lost_too=False) and not self._sealed.is_set():
             try:
                 if self._client.status != "running":
                     raise ConnectionError(f"the Dask client is {self._client.status}")
@@ -277,25 +291,27 @@ class DaskShards:
                     beats, next_beat = beats + 1, time.monotonic() + 1.0
                     self._lease.set(beats, callback_timeout=LINK_TIMEOUT)
                 messages = self._queue.get(batch=True, callback_timeout=LINK_TIMEOUT)
-                if time.monotonic() >= next_check:
+                if time.monotonic() >= next_check and not self._closing.is_set():
                     next_check = time.monotonic() + CHECK_INTERVAL
                     self._check_failed()
             except Exception as exc:  # noqa: BLE001 - the link broke: a run error unless ending
                 self._unlinked.set()
-                if not self._closing.is_set():
+                if not self._closing.is_set() and not self._sealed.is_set():
                     self._lost_scheduler(exc)
                 for index in range(len(self._futures)):
-                    self._give_up(index)  # no word can come from them now: none to wait for
+                    self.sink.give_up(index, self._host(index))  # none can come now
                 return
             for data in messages:
                 message = pickle.loads(data)
-                self._heard[message.index] = time.monotonic()
                 self.sink.accept(message, where=f"@{self._addresses.get(message.index, '?')}")
             if not messages:
                 idle.wait(0.1)
 
+    def _host(self, index: int) -> str:
+        return str(self._addresses.get(index, "?"))
+
     def _lost_scheduler(self, exc: BaseException) -> None:
-        self.sink.workers.record(FirstError(
+        self.sink.fail(FirstError(
             thread="dask-listener", type="SchedulerLost",
             message=f"lost the Dask scheduler {self._scheduler} ({type(exc).__name__}: "
                     f"{str(exc)[:200]}); the shards stop within their {self._lease_s:g} s lease",
@@ -310,7 +326,7 @@ class DaskShards:
             if self.sink.reported(index):
                 continue
             host = self._addresses.get(index)
-            silent = now - self._heard.get(index, now)
+            silent = self.sink.silent_for(index, now)
             if future.status in ("error", "lost", "cancelled"):
                 exc = future.exception() if future.status == "error" else None
                 kind = type(exc).__name__ if exc else "ShardLost"
@@ -324,21 +340,13 @@ class DaskShards:
                 text = f"no word from shard {index} on the Dask worker {host} for {silent:.0f} s"
             else:
                 continue
-            if not self._give_up(index):
-                continue  # it reported in the meantime
             if future.status == "pending":
                 future.cancel()  # nothing may start it again: its participants are gone
-            self.sink.workers.record(FirstError(thread=f"shard-{index}@{host}", type=kind,
-                                                message=text, traceback=trace))
+            self.sink.lost(index, self._host(index), FirstError(
+                thread=f"shard-{index}@{host}", type=kind, message=text, traceback=trace))
 
-    def _give_up(self, index: int) -> bool:
-        """Report a shard lost, with what it had sent; False if it has reported after all."""
-        host = str(self._addresses.get(index))
-        if not self.sink.finish(index, ShardReport([], 0, self.sink.sent_by(index), host,
-                                                   0.0).as_dict(index)):
-            return False
-        self._lost.add(index)
-        return True
+    def drained(self) -> bool:
+        return self.sink.drained()
 
     def send(self, command: Command) -> None:
         if self._unlinked.is_set():
@@ -346,30 +354,33 @@ class DaskShards:
         self._events[command].set()
 
     def wait(self, timeout: float) -> None:
-        """Wait for every shard's final report; a shard without one by then counts as lost."""
-        import distributed
-
+        """Wait for every shard's final report; a shard without one by then counts as lost
+        (its report still merged if it comes before the results are sealed)."""
         deadline = time.monotonic() + timeout
         self._closing.set()  # from here on the client closes: a broken link is expected
-        running = [f for i, f in enumerate(self._futures)
-                   if f.status == "pending" and not self.sink.reported(i)]
-        if running and not self._unlinked.is_set():  # unlinked: nothing can say how they end
-            try:
-                distributed.wait(running, timeout=timeout, return_when="ALL_COMPLETED")
-            except (TimeoutError, distributed.TimeoutError):
-                log.warning("shard tasks still running after %g s; cancelling them", timeout)
-                for future in running:
-                    future.cancel()
-            except Exception as exc:  # noqa: BLE001 - one cancelled as lost, or the link broke
-                log.debug("waiting for the shard tasks: %s", exc)
-        self._listener.join(max(0.1, deadline - time.monotonic()))
+        while not self.sink.reported_all() and time.monotonic() < deadline \
+                and self._listener.is_alive():
+            self._check_lost()
+            self._sealed.wait(0.1)
         for index in range(len(self._futures)):
-            self._give_up(index)  # kept with what its deltas brought
+            if self.sink.give_up(index, self._host(index)):
+                log.warning("shard %d on %s: no final report within %g s of the close", index,
+                            self._host(index), timeout)
 
-    def reports(self) -> list[dict[str, Any]]:
+    def _check_lost(self) -> None:
+        """While waiting for the final reports: a task that ended without its report (its
+        worker died, its report lost) is given up on at once, not at the deadline."""
+        for index, future in enumerate(self._futures):
+            if future.status in ("error", "lost", "cancelled") and not self.sink.reported(index):
+                self.sink.give_up(index, self._host(index))
+
+    def seal(self) -> list[ShardReport]:
+        """The final reports, with each worker's address and clock skew; no more merging."""
+        self._sealed.set()
         out = []
-        for report in self.sink.reports():
-            address = self._addresses.get(report["shard"], "")
-            out.append({**report, "worker": address, **self._skew.get(address, {}),
-                        "lost": report["shard"] in self._lost})
+        for report in self.sink.seal():
+            address = self._addresses.get(report.shard, "")
+            skew = self._skew.get(address, {})
+            out.append(replace(report, worker=address, clock_skew_s=skew.get("clock_skew_s"),
+                               uncertainty_s=skew.get("uncertainty_s")))
         return out

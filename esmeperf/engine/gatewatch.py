@@ -58,7 +58,7 @@ def _breach(metrics: Metrics, settings: Settings, first: int,
         if ratio < gates.min_delivered_ratio:
             return _failed("min_delivered_ratio", gates.min_delivered_ratio, ratio, window)
     if gates.max_p99_ms is not None:
-        p99 = metrics.rtt.window_summary(first, last).get("p99_ms")
+        p99 = metrics.message_rtt.window_summary(first, last).get("p99_ms")
         if p99 is not None and p99 > gates.max_p99_ms:
             return _failed("max_p99_ms", gates.max_p99_ms, p99, window)
     if gates.fail_on_suspect and health.window(metrics, first, last, settings)["suspect"]:

@@ -1,4 +1,14 @@
-"""One run: start the workers, wait for the end, stop and join everything, return the result."""
+"""One run's engine: it owns the run's life from the first sign-in to the last thread joined.
+
+    engine = Engine(target, settings, lifecycle=..., launcher=...)
+    outcome = engine.run()       # always returns, whatever ended the run
+    outcome.seal()               # the shards' final reports, final from here on
+
+The life (life.py) moves STARTING -> LOADING -> STOPPING -> DRAINING -> CLOSING -> FINISHED;
+every end goes through one `stop(reason)`: the duration, the first error (a worker's, a
+shard's, a lost shard's or scheduler's), a stall, a gate, a signal. The shutdown reads top to
+bottom in `_shutdown`.
+"""
 
 from __future__ import annotations
 
@@ -7,51 +17,48 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import Settings, Target
-from ..measure import health
-from ..measure.counts import Count
-from ..measure.schedule import shortest_interval_ms
-from ..measure.stall import Oldest
-from ..measure.stats import settled_second
+from ..measure.cpu import CpuMeter, cpu_seconds
+from ..measure.names import Count
+from ..measure.stats import Metrics
 from ..scenario.context import Context
 from ..scenario.organizer import Organizer
 from ..scenario.participant import Spawner
 from ..status import ExitStatus
 from ..system import openfiles
 from . import gatewatch
-from .shards import Command, ProcessShards, ShardGroup, ShardSpec
+from .life import EndReason, FirstError, Life, State
+from .progress import Progress, Sample
+from .shards import Command, ReportSink, ShardGroup, ShardLauncher, ShardSpec
 from .signals import Lifecycle
-from .workers import (
-    CLOSE_GRACE,
-    CpuMeter,
-    EndReason,
-    FirstError,
-    Workers,
-    cpu_seconds,
-    worker_thread_settings,
-)
+from .workers import CLOSE_GRACE, StepClock, Workers, worker_thread_settings
 
 log = logging.getLogger("esmeperf")
 
+SETTLE = 0.1  # seconds between the stop and the first look at what is still unechoed
+GATE_LAG_S = 2  # --abort-on-fail's window ends this many seconds before the current one
+# Seconds, beyond the shutdown's own bounds, a shard gets to send its final report: its close
+# frames, its threads joined, the report across its link (a Dask queue, a pipe).
+REPORT_GRACE = 5.0
+
+
+class EmbeddedTarget(Protocol):
+    """The embedded target the run watches: its CPU by pid, and whether it died."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def returncode(self) -> int | None: ...
 
 
 @dataclass
-class Sample:
-    """Gauges read by the main thread once a second."""
-
-    participants: int
-    chats: int
-    connections: int
-    threads: int = 0  # threads alive in this process
-
-
-@dataclass
-class RunResult:
-    """Everything the result files are made from."""
+class Outcome:
+    """Everything the result files are made from; what Engine.run() returns, once."""
 
     run_id: str
     target: Target
@@ -71,87 +78,101 @@ class RunResult:
     # The embedded target's frame handling per Unix second (count, p50_us, p99_us, max_us).
     target_handling: dict[int, dict[str, int]] = field(default_factory=dict)
     gates: list[dict[str, Any]] = field(default_factory=list)
-    shards: list[dict[str, Any]] = field(default_factory=list)
+    shards: list[dict[str, Any]] = field(default_factory=list)  # their reports, once sealed
     cpu_s: float = 0.0  # the generator's CPU: this process and its shards, not the target
     # Sends per second, taken once: the summary, the rates file and the series all use this
     # one copy, so they agree even if a straggler counts a send later (Go's bug 5.9.2).
     sent: dict[int, int] = field(default_factory=dict)
+    shard_group: ShardGroup | None = None
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.ctx.metrics
+
+    def seal(self) -> None:
+        """Take the shards' final reports (a late one merged until now), their threads left,
+        errors after the stop and CPU into the outcome; call once, just before the files."""
+        if self.shard_group is None:
+            return
+        reports = self.shard_group.seal()
+        self.shard_group = None
+        self.shards = [r.as_dict() for r in reports]
+        self.late_errors += sum(r.late_errors or 0 for r in reports)
+        self.threads_alive += [f"shard-{r.shard}/{name}" for r in reports for name in r.alive
+                               or []]
+        self.cpu_s += sum(r.cpu_s or 0.0 for r in reports)
+        # Deltas merged since the engine took its copy (a late final report's last one).
+        self.sent = self.metrics.sent.snapshot()
+        if self.threads_alive:
+            log.warning("threads still running after shutdown: %s",
+                        ", ".join(self.threads_alive[:20]))
 
 
-class Run:
-    """Runs the ESME scenario once, in this process or with participants in shard processes."""
+class Engine:
+    """Runs the ESME scenario once: organizers here, participants here or in shards."""
 
-    def __init__(self, target: Target, settings: Settings,
-                 target_alive: Callable[[], int | None] | None = None,
-                 lifecycle: Lifecycle | None = None,
-                 tokens: dict[str, str] | None = None,
-                 target_pid: int | None = None) -> None:
-        self.target = target
-        self.settings = settings
+    def __init__(self, target: Target, settings: Settings, *,
+                 lifecycle: Lifecycle | None = None, tokens: dict[str, str] | None = None,
+                 launcher: ShardLauncher | None = None,
+                 embedded: EmbeddedTarget | None = None) -> None:
+        self.target, self.settings = target, settings
         self.run_id = uuid.uuid4().hex[:12]
-        # Reports the embedded target's exit code once it has died (None while it runs).
-        self._target_exit = target_alive
-        # The job's owner of signals; a Run made alone (a benchmark) gets one of its own.
+        self.life = Life()
+        self.workers = Workers(self.life, target, settings, stamp=int(time.time()))
+        self.ctx = self.workers.ctx
+        self.metrics = self.ctx.metrics
+        # The job's owner of signals; an engine made alone (a benchmark) gets one of its own.
         self.lifecycle = lifecycle or Lifecycle()
         self._tokens = tokens or {}  # organizers signed in by the pre-flight check
-        self.workers = Workers(target, settings, stamp=int(time.time()))
-        self.ctx = self.workers.ctx
-        self._cpu = CpuMeter(self.ctx.metrics, target_pid, interval=1.0,
+        self._launcher = launcher  # None: the participants run in this process
+        self._embedded = embedded
+        self._cpu = CpuMeter(self.metrics, embedded.pid if embedded else None, interval=1.0,
                              recent=self.workers.load)
-        self._warned: set[str] = set()  # the falling-behind warnings already given
-        self.gate_breaches: list[dict[str, Any]] = []  # --abort-on-fail's, for the summary
-        self.shards: ShardGroup | None = None
-        # Starts shards elsewhere (Dask); None: --processes N local processes.
-        self.shard_launcher: Callable[[list[ShardSpec], Workers], ShardGroup] | None = None
+        self._progress = Progress(self.metrics, settings)
+        self._shards: ShardGroup | None = None
+        self._gate_breaches: list[dict[str, Any]] = []  # --abort-on-fail's, for the summary
 
-    def _stop_for_signal(self, name: str) -> None:
-        self.workers.stop(EndReason.SIGNAL, name)
+    def stop(self, reason: EndReason, detail: str = "",
+             error: FirstError | None = None) -> bool:
+        """End the run (see Life.stop): every source of an end comes through here."""
+        return self.life.stop(reason, detail, error)
 
-    def _force_for_signal(self, name: str) -> None:
-        self.workers.force.set()
-        if self.shards is not None:
-            self.shards.send(Command.FORCE)
+    def _force(self, name: str) -> None:
+        """A second signal: skip every wait that is left, here and in the shards."""
+        self.life.force()
+        self._to_shards(Command.FORCE)
 
-    # -- the run --------------------------------------------------------------------------
-
-    def execute(self) -> RunResult:
-        """Run until the duration, the first error or a signal; always return a result."""
-        settings, ctx, workers = self.settings, self.ctx, self.workers
+    def run(self) -> Outcome:
+        """Run until the duration, the first error or a signal; always return the outcome."""
+        settings = self.settings
         started_ns = time.time_ns()
         cpu_before = cpu_seconds()
         samples: dict[int, Sample] = {}
-        organizers = [Organizer(ctx, i + 1, creds) for i, creds in
+        organizers = [Organizer(self.ctx, i + 1, creds) for i, creds in
                       enumerate(self.target.organizers[: settings.organizers])]
-        with self.lifecycle.running(self._stop_for_signal, self._force_for_signal), \
-                worker_thread_settings():
+        with self.lifecycle.running(lambda name: self.stop(EndReason.SIGNAL, name),
+                                    self._force), worker_thread_settings():
             participants_started_ns = self._load(organizers, samples)
             stopped_ns = time.time_ns()
-            log.info("starting graceful shutdown")
             self._shutdown()
-        shard_reports = self.shards.reports() if self.shards is not None else []
-        alive = workers.alive() + [f"shard-{r['shard']}/{name}" for r in shard_reports
-                                   for name in r["alive"]]
-        if alive:
-            log.warning("threads still running after shutdown: %s", ", ".join(alive[:20]))
-        return RunResult(
+        return Outcome(
             run_id=self.run_id, target=self.target, settings=settings, started_ns=started_ns,
             stopped_ns=stopped_ns,
             organizer_started_ns=min((o.time_started_ns for o in organizers
                                       if o.time_started_ns), default=started_ns),
             participants_started_ns=participants_started_ns or started_ns,
-            end_reason=workers.end_text(), status=self._status(), ctx=ctx, samples=samples,
-            first_error=workers.first_error,
-            late_errors=workers.late_errors + sum(r["late_errors"] for r in shard_reports),
-            threads_alive=alive, shards=shard_reports, sent=ctx.metrics.sent.snapshot(),
-            gates=self.gate_breaches,
-            cpu_s=cpu_seconds() - cpu_before + sum(r.get("cpu_s", 0.0) for r in shard_reports),
-        )
+            end_reason=self.life.end_text(), status=self.life.status(), ctx=self.ctx,
+            samples=samples, first_error=self.life.first_error,
+            late_errors=self.life.late_errors, threads_alive=self.workers.alive(),
+            sent=self.metrics.sent.snapshot(), gates=self._gate_breaches,
+            cpu_s=cpu_seconds() - cpu_before, shard_group=self._shards)
 
-    def _load(self, organizers: list[Organizer], samples: dict[int, Sample]) -> int:
-        """Sign in, start the organizers and participants, wait for the end; return the Unix
-        ns at which participants started (0 if they never did). Always leaves the run stopped.
-        """
-        workers = self.workers
+    # -- loading ----------------------------------------------------------------------------
+
+    def _load(self, organizers: Sequence[Organizer], samples: dict[int, Sample]) -> int:
+        """Sign in, start the organizers and participants, watch the run until its end;
+        return the Unix ns at which participants started (0 if they never did). Always
+        leaves the run stopped."""
         participants_started_ns = 0
         try:
             self._log_settings()
@@ -160,34 +181,32 @@ class Run:
                 if not organizer.token:
                     organizer.sign_in()
             log.info("organizer initialized")
-            workers.start_lag_probe()
+            self.life.enter(State.LOADING)
+            self.workers.start_lag_probe()
             for organizer in organizers:
-                workers.start_thread(organizer.name, organizer.run)
+                self.workers.start_thread(organizer.name, organizer.run)
             participants_started_ns = time.time_ns()
             origin = time.monotonic()  # the arrival grid's origin: --duration counts from here
             self._start_participants(participants_started_ns)
-            self._wait(samples, origin)
+            self._watch(samples, origin)
         except BaseException as exc:  # noqa: B036 - sign-in errors, bugs: the run's first error
-            workers.record_error(threading.current_thread().name, exc)
+            self.workers.record_error(threading.current_thread().name, exc)
         finally:
-            workers.stop(EndReason.ERROR)  # no-op when a reason is set; else something broke
+            self.stop(EndReason.ERROR)  # no-op when a reason is set; else something broke
         return participants_started_ns
 
     def _start_participants(self, started_ns: int) -> None:
         """The spawner here, or one per shard (participant n goes to shard (n - 1) mod N)."""
-        count = self.settings.processes
-        if count == 1 and self.shard_launcher is None:
+        launcher, count = self._launcher, self.settings.processes
+        if launcher is None:
             self.workers.start_thread("spawner", Spawner(self.ctx).run)
             return
         specs = [ShardSpec(index=index, count=count, target=self.target,
                            settings=self.settings, stamp=self.ctx.stamp,
                            start_wall=started_ns / 1e9,
-                           email_tag=f"{self.run_id}s{index}" if self.shard_launcher else "")
+                           email_tag=f"{self.run_id}s{index}" if launcher.distributed else "")
                  for index in range(count)]
-        if self.shard_launcher is not None:
-            self.shards = self.shard_launcher(specs, self.workers)
-        else:
-            self.shards = ProcessShards(specs, self.workers)
+        self._shards = launcher(specs, ReportSink(self.life, self.metrics, count))
         log.info("participants spread over %d shards", count)
 
     def _log_settings(self) -> None:
@@ -205,132 +224,99 @@ class Run:
         log.info("run id: %s; target: %s", self.run_id, self.target.messenger_ws_url)
         log.info("-" * 80)
 
-    def _wait(self, samples: dict[int, Sample], start: float) -> None:
-        """The main thread's loop: a tick a second for gauges, progress and end conditions."""
-        settings, ctx = self.settings, self.ctx
+    def _watch(self, samples: dict[int, Sample], start: float) -> None:
+        """The main thread's loop, a tick a second: gauges, CPU, stalls, progress, gates, the
+        embedded target's life and the duration."""
+        settings, stopped = self.settings, self.life.stopped
         deadline = start + settings.duration if settings.duration else None
         tick = 0
         while True:
             tick += 1
-            next_tick = start + tick
-            if deadline is not None:
-                next_tick = min(next_tick, deadline)
-            if ctx.stop.wait(max(0.0, next_tick - time.monotonic())):
+            next_tick = start + tick if deadline is None else min(start + tick, deadline)
+            if stopped.wait(max(0.0, next_tick - time.monotonic())):
                 return
             samples[int(time.time())] = self._sample()
             self._cpu.tick()
             oldest = self.workers.check_stalls()
-            self._warn_if_behind()
-            if settings.abort_on_fail and self._gate_breached(time.monotonic() - start):
-                return
+            self._progress.warn_if_behind()
+            if settings.abort_on_fail:
+                self._check_gates(time.monotonic() - start)
             if not settings.quiet:
-                print_progress(self, time.monotonic() - start, samples, oldest,
-                               file=sys.stderr)
-            if ctx.stop.is_set():
-                return
-            if self._target_exit is not None:
-                code = self._target_exit()
-                if code is not None:
-                    self.workers.record_error("main", RuntimeError(
-                        f"the embedded target exited with status {code}"))
-                    return
+                self._progress.print(time.monotonic() - start, samples[max(samples)], oldest,
+                                     file=sys.stderr)
+            code = self._embedded.returncode if self._embedded is not None else None
+            if code is not None:
+                self.workers.record_error("main", RuntimeError(
+                    f"the embedded target exited with status {code}"))
             if deadline is not None and time.monotonic() >= deadline:
-                self.workers.stop(EndReason.DURATION)
-                return
+                self.stop(EndReason.DURATION)
 
-    def _gate_breached(self, elapsed: float) -> bool:
+    def _check_gates(self, elapsed: float) -> None:
         """--abort-on-fail: stop the run when a gate fails over the sliding window, once the
-        load has filled it (the newest second is left out: shards' deltas may still come)."""
+        load has filled it (the newest seconds are left out: shards' deltas may still come)."""
         if elapsed < gatewatch.WINDOW_S + GATE_LAG_S:
-            return False
-        failed = gatewatch.breach(self.ctx.metrics, self.settings,
-                                  int(time.time()) - GATE_LAG_S)
-        if failed is None:
-            return False
-        self.gate_breaches.append(failed)
-        log.error("esmeperf: %s: stopping the run", gatewatch.describe(failed))
-        self.workers.stop(EndReason.GATE)
-        return True
+            return
+        failed = gatewatch.breach(self.metrics, self.settings, int(time.time()) - GATE_LAG_S)
+        if failed is not None and not self.life.stopped.is_set():
+            self._gate_breaches.append(failed)
+            log.error("esmeperf: %s: stopping the run", gatewatch.describe(failed))
+            self.stop(EndReason.GATE)
 
     def _sample(self) -> Sample:
-        m = self.ctx.metrics
+        m = self.metrics
         return Sample(m.get(Count.CREATED_PARTICIPANTS), m.get(Count.CHATS),
                       m.get(Count.CONNECTIONS_OPEN), threading.active_count())
 
-    def _warn_if_behind(self) -> None:
-        """Say once, as it happens, that arrivals or sends fell behind their schedule."""
-        m, second = self.ctx.metrics, int(time.time()) - 1
-        late = m.arrival_lateness.second_percentile_ms(second, 99)
-        limit_ms = health.arrival_limit_ms(shortest_interval_ms(self.settings))
-        if late is not None and late >= limit_ms and "arrivals" not in self._warned:
-            self._warned.add("arrivals")
-            log.warning("warning: arrivals are %.1f s behind the -cpi grid (p99 of the last "
-                        "second): the generator may be limiting the run", late / 1000)
-        missed, sent = m.missed.at(second), m.sent.at(second)
-        # A send or two lost to a scheduling hiccup is noise; a share of them is a trend.
-        if missed >= max(MISSED_WARN_MIN, MISSED_WARN_SHARE * (missed + sent)) \
-                and "sends" not in self._warned:
-            self._warned.add("sends")
-            log.warning("warning: participants skipped %d of %d sends in the last second (late "
-                        "by a whole -smi interval): the generator may be limiting the run",
-                        missed, missed + sent)
+    # -- the end ------------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
-        """Drain, then close: shards close their own sockets; every wait is bounded."""
-        m, shards = self.ctx.metrics, self.shards
+        """After the stop, in this order, every step bounded:
 
-        def to_shards(action: Callable[[ShardGroup], None]) -> None:
-            # A shard transport failing now (a Dask scheduler gone) must not cost the results.
-            if shards is None:
-                return
-            try:
-                action(shards)
-            except Exception as exc:  # noqa: BLE001 - logged and counted, never raised
-                log.error("shards: %s", exc)
-                self.workers.record_error("shards", exc)  # after the stop: counted as late
+        1. STOPPING: the shards are told to stop (nothing sends or arrives any more; they go
+           on reading echoes and shipping deltas);
+        2. DRAINING: the echoes still due are awaited, until every one is in (each shard says
+           so), --echo-timeout passes or a second signal forces the end;
+        3. CLOSING: the shards are told to close; here, close frames go out, the threads they
+           end are joined, the connections left are shut down and their threads joined
+           (CLOSE_GRACE, --join-timeout); each shard's final report is awaited (the same bounds
+           plus REPORT_GRACE), a shard without one is lost with what its deltas brought;
+        4. FINISHED.
+        """
+        life, steps = self.life, StepClock()
+        life.enter(State.STOPPING)
+        log.info("starting graceful shutdown")
+        self._to_shards(Command.STOP)
+        life.enter(State.DRAINING)
+        life.forced.wait(SETTLE)  # a send racing the stop lands before the echoes are counted
+        deadline = time.monotonic() + self.settings.echo_timeout
+        while not life.forced.is_set() and time.monotonic() < deadline and not self._drained():
+            life.forced.wait(0.05)
+        steps.done("echoes awaited")
+        life.enter(State.CLOSING)
+        self._to_shards(Command.CLOSE)
+        self.workers.close(steps)
+        if self._shards is not None:
+            self._shards.wait(CLOSE_GRACE + self.settings.join_timeout + REPORT_GRACE)
+            steps.done("shards' final reports")
+        steps.report()
+        life.enter(State.FINISHED)
 
-        def drained() -> bool:
-            # Shards know their own echoes; merged totals lag their deltas and can't tell.
-            if shards is not None:
-                return shards.sink.all_drained()
-            return not len(self.ctx.connections) or m.sent.total() <= m.delivered.total()
+    def _drained(self) -> bool:
+        """Every echo due is in: here, the counts; with shards, each shard's own word (the
+        merged totals lag their deltas and cannot tell)."""
+        if self._shards is not None:
+            return self._shards.drained()
+        m = self.metrics
+        return not len(self.ctx.connections) or m.sent.total() <= m.delivered.total()
 
-        to_shards(lambda s: s.send(Command.STOP))
-        self.workers.shutdown(drained=drained, on_close=lambda: to_shards(
-            lambda s: s.send(Command.CLOSE)))
-        to_shards(lambda s: s.wait(CLOSE_GRACE + self.settings.join_timeout + 5))
+    def _to_shards(self, command: Command) -> None:
+        """Tell every shard; a link failing now (a Dask scheduler gone) must not cost the
+        results: the run's error, counted as late when the run has already ended."""
+        if self._shards is None:
+            return
+        try:
+            self._shards.send(command)
+        except Exception as exc:  # noqa: BLE001 - logged and counted, never raised
+            log.error("shards: %s", exc)
+            self.workers.record_error("shards", exc)
 
-    def _status(self) -> ExitStatus:
-        if self.workers.first_error is not None:
-            return ExitStatus.ERROR
-        if self.workers.end_reason is EndReason.SIGNAL:
-            return ExitStatus.INTERRUPTED
-        if self.workers.end_reason is EndReason.GATE:
-            return ExitStatus.THRESHOLD
-        return ExitStatus.OK
-
-
-GATE_LAG_S = 2  # --abort-on-fail's window ends this many seconds before the current one
-MISSED_WARN_MIN = 10  # skipped sends in one second before the live warning ...
-MISSED_WARN_SHARE = 0.05  # ... and this share of that second's scheduled sends
-
-
-def print_progress(run: Run, elapsed: float, samples: dict[int, Sample],
-                   oldest: Oldest | None, file: Any) -> None:
-    """One line of live progress: what a person watching the run wants to see."""
-    m = run.ctx.metrics
-    # The newest second whose echoes are all in (stats.settled_second): its sent and delivered
-    # agree in a healthy run, whatever the interval.
-    second = settled_second(run.settings)
-    sample = samples[max(samples)]
-    sent, delivered = m.sent.at(second), m.delivered.at(second)
-    p99 = m.rtt.second_percentile_ms(second, 99)  # the last second's, not the whole run's
-    p99_text = f"{p99:.1f}ms" if p99 is not None else "-"
-    total = f"/{run.settings.duration:.0f}s" if run.settings.duration else ""
-    print(f"{elapsed:6.0f}s{total} participants {sample.participants:>6} chats {sample.chats:>6} "
-          f"sent/s {sent:>6} delivered/s {delivered:>6} rtt p99 {p99_text:>8} "
-          f"errors {m.errors.total()}"
-          # Batched reads see an echo up to one interval after it came, so a healthy run's
-          # oldest message is about one interval old: shown from two.
-          + (f" oldest unanswered {oldest.age_s:.1f}s" if oldest is not None
-             and oldest.age_s * 1000 > 2 * run.settings.smi else ""), file=file, flush=True)

@@ -9,6 +9,13 @@ and HDR histograms are exactly the sums of the shards'. The protocol, whatever c
                      join, report, end), FORCE (skip the graceful waits)
     shard -> parent: a ShardMessage: Delta (metrics since the last one), Failed (the shard's
                      first error), Drained (stopped and every echo in), Done (the final report)
+
+Whatever carries it is a `ShardLauncher` the engine is given (ProcessLauncher here, the Dask
+cluster's in dask.py) and the `ShardGroup` it returns. Nothing measured is lost with a shard:
+its deltas are merged as they come, and a shard whose final report never comes is reported
+lost with what its deltas brought and from which second on its measurements are missing; a
+final report that comes after the parent gave up on it is still merged until the results are
+sealed (just before they are written).
 """
 
 from __future__ import annotations
@@ -22,14 +29,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from ..config import Settings, Target
+from ..measure.cpu import CpuMeter, cpu_seconds
+from ..measure.stats import Metrics, MetricsDelta
 from ..scenario.participant import Spawner
 from ..system import openfiles, platform_support
-from .workers import CpuMeter, EndReason, FirstError, Workers, cpu_seconds, worker_thread_settings
+from .life import EndReason, FirstError, Life
+from .workers import StepClock, Workers, worker_thread_settings
 
 log = logging.getLogger("esmeperf")
 
@@ -44,24 +54,48 @@ class Command(enum.Enum):
     FORCE = "force"  # as CLOSE, skipping every graceful wait
 
 
-@dataclass(frozen=True)
+@dataclass
 class ShardReport:
-    """A shard's final report (on Dask, the worker's address and clock skew are added)."""
+    """What the parent knows of one shard at the end: its final report, or, for a shard lost
+    before it, what its deltas brought (`lost`; `alive`, `late_errors` and `cpu_s` unknown)."""
 
-    alive: list[str]  # threads still running after the shard's join
-    late_errors: int
-    sent: int
+    shard: int
     host: str
-    cpu_s: float  # the whole shard process's CPU (on Dask: the worker's)
+    sent: int  # messages sent, from its deltas (and its final one)
+    alive: list[str] | None = None  # threads still running after its join
+    late_errors: int | None = None
+    cpu_s: float | None = None  # the whole shard process's CPU (on Dask: the worker's)
+    lost: bool = False  # its final report never came
+    late: bool = False  # its final report came after the parent had given up on it
+    last_second: int | None = None  # the newest Unix second its deltas counted anything in
+    # Unix times of the steps of its end, the shard's own (stop, close, closed, report) and
+    # the parent's (received, gave_up): where a slow end spent its time.
+    timeline: dict[str, float] = field(default_factory=dict)
+    worker: str = ""  # on Dask: the worker's address
+    clock_skew_s: float | None = None  # on Dask: the worker's clock against the client's
+    uncertainty_s: float | None = None
 
-    def as_dict(self, index: int) -> dict[str, Any]:
-        return {"shard": index, **asdict(self)}
+    def as_dict(self) -> dict[str, Any]:
+        """The summary's `shards` entry (None where unknown)."""
+        out = {k: v for k, v in vars(self).items() if k not in ("worker", "clock_skew_s",
+                                                                "uncertainty_s")}
+        out["timeline"] = {step: round(at, 3) for step, at in self.timeline.items()}
+        if self.worker:
+            out.update(worker=self.worker, clock_skew_s=self.clock_skew_s,
+                       uncertainty_s=self.uncertainty_s)
+        if self.lost:
+            out["missing"] = (f"shard {self.shard}'s final report never came: its last delta "
+                              "(the echoes of its last half second and its shutdown) and its "
+                              "threads, errors after the stop and CPU are missing"
+                              + (f", from Unix second {self.last_second}" if self.last_second
+                                 else ""))
+        return out
 
 
 @dataclass(frozen=True)
 class Delta:
     index: int
-    metrics: dict[str, Any]  # Metrics.drain() of the shard
+    metrics: MetricsDelta  # Metrics.drain() of the shard
 
 
 @dataclass(frozen=True)
@@ -104,11 +138,12 @@ class ShardRunner:
     def __init__(self, spec: ShardSpec, send: Callable[[ShardMessage], None]) -> None:
         self.spec = spec
         self._send = send
-        self.workers = Workers(spec.target, spec.settings, spec.stamp)
-        self.workers.ctx.email_tag = spec.email_tag
-        self.workers.on_first_error = lambda error, reason: self._send(
-            Failed(spec.index, error, reason))
+        self.life = Life(on_first_error=lambda error, reason: send(
+            Failed(spec.index, error, reason)))
+        self.workers = Workers(self.life, spec.target, spec.settings, spec.stamp,
+                               email_tag=spec.email_tag)
         self.closing = threading.Event()
+        self.timeline: dict[str, float] = {}  # the steps of its end, Unix time
 
     def command(self, command: Command) -> None:
         """Obey the parent."""
@@ -116,124 +151,207 @@ class ShardRunner:
             self.workers.record_error(f"shard-{self.spec.index}-link", TypeError(
                 f"unknown command {command!r:.200}"))
             command = Command.FORCE
-        self.workers.stop(EndReason.PARENT)
+        self.timeline.setdefault(command.value, time.time())
+        self.life.stop(EndReason.PARENT)
+        if command is Command.FORCE:
+            self.life.force()
         if command in (Command.CLOSE, Command.FORCE):
             self.closing.set()
-        if command is Command.FORCE:
-            self.workers.force.set()
 
     def run(self) -> ShardReport:
         """Run the participants until told to close; return the shard's final report."""
-        spec, workers = self.spec, self.workers
+        spec, workers, life = self.spec, self.workers, self.life
         # A spawned process inherits the parent's raised limit; a Dask worker has its own.
         soft = openfiles.raise_soft_limit()
         log.info("open files limit: %s", "none" if soft is None else soft)
         cpu_before = cpu_seconds()
+        metrics = workers.ctx.metrics
         with worker_thread_settings():
-            spawner = Spawner(workers.ctx, offset=spec.index, stride=spec.count,
-                              start_wall=spec.start_wall)
             workers.start_lag_probe()
-            workers.start_thread(f"spawner-{spec.index}", spawner.run)
-            metrics = workers.ctx.metrics
-            sent = delivered = 0
-            drained = stopped = False
-            deadline = None
-            cpu = CpuMeter(metrics, None, interval=REPORT_INTERVAL, recent=workers.load)
-            while not self.closing.wait(REPORT_INTERVAL):
-                workers.check_stalls()
-                cpu.tick()
-                # Stopped a whole interval ago: a send racing the stop is in this delta.
-                settled, stopped = stopped, workers.ctx.stop.is_set()
-                delta = metrics.drain()
-                sent += sum(delta["sent"].values())
-                delivered += sum(delta["delivered"].values())
-                self._send(Delta(spec.index, delta))
-                if settled and not drained:
-                    deadline = deadline or time.monotonic() + spec.settings.echo_timeout
-                    if delivered >= sent or time.monotonic() >= deadline:
-                        drained = True
-                        self._send(Drained(spec.index))
-            workers.shutdown(drained=lambda: True)  # the parent already waited for echoes
+            workers.start_thread(f"spawner-{spec.index}", Spawner(
+                workers.ctx, offset=spec.index, stride=spec.count,
+                start_wall=spec.start_wall).run)
+            sent = self._ship(metrics)
+            steps = StepClock()
+            workers.close(steps)  # the parent already waited for the echoes
+            self.timeline["closed"] = time.time()
             delta = metrics.drain()
-            sent += sum(delta["sent"].values())
+            sent += delta.total("sent")
             self._send(Delta(spec.index, delta))
-        # The CPU of the whole shard process (on Dask: the worker's, its own overhead included).
-        report = ShardReport(alive=workers.alive(), late_errors=workers.late_errors, sent=sent,
-                             host=socket.gethostname(),
-                             cpu_s=round(cpu_seconds() - cpu_before, 3))
+            steps.report()
+        self.timeline["report"] = time.time()
+        report = ShardReport(shard=spec.index, host=socket.gethostname(), sent=sent,
+                             alive=workers.alive(), late_errors=life.late_errors,
+                             cpu_s=round(cpu_seconds() - cpu_before, 3),
+                             timeline=dict(self.timeline))
         self._send(Done(spec.index, report))
+        log.debug("shard %d: end %s", spec.index, {k: round(v, 3) for k, v in
+                                                   self.timeline.items()})
         return report
+
+    def _ship(self, metrics: Metrics) -> int:
+        """Ship a delta every REPORT_INTERVAL until CLOSE, and Drained once stopped and every
+        echo is in (or --echo-timeout passed); return the messages sent."""
+        workers, settings, index = self.workers, self.spec.settings, self.spec.index
+        cpu = CpuMeter(metrics, None, interval=REPORT_INTERVAL, recent=workers.load)
+        sent = delivered = 0
+        drained = stopped = False
+        deadline = None
+        while not self.closing.wait(REPORT_INTERVAL):
+            workers.check_stalls()
+            cpu.tick()
+            # Stopped a whole interval ago: a send racing the stop is in this delta.
+            settled, stopped = stopped, self.life.stopped.is_set()
+            if stopped and "stop" not in self.timeline:
+                self.timeline["stop"] = time.time()
+            delta = metrics.drain()
+            sent += delta.total("sent")
+            delivered += delta.total("delivered")
+            self._send(Delta(index, delta))
+            if settled and not drained:
+                deadline = deadline or time.monotonic() + settings.echo_timeout
+                if delivered >= sent or time.monotonic() >= deadline:
+                    drained = True
+                    self._send(Drained(index))
+        return sent
+
+
+class ReportSink:
+    """The parent's side of every shard's messages: deltas merged into the run's Metrics as
+    they come, errors to the run's Life, final reports kept, a lost shard's facts.
+
+    Invariant: `_reports`, `_drained`, `_sent`, `_last_second`, `_heard` and `_sealed` change
+    only under `_lock`.
+    """
+
+    def __init__(self, life: Life, metrics: Metrics, count: int) -> None:
+        self._life, self._metrics, self.count = life, metrics, count
+        self._lock = threading.Lock()
+        self._reports: dict[int, ShardReport] = {}
+        self._drained: set[int] = set()
+        self._sent: dict[int, int] = {}  # shard -> messages sent, from its deltas
+        self._last_second: dict[int, int] = {}  # shard -> newest second its deltas counted in
+        self._heard: dict[int, float] = {}  # shard -> monotonic time of its last message
+        self._sealed = False
+
+    def accept(self, message: ShardMessage, where: str = "") -> None:
+        """Merge one message; anything else on the link is a bug of the run, and its error."""
+        if not isinstance(message, Delta | Failed | Drained | Done):
+            self._life.stop(EndReason.ERROR, error=FirstError.from_exception("shards", TypeError(
+                f"unknown shard message {type(message).__name__}: {message!r:.200}")))
+            return
+        with self._lock:
+            self._heard[message.index] = time.monotonic()
+        match message:
+            case Delta(index=index, metrics=delta):
+                self._metrics.merge(delta)
+                newest = delta.newest_second()
+                with self._lock:
+                    self._sent[index] = self._sent.get(index, 0) + delta.total("sent")
+                    if newest is not None:
+                        self._last_second[index] = max(newest, self._last_second.get(index, 0))
+            case Failed(index=index, error=error, reason=reason):
+                error.thread = f"shard-{index}{where}/{error.thread}"
+                self._life.stop(reason, error=error)
+            case Drained(index=index):
+                with self._lock:
+                    self._drained.add(index)
+            case Done(index=index, report=report):
+                self._finish(index, report)
+
+    def _finish(self, index: int, report: ShardReport) -> None:
+        report.timeline["received"] = time.time()
+        with self._lock:
+            if self._sealed:
+                log.warning("shard %d's final report came after the results were sealed: it "
+                            "is not in them", index)
+                return
+            earlier = self._reports.get(index)
+            if earlier is not None and not earlier.lost:
+                return
+            if earlier is not None:  # the parent had given up on it: merged all the same
+                report.late = True
+                report.timeline["gave_up"] = earlier.timeline.get("gave_up", 0.0)
+                log.warning("shard %d's final report came %.1f s after the parent gave up on "
+                            "it: merged", index, report.timeline["received"]
+                            - report.timeline["gave_up"])
+            self._reports[index] = report
+
+    def give_up(self, index: int, host: str) -> bool:
+        """Count a shard lost with what its deltas brought; False if it has its report."""
+        with self._lock:
+            if index in self._reports or self._sealed:
+                return False
+            self._reports[index] = ShardReport(
+                shard=index, host=host, sent=self._sent.get(index, 0), lost=True,
+                last_second=self._last_second.get(index), timeline={"gave_up": time.time()})
+            return True
+
+    def fail(self, error: FirstError) -> None:
+        """An error of the link to the shards (a lost Dask scheduler): the run's."""
+        self._life.stop(EndReason.ERROR, error=error)
+
+    def lost(self, index: int, host: str, error: FirstError) -> None:
+        """A shard that ended without its final report: lost, and the run's error."""
+        if self.give_up(index, host):
+            self._life.stop(EndReason.ERROR, error=error)
+
+    def silent_for(self, index: int, now: float) -> float:
+        """Seconds since shard `index` last sent anything (0 if it never did yet)."""
+        with self._lock:
+            return now - self._heard.get(index, now)
+
+    def reported(self, index: int) -> bool:
+        """Whether shard `index` has its report (its own, or a lost one)."""
+        with self._lock:
+            return index in self._reports
+
+    def reported_all(self, lost_too: bool = True) -> bool:
+        with self._lock:
+            return sum(1 for r in self._reports.values() if lost_too or not r.lost) \
+                >= self.count
+
+    def drained(self) -> bool:
+        """Every shard has its echoes in (or gave up waiting), or has ended."""
+        with self._lock:
+            return len(self._drained | set(self._reports)) >= self.count
+
+    def seal(self) -> list[ShardReport]:
+        """The reports, in shard order, final from now on (the results are being written)."""
+        with self._lock:
+            self._sealed = True
+            return [self._reports[i] for i in sorted(self._reports)]
+
+    def reports(self) -> list[ShardReport]:
+        with self._lock:
+            return [self._reports[i] for i in sorted(self._reports)]
 
 
 class ShardGroup(Protocol):
     """The parent's handle on all shards of a run."""
 
-    sink: ReportSink
+    def send(self, command: Command) -> None:
+        """Tell every shard (best effort: a shard gone is reported by the group itself)."""
 
-    def send(self, command: Command) -> None: ...
-    def wait(self, timeout: float) -> None: ...
-    def reports(self) -> list[dict[str, Any]]: ...
+    def drained(self) -> bool:
+        """Every shard stopped with its echoes in (or gave up waiting), or ended."""
+
+    def wait(self, timeout: float) -> None:
+        """Wait for every shard's final report; past `timeout`, count the rest lost."""
+
+    def seal(self) -> list[ShardReport]:
+        """The final reports, in shard order, final from now on (the files are written)."""
 
 
-class ReportSink:
-    """Parent side: merges what shards send into the run's Workers; remembers final reports."""
+class ShardLauncher(Protocol):
+    """What starts a run's shards: the engine is given one (ProcessLauncher, or the Dask
+    cluster's), and calls it once the participants are due to start."""
 
-    def __init__(self, workers: Workers, count: int) -> None:
-        self.workers = workers
-        self.done: dict[int, dict[str, Any]] = {}
-        self.drained: set[int] = set()
-        self.count = count
-        self._sent: dict[int, int] = {}  # shard -> messages sent, from its deltas
-        self._lock = threading.Lock()
+    # Shards on other hosts: participant emails carry the run id and the shard index, so two
+    # machines' identities never collide.
+    distributed: bool
 
-    def accept(self, message: ShardMessage, where: str = "") -> None:
-        """Merge one message; anything else on the link is a bug of the run, and its error."""
-        match message:
-            case Delta(index=index, metrics=metrics):
-                self.workers.ctx.metrics.merge(metrics)
-                with self._lock:
-                    self._sent[index] = self._sent.get(index, 0) + sum(metrics["sent"].values())
-            case Failed(index=index, error=error, reason=reason):
-                error.thread = f"shard-{index}{where}/{error.thread}"
-                self.workers.record(error, reason)
-            case Drained(index=index):
-                with self._lock:
-                    self.drained.add(index)
-            case Done(index=index, report=report):
-                self.finish(index, report.as_dict(index))
-            case _:
-                self.workers.record_error("shards", TypeError(
-                    f"unknown shard message {type(message).__name__}: {message!r:.200}"))
-
-    def finish(self, index: int, report: dict[str, Any]) -> bool:
-        """Keep a shard's final report, unless it already has one; True if it was kept."""
-        with self._lock:
-            if index in self.done:
-                return False
-            self.done[index] = report
-            return True
-
-    def sent_by(self, index: int) -> int:
-        """What a shard's deltas counted as sent: the report of a shard lost before its own."""
-        with self._lock:
-            return self._sent.get(index, 0)
-
-    def reported(self, index: int) -> bool:
-        with self._lock:
-            return index in self.done
-
-    def finished(self) -> int:
-        with self._lock:
-            return len(self.done)
-
-    def reports(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [self.done[i] for i in sorted(self.done)]
-
-    def all_drained(self) -> bool:
-        """Every shard has its echoes in (or gave up waiting), or has ended."""
-        with self._lock:
-            return len(self.drained | set(self.done)) >= self.count
+    def __call__(self, specs: Sequence[ShardSpec], sink: ReportSink) -> ShardGroup: ...
 
 
 # -- --processes N: child processes and pipes -------------------------------------------------
@@ -277,11 +395,20 @@ def _process_main(conn: Connection, spec: ShardSpec) -> None:
     conn.close()
 
 
-class ProcessShards:
-    """`--processes N`: N spawned child processes, one pipe each."""
+class ProcessLauncher:
+    """`--processes N`: the shards in spawned child processes on this machine."""
 
-    def __init__(self, specs: Sequence[ShardSpec], workers: Workers) -> None:
-        self.sink = ReportSink(workers, len(specs))
+    distributed = False
+
+    def __call__(self, specs: Sequence[ShardSpec], sink: ReportSink) -> ShardGroup:
+        return ProcessShards(specs, sink)
+
+
+class ProcessShards:
+    """N spawned child processes, one pipe each."""
+
+    def __init__(self, specs: Sequence[ShardSpec], sink: ReportSink) -> None:
+        self.sink = sink
         context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
         self._shards = []
         for spec in specs:
@@ -304,7 +431,7 @@ class ProcessShards:
             self.sink.accept(message)
         if not self.sink.reported(index):
             process.join(5)
-            self.sink.workers.record(FirstError(
+            self.sink.lost(index, socket.gethostname(), FirstError(
                 thread=f"shard-{index}", type="ShardDied", traceback="",
                 message=f"shard process {index} ended without reporting "
                         f"(exit status {process.exitcode})"))
@@ -318,16 +445,27 @@ class ProcessShards:
                     pass  # that shard is gone; its listener reports it
 
     def wait(self, timeout: float) -> None:
-        """Wait for every final report and exit; kill what is left past `timeout`."""
+        """Wait for every final report and exit; kill what is left past `timeout` (a shard
+        without its report is then lost, with what its deltas brought)."""
         deadline = time.monotonic() + timeout
-        for conn, process, listener, _ in self._shards:
+        for index, (conn, process, listener, _) in enumerate(self._shards):
             listener.join(max(0.1, deadline - time.monotonic()))
             process.join(max(0.1, deadline - time.monotonic()))
             if process.is_alive():
-                log.warning("%s did not exit; killing it", process.name)
+                log.warning("%s did not exit within %g s of the close; killing it",
+                            process.name, timeout)
                 process.kill()
                 process.join(5)
+            listener.join(1.0)  # the pipe's end: its last messages, or that it is lost
+            self.sink.lost(index, socket.gethostname(), FirstError(
+                thread=f"shard-{index}", type="ShardDied", traceback="",
+                message=f"shard process {index} sent no final report within {timeout:g} s "
+                        "of the close"))
             conn.close()
 
-    def reports(self) -> list[dict[str, Any]]:
-        return self.sink.reports()
+    def drained(self) -> bool:
+        return self.sink.drained()
+
+    def seal(self) -> list[ShardReport]:
+        return self.sink.seal()
+

@@ -53,8 +53,8 @@ class Lifecycle:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._phase = Phase.STARTING
-        self._stop: Callable[[str], None] | None = None
-        self._force: Callable[[str], None] | None = None
+        self._stop: Callable[[str], object] | None = None
+        self._force: Callable[[str], object] | None = None
         self._in_run = 0  # signals taken by the current run
         self.received: list[str] = []  # names of every signal of the job, in order
         self.held: list[str] = []  # signals held while the current run's files were written
@@ -117,7 +117,7 @@ class Lifecycle:
             force(name)
 
     @contextmanager
-    def running(self, stop: Callable[[str], None], force: Callable[[str], None]
+    def running(self, stop: Callable[[str], object], force: Callable[[str], object]
                 ) -> Iterator[None]:
         """The load phase: signals call `stop`, then `force`; FINISHING follows the block."""
         with self._lock:

@@ -1,24 +1,21 @@
-"""The worker threads of one process: start them, keep the first error, stop and join them."""
+"""The worker threads of one process: start them, report their errors, close and join them."""
 
 from __future__ import annotations
 
-import enum
 import logging
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from ..config import BATCH_MAX_MS, Settings, Target
 from ..measure import attribution, health
 from ..measure.lag import LagProbe, RecentLoad, Window
 from ..measure.stall import Oldest
-from ..measure.stats import Metrics
 from ..scenario.context import Context
-from ..system import openfiles, platform_support
+from ..system import openfiles
+from .life import EndReason, FirstError, Life
 
 log = logging.getLogger("esmeperf")
 
@@ -39,47 +36,16 @@ _START = threading.Lock()
 # 73-77k messages at 191-209 us each with 5 ms, 89-91k at 180-184 us with 50 ms.
 SWITCH_INTERVAL = 0.05
 CLOSE_GRACE = 2.0  # seconds the server gets to answer our close frames
-SETTLE = 0.1  # seconds between the stop and the first look at what is still unechoed
 SLOW_SHUTDOWN = 30.0  # seconds of shutdown past which its steps' times are a warning
-# The GIL's switch interval once the close frames go out. Thousands of workers then wake at
-# once and wait for the GIL, and each waiter wakes at every interval to ask for it (CPython's
-# take_gil): at 50 ms, 10,000 of them make 200,000 wake-ups a second, which keep both cores
-# and the GIL's mutex busy and the GIL itself nearly still. Workers on their way out give the
-# GIL up at their next system call anyway. Set back once the workers are joined.
+# The GIL's switch interval while thousands of workers close. They wake at once and wait for
+# the GIL, and each waiter wakes at every interval to ask for it (CPython's take_gil): at
+# 50 ms, 10,000 of them make 200,000 wake-ups a second, which keep both cores and the GIL's
+# mutex busy and the GIL itself nearly still. Workers on their way out give the GIL up at their
+# next system call anyway. Set back once the workers are joined.
 SHUTDOWN_SWITCH_INTERVAL = 2.0
 SHUTDOWN_SWITCH_THREADS = 1000  # from this many worker threads on
-
-
 # A timeout is judged against the generator's lag and CPU over this many seconds before it.
 TIMEOUT_WINDOW_S = 10.0
-
-
-def _waited_for_the_target(exc: BaseException) -> bool:
-    """A wait for the target that ran out: a chat, a handshake, a read, a REST call."""
-    import requests
-    import websocket
-
-    from ..errors import ChatWaitTimeout
-
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:  # the cause may be wrapped (WebSocketFailure)
-        seen.add(id(exc))
-        if isinstance(exc, ChatWaitTimeout | TimeoutError | requests.Timeout
-                      | websocket.WebSocketTimeoutException):
-            return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return False
-
-
-class EndReason(enum.Enum):
-    """Why a run (or a shard) stopped; the summary's `end_reason` is its text."""
-
-    DURATION = "duration"  # --duration reached
-    ERROR = "error"  # the first error in any worker
-    SIGNAL = "signal"  # SIGINT or SIGTERM (its name follows in the text)
-    PARENT = "parent"  # a shard told to stop by the run that owns it
-    STALL = "stall"  # a request unanswered past --stall-timeout (also the first error)
-    GATE = "gate"  # --abort-on-fail: a gate failed over the sliding window (gatewatch.py)
 
 
 @contextmanager
@@ -95,8 +61,8 @@ def worker_thread_settings() -> Iterator[None]:
         sys.setswitchinterval(previous_interval)
 
 
-class _StepClock:
-    """How long each step of the shutdown took: in the debug log, and in a warning when the
+class StepClock:
+    """How long each step of a shutdown took: in the debug log, and in a warning when the
     whole shutdown was slow (SLOW_SHUTDOWN), so a slow one says where its time went."""
 
     def __init__(self) -> None:
@@ -116,99 +82,48 @@ class _StepClock:
             log.debug("shutdown: %s", text)
 
 
-@dataclass
-class FirstError:
-    """The error that stopped the run, with the thread it came from and its traceback."""
+def _waited_for_the_target(exc: BaseException) -> bool:
+    """A wait for the target that ran out: a chat, a handshake, a read, a REST call."""
+    import requests
+    import websocket
 
-    thread: str
-    message: str
-    type: str
-    traceback: str
-    # For an error that names the target (a stall, a timeout): who it was, judged against the
-    # generator's health over the same seconds (attribution.py); None for other errors.
-    attribution: str | None = None
+    from ..errors import ChatWaitTimeout
 
-    @classmethod
-    def from_exception(cls, thread: str, exc: BaseException) -> FirstError:
-        return cls(thread=thread, message=str(exc) or type(exc).__name__,
-                   type=type(exc).__name__, traceback="".join(traceback.format_exception(exc)))
-
-    def as_dict(self) -> dict[str, str]:
-        return dict(vars(self))
-
-
-def cpu_seconds() -> float:
-    """User plus system CPU time of this whole process so far: getrusage where `resource`
-    exists, else time.process_time() (the same sum; Windows has no `resource`)."""
-    if platform_support.active().getrusage:
-        import resource
-
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    return time.process_time()
-
-
-class CpuMeter:
-    """CPU milliseconds per second: this process's (shards add their own), and the embedded
-    target's where its pid is known. Read once a tick of `interval` seconds; a tick's CPU goes
-    to the second its middle fell in.
-    """
-
-    def __init__(self, metrics: Metrics, target_pid: int | None, interval: float,
-                 recent: RecentLoad) -> None:
-        self._metrics, self._target_pid, self._interval = metrics, target_pid, interval
-        self._recent = recent
-        self._last = cpu_seconds()
-        self._last_target = health.process_cpu_seconds(target_pid) if target_pid else None
-
-    def tick(self) -> None:
-        second = int(time.time() - self._interval / 2)
-        now = cpu_seconds()
-        used_ms = round((now - self._last) * 1000)
-        self._metrics.generator_cpu_ms.add(second, used_ms)
-        self._recent.cpu(second, used_ms)
-        self._last = now
-        if self._target_pid and self._last_target is not None:
-            target = health.process_cpu_seconds(self._target_pid)
-            if target is not None:
-                self._metrics.target_cpu_ms.add(second,
-                                                round((target - self._last_target) * 1000))
-                self._last_target = target
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # maybe wrapped (WebSocketFailure)
+        seen.add(id(current))
+        if isinstance(current, ChatWaitTimeout | TimeoutError | requests.Timeout
+                      | websocket.WebSocketTimeoutException):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class Workers:
-    """Thread bookkeeping shared by a whole run and by one shard of it.
+    """The worker threads of a whole run, or of one shard of it: their starts, their errors
+    (each goes to `life.stop`), stalls, and their closing.
 
-    Invariant: `_threads`, `first_error`, `late_errors` and `end_reason` change only under
-    `_lock`; the stop Event is set after the first error is stored, never before; `_idle` is
-    set exactly when `_threads` is empty.
+    Invariant: `_threads` changes only under `_lock`; `_idle` is set exactly when it is empty.
     """
 
-    def __init__(self, target: Target, settings: Settings, stamp: int) -> None:
+    def __init__(self, life: Life, target: Target, settings: Settings, stamp: int,
+                 email_tag: str = "") -> None:
+        self.life = life
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()  # started and not yet finished
         self._idle = threading.Event()  # no thread started and not yet finished
         self._idle.set()
-        self.first_error: FirstError | None = None
-        self.late_errors = 0
-        self.end_reason: EndReason | None = None
-        self.end_detail = ""  # the signal's name for EndReason.SIGNAL
-        self.force = threading.Event()  # skip the graceful waits (a second signal)
-        self.on_first_error: Callable[[FirstError, EndReason], None] | None = None
-        self.ctx = Context(target, settings, self.start_thread, stamp=stamp)
+        self.ctx = Context(target, settings, self.start_thread, stamp=stamp,
+                           email_tag=email_tag, stop=life.stopped)
         # This process's recent lag and CPU: what a stall or a timeout is judged against.
         self.load = RecentLoad()
-
-    def start_lag_probe(self) -> None:
-        """Measure this process's generator lag (lag.py) until the stop."""
-        probe = LagProbe(self.ctx.metrics.generator_lag, self.ctx.stop, self.load)
-        self.start_thread("lag-probe", probe.run)
 
     def start_thread(self, name: str, body: Callable[[], None],
                      conversation: bool = False) -> None:
         """Start a worker thread; `conversation`: on a fresh stack (CONVERSATION_STACK_SIZE)."""
         # Daemon only so that a thread stuck past its join timeout (reported by name) cannot
-        # keep the process alive; shutdown itself always stops and joins every thread.
+        # keep the process alive; the shutdown itself always stops and joins every thread.
         thread = threading.Thread(target=self._guard, args=(name, body), name=name, daemon=True)
         with self._lock:
             self._threads.add(thread)
@@ -227,6 +142,11 @@ class Workers:
             self._forget(thread)
             raise
 
+    def start_lag_probe(self) -> None:
+        """Measure this process's generator lag (measure/lag.py) until the stop."""
+        probe = LagProbe(self.ctx.metrics.generator_lag, self.life.stopped, self.load)
+        self.start_thread("lag-probe", probe.run)
+
     def _guard(self, name: str, body: Callable[[], None]) -> None:
         try:
             body()
@@ -243,38 +163,21 @@ class Workers:
                 self._idle.set()
 
     def record_error(self, thread: str, exc: BaseException) -> None:
-        """Keep the first error and stop; errors after the stop are only counted."""
+        """A worker's error: the run's first (it stops the run) or, after the stop, counted."""
         error = FirstError.from_exception(thread, exc)
         if openfiles.is_out_of_files(exc):  # say so, not urllib3's retry message
             error.message = openfiles.out_of_files_message(thread)
         elif _waited_for_the_target(exc):
-            span = TIMEOUT_WINDOW_S
-            verdict = attribution.judge_timeout(error.message, self._recent(span),
-                                                health.generator_cores(1), span)
+            verdict = attribution.judge_timeout(error.message, self.recent(TIMEOUT_WINDOW_S),
+                                                health.generator_cores(1), TIMEOUT_WINDOW_S)
             error.message, error.attribution = verdict.text, verdict.who
-        self.record(error)
+        self.life.stop(EndReason.ERROR, error=error)
+        self.ctx.metrics.errors.add(int(time.time()))
 
-    def _recent(self, seconds: float) -> Window:
+    def recent(self, seconds: float) -> Window:
         """This process's lag and CPU over the last `seconds` (whole seconds)."""
         now = int(time.time())
         return self.load.window(now - max(1, round(seconds)), now)
-
-    def record(self, error: FirstError, reason: EndReason = EndReason.ERROR) -> None:
-        self.ctx.metrics.errors.add(int(time.time()))
-        with self._lock:
-            first = self.first_error is None and not self.ctx.stop.is_set()
-            if first:
-                self.first_error = error
-                self.end_reason = reason
-            else:
-                self.late_errors += 1
-        if first:
-            log.error("%s error: %s", error.thread, error.message)
-            if self.on_first_error is not None:
-                self.on_first_error(error, reason)
-            self.ctx.stop.set()
-        else:
-            log.debug("%s: error after stop: %s", error.thread, error.message)
 
     def check_stalls(self) -> Oldest | None:
         """Stop as at a first error if a request waited past --stall-timeout (0: never);
@@ -286,46 +189,21 @@ class Workers:
         # to one interval): that much of an answer's age is not the target's.
         held = min(BATCH_MAX_MS, max(settings.smi, settings.sci)) / 1000
         if oldest is not None and timeout and oldest.age_s > timeout + held \
-                and not self.ctx.stop.is_set():
-            verdict = attribution.judge_stall(oldest, timeout, self._recent(oldest.age_s),
+                and not self.life.stopped.is_set():
+            verdict = attribution.judge_stall(oldest, timeout, self.recent(oldest.age_s),
                                               health.generator_cores(1))
-            self.record(FirstError(thread=oldest.worker, type="Stall", traceback="",
-                                   message=verdict.text, attribution=verdict.who),
-                        reason=EndReason.STALL)
+            self.life.stop(EndReason.STALL, error=FirstError(
+                thread=oldest.worker, type="Stall", traceback="", message=verdict.text,
+                attribution=verdict.who))
+            self.ctx.metrics.errors.add(int(time.time()))
         return oldest
 
-    def stop(self, reason: EndReason, detail: str = "") -> None:
-        """Stop for `reason` unless a reason (the first error, say) is already set."""
-        with self._lock:
-            if self.end_reason is None:
-                self.end_reason, self.end_detail = reason, detail
-        self.ctx.stop.set()
-
-    def end_text(self) -> str:
-        """The end reason as the summary writes it: "duration", "error", "signal SIGINT"."""
-        with self._lock:
-            if self.end_reason is None:
-                return ""
-            return " ".join(filter(None, (self.end_reason.value, self.end_detail)))
-
-    def shutdown(self, drained: Callable[[], bool],
-                 on_close: Callable[[], None] | None = None) -> None:
-        """Let echoes arrive, close every socket, join every thread (bounded at each step).
-
-        `drained` says when every echo is in; `on_close` runs when the waiting is over, just
-        before the sockets are closed.
-        """
-        ctx, settings = self.ctx, self.ctx.settings
-        steps = _StepClock()
-        deadline = time.monotonic() + settings.echo_timeout
-        # A worker that saw no stop yet may be in the middle of one last send: let it land
-        # before counting what is still to be echoed.
-        self.force.wait(SETTLE)
-        while not self.force.is_set() and time.monotonic() < deadline and not drained():
-            self.force.wait(0.05)
-        steps.done("echoes awaited")
-        if on_close is not None:
-            on_close()
+    def close(self, steps: StepClock) -> None:
+        """Close every connection and join every thread, each step bounded: close frames
+        (CLOSE_GRACE to send them), the threads they end joined (CLOSE_GRACE), the rest of
+        the connections shut down (the worker blocked on one wakes and closes it) and joined
+        (--join-timeout); the keep-alive REST pool last. A thread left after that is named
+        by alive(); its socket dies with the process."""
         # The long interval only where thousands of threads are to end, and only while they
         # end: elsewhere (a Dask client merging its shards' deltas, say) a thread that keeps
         # the GIL would make every other wait that long for it.
@@ -338,32 +216,31 @@ class Workers:
             self._close_all(steps)
         finally:
             sys.setswitchinterval(interval)
-        ctx.rest.close()  # the keep-alive pool: a straggler's request now fails, late and counted
-        steps.report()
+        self.ctx.rest.close()  # a straggler's request now fails, late and counted
 
-    def _close_all(self, steps: _StepClock) -> None:
-        ctx, settings = self.ctx, self.ctx.settings
+    def _close_all(self, steps: StepClock) -> None:
+        ctx, forced = self.ctx, self.life.forced
         close_by = time.monotonic() + CLOSE_GRACE
         for conn in ctx.connections.snapshot():
-            if self.force.is_set() or time.monotonic() > close_by:
-                break  # the aborts below end the rest
+            if forced.is_set() or time.monotonic() > close_by:
+                break  # the shutdowns below end the rest
             conn.close()
         steps.done("close frames sent")
         self.join(CLOSE_GRACE)
         steps.done("closed threads joined")
-        # Each connection left is shut down (its worker wakes and closes it), the GIL kept
-        # throughout; bounded all the same. Connections left open die with the process; their
-        # threads are daemons, and the summary lists them (threads_alive_after_join).
-        abort_by = time.monotonic() + settings.join_timeout
+        # Each connection left is shut down with the GIL kept throughout (syscalls.shutdown);
+        # bounded all the same. Its worker wakes and closes it.
+        join_timeout = ctx.settings.join_timeout
+        abort_by = time.monotonic() + join_timeout
         left = ctx.connections.seal()
         for index, conn in enumerate(left):
             if time.monotonic() > abort_by:
                 log.warning("shutdown: %d of %d connections not shut down within %g s",
-                            len(left) - index, len(left), settings.join_timeout)
+                            len(left) - index, len(left), join_timeout)
                 break
             conn.wake()
         steps.done(f"{len(left)} connections shut down")
-        self.join(settings.join_timeout)
+        self.join(join_timeout)
         steps.done("threads joined")
 
     def join(self, timeout: float) -> None:
@@ -375,7 +252,7 @@ class Workers:
         """
         deadline = time.monotonic() + timeout
         while not self._idle.is_set():
-            if self.force.is_set():
+            if self.life.forced.is_set():
                 deadline = min(deadline, time.monotonic() + 0.5)
             remaining = deadline - time.monotonic()
             if remaining <= 0:

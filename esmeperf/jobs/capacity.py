@@ -34,13 +34,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..measure import attribution, health
 from ..results.summary import write_summary
 from ..status import ExitStatus
 from ..system import openfiles
+
+if TYPE_CHECKING:
+    from ..engine.run import Outcome
 
 log = logging.getLogger("esmeperf")
 
@@ -158,7 +161,8 @@ def _step_logs(debug: bool) -> Iterator[None]:
 
 
 StepRunner = Callable[[Settings, Step], int]  # runs a step, fills its figures, gives its status
-JobRunner = Callable[[Settings, Callable[[Any], None]], int]  # job.run_job(settings, on_result)
+# job.run_job(settings, job, on_result) for one job: a step's settings and what sees its outcome
+JobRunner = Callable[[Settings, Callable[["Outcome"], None]], int]
 
 
 def measured_by(run_job: JobRunner) -> StepRunner:
@@ -168,7 +172,7 @@ def measured_by(run_job: JobRunner) -> StepRunner:
     def run_step(settings: Settings, step: Step) -> int:
         window = measure_window(settings)
 
-        def on_result(result: Any) -> None:
+        def on_result(result: Outcome) -> None:
             stop_s = result.stopped_ns / 1e9
             first, last = math.ceil(stop_s - window), math.floor(stop_s) - 1
             seconds = range(first, last + 1)
@@ -177,7 +181,7 @@ def measured_by(run_job: JobRunner) -> StepRunner:
             step.made = sum(result.sent.get(s, 0) for s in seconds)
             step.due = step.made + sum(missed.get(s, 0) for s in seconds)
             step.achieved_rate = step.made / len(seconds) if len(seconds) else 0.0
-            step.p99_ms = metrics.rtt.window_summary(first, last).get("p99_ms")
+            step.p99_ms = metrics.message_rtt.window_summary(first, last).get("p99_ms")
             # The generator's health over the same window as the verdict (not the whole run).
             verdict = health.window(metrics, first, last, result.settings)
             step.generator_limited = bool(verdict["suspect"])

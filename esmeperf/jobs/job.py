@@ -7,9 +7,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, Target
 from ..engine.signals import Lifecycle
@@ -18,60 +18,80 @@ from ..measure.attribution import ACHIEVED_WARN, GENERATOR, REMEDY, UNDETERMINED
 from ..status import ExitStatus
 from ..system import openfiles
 
+if TYPE_CHECKING:
+    from ..engine.run import Outcome
+    from ..engine.shards import ShardLauncher
+    from ..measure.live import Endpoint
+    from ..target.launcher import TargetProcess
+
 log = logging.getLogger("esmeperf")
 
 
-def run_job(settings: Settings, target: Target | None, target_args: list[str], debug: bool,
-            dask: tuple[str | None, int | None] | None = None,
-            lifecycle: Lifecycle | None = None, live: Any = None,
-            on_result: Callable[[Any], None] | None = None) -> int:
-    """One run; an error before it started (the embedded target) is one line, exit 1.
+@dataclass(frozen=True)
+class Dask:
+    """Where the shards of a distributed run go: a scheduler's address, or a LocalCluster."""
 
-    `lifecycle` owns the signals of the whole job (a sweep shares one across its runs), and
-    so does `live`, the --metrics-port endpoint (esmeperf/measure/live.py) if any. `on_result` sees
-    the run's result before its files are written (the capacity search's steps).
-    """
-    lifecycle = lifecycle or Lifecycle()
-    lifecycle.next_run()
+    scheduler: str | None = None
+    local_workers: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every run of one command shares (a sweep's runs, a capacity search's steps)."""
+
+    target: Target | None  # the configured ESME; None: an embedded target for each run
+    target_args: tuple[str, ...] = ()  # the embedded target's extra arguments
+    debug: bool = False
+    # The owner of SIGINT and SIGTERM for the whole job, from the first flag to the last file.
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    dask: Dask | None = None
+    live: Endpoint | None = None  # the --metrics-port endpoint (measure/live.py)
+
+
+def run_job(settings: Settings, job: Job,
+            on_result: Callable[[Outcome], None] | None = None) -> int:
+    """One run, its files and its last line; an error before it started (the embedded target,
+    the Dask cluster) is one line, exit 1 (2 for a configuration error). `on_result` sees the
+    outcome before its files are written (the capacity search's steps)."""
+    job.lifecycle.next_run()
     try:
-        if dask is None:
-            return _run(settings, target, target_args, lifecycle, live=live,
-                        on_result=on_result)
+        if job.dask is None:
+            from ..engine.shards import ProcessLauncher  # the run-time dependencies, now
+
+            launcher = ProcessLauncher() if settings.processes > 1 else None
+            return _run(settings, job, launcher, on_result)
         from ..engine.dask import DaskCluster
 
-        with DaskCluster(scheduler=dask[0], local_workers=dask[1]) as cluster:
+        with DaskCluster(scheduler=job.dask.scheduler,
+                         local_workers=job.dask.local_workers) as cluster:
             log.info("Dask cluster: %d workers", len(cluster.workers))
             settings = replace(settings, processes=len(cluster.workers))
-            return _run(settings, target, target_args, lifecycle, cluster.launcher, live,
-                        on_result)
+            return _run(settings, job, cluster.launcher(), on_result)
     except EsmePerfError as exc:
-        if debug:
+        if job.debug:
             log.exception("failed")
         print(f"esmeperf: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE if isinstance(exc, ConfigError) else ExitStatus.ERROR
 
 
-def _run(settings: Settings, target: Target | None, target_args: list[str],
-         lifecycle: Lifecycle, shard_launcher: Any = None, live: Any = None,
-         on_result: Callable[[Any], None] | None = None) -> int:
+def _run(settings: Settings, job: Job, launcher: ShardLauncher | None,
+         on_result: Callable[[Outcome], None] | None) -> int:
     # Imported late: --help, bad input and the man page build need no run-time dependency.
     from ..engine import preflight
-    from ..engine.run import Run
+    from ..engine.run import Engine
 
-    embedded = None
+    embedded, target = None, job.target
     if target is None:
-        embedded = _start_embedded(settings, target_args)
+        embedded = _start_embedded(settings, list(job.target_args))
         target = Target.from_mapping(embedded.config, "embedded target", embedded=True)
         log.info("embedded target on %s (pid %s)", target.messenger_ws_url, embedded.pid)
     try:
         tokens = preflight.check(target, settings)
-        run = Run(target, settings, lifecycle=lifecycle, tokens=tokens,
-                  target_pid=embedded.pid if embedded else None,
-                  target_alive=(lambda: embedded.returncode) if embedded else None)
-        run.shard_launcher = shard_launcher
-        if live is not None:  # scrapes read this run's measurements from now on
-            live.attach(run.run_id, run.ctx.metrics, settings, run.ctx.stop)
-        result = run.execute()
+        engine = Engine(target, settings, lifecycle=job.lifecycle, tokens=tokens,
+                        launcher=launcher, embedded=embedded)
+        if job.live is not None:  # scrapes read this run's measurements from now on
+            job.live.attach(engine.run_id, engine.metrics, settings, engine.life.stopped)
+        result = engine.run()
         if embedded is not None and embedded.returncode is not None and result.first_error:
             # Name the root cause: the workers only saw their sockets die.
             result.first_error.message += (
@@ -91,12 +111,13 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
                 result.target_stats = stats
             except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal
                 log.warning("could not read the target's /stats: %s", exc)
+        result.seal()  # the shards' final reports: a late one is merged up to here
         if on_result is not None:
             on_result(result)
         # The lifecycle holds any signal from the end of the run to here (FINISHING).
-        status = _report(result, live)
-        if lifecycle.held:
-            log.warning("stopped by %s after writing the results", lifecycle.held[0])
+        status = _report(result, job.live)
+        if job.lifecycle.held:
+            log.warning("stopped by %s after writing the results", job.lifecycle.held[0])
             return ExitStatus.INTERRUPTED
         return status
     finally:
@@ -104,7 +125,7 @@ def _run(settings: Settings, target: Target | None, target_args: list[str],
             embedded.stop()
 
 
-def _start_embedded(settings: Settings, target_args: list[str]) -> Any:
+def _start_embedded(settings: Settings, target_args: list[str]) -> TargetProcess:
     from ..target.launcher import TargetError, TargetProcess
 
     process = TargetProcess(*target_args, "--organizers", str(settings.organizers))
@@ -120,7 +141,7 @@ def _start_embedded(settings: Settings, target_args: list[str]) -> Any:
     return process
 
 
-def _report(result: Any, live: Any = None) -> int:
+def _report(result: Outcome, live: Endpoint | None = None) -> int:
     from ..plot.command import plot_run
     from ..results import report
     from ..results.summary import (

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..system import platform_support
 from .schedule import shortest_interval_ms
 
 if TYPE_CHECKING:
@@ -33,6 +32,19 @@ ARRIVAL_LATE_INTERVALS = 5  # ... and at least this many -cpi intervals
 LAG_LIMIT_MS = 100.0
 
 
+# A Dask worker's clock this far off the client's moves its per-second counts into the wrong
+# seconds visibly (counts are keyed by each host's own Unix second).
+CLOCK_SKEW_WARN_S = 1.0
+
+
+def clock_warnings(shards: Iterable[dict[str, Any]]) -> list[str]:
+    """One warning per Dask worker whose clock_skew_s is past CLOCK_SKEW_WARN_S."""
+    return [f"the clock of Dask worker {s['worker']} is {s['clock_skew_s']:+.3f} s off this "
+            f"client's (+/- {s.get('uncertainty_s', 0):.3f} s): its per-second counts fall in "
+            "other seconds than the client's" for s in shards
+            if abs(s.get("clock_skew_s", 0.0)) > CLOCK_SKEW_WARN_S]
+
+
 def arrival_limit_ms(interval_ms: float) -> float:
     """Arrival lateness from which arrivals count as behind the grid."""
     return max(ARRIVAL_LATE_MIN_S * 1000, ARRIVAL_LATE_INTERVALS * interval_ms)
@@ -49,19 +61,6 @@ def usable_cores() -> int:
 def generator_cores(processes: int) -> int:
     """The CPU the generator can use: one core per process at most (each has one GIL)."""
     return max(1, min(usable_cores(), processes))
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU of another process (Linux /proc), None where unknown (macOS and
-    Windows have no /proc, and --portable acts as if: the series' target_cpu stays empty)."""
-    if not platform_support.active().proc_stat:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ def window(metrics: Metrics, first: int, last: int, settings: Settings) -> dict[
     """assess() over the seconds first..last alone (their histograms merged exactly): the
     generator's health in the window a verdict is about (a gate's, a capacity step's)."""
     latency = {name: recorder.window_summary(first, last).get("p99_ms") for name, recorder in
-               (("lateness", metrics.lateness), ("arrivals", metrics.arrival_lateness),
+               (("lateness", metrics.send_lateness), ("arrivals", metrics.arrival_lateness),
                 ("lag", metrics.generator_lag))}
     return assess(Figures(
         load_seconds=list(range(first, last + 1)),

@@ -12,7 +12,7 @@ import itertools
 import sys
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
@@ -275,7 +275,7 @@ class LatencyRecorder:
                 release(one)
         return out
 
-    def drain(self) -> dict[str, Any]:
+    def drain(self) -> LatencyDelta:
         """Take what was recorded so far, HDR-encoded per second, and start again from empty."""
         with self._lock:
             live, self._live = self._live, {}
@@ -287,17 +287,25 @@ class LatencyRecorder:
         seconds += [(s, h.encode()) for s, h in live.items() if h.get_total_count()]
         for hist in [*live.values(), *([total] if total is not None else [])]:
             release(hist)
-        return {"sum_us": sum_us, "seconds": seconds}
+        return LatencyDelta(sum_us, seconds)
 
-    def merge(self, delta: dict[str, Any]) -> None:
+    def merge(self, delta: LatencyDelta) -> None:
         """Add a drained delta: the histograms merge exactly, bucket by bucket."""
         with self._lock:
-            self._sum_us += delta["sum_us"]
-            for second, encoded in sorted(delta["seconds"]):
+            self._sum_us += delta.sum_us
+            for second, encoded in sorted(delta.seconds):
                 hist = self._live.get(second)
                 if hist is None:
                     hist = self._open(second)
                 add_encoded(hist, encoded)
+
+
+class LatencyDelta(NamedTuple):
+    """What a LatencyRecorder recorded since its last drain: the sum of its values (us) and
+    each second's histogram, HDR-encoded (base64)."""
+
+    sum_us: int
+    seconds: list[tuple[int, bytes]]
 
 
 class Retired(NamedTuple):

@@ -32,8 +32,8 @@ from .. import __version__
 from ..config import Settings
 from ..errors import ConfigError
 from . import health
-from .counts import Count, CountFamily
 from .latency import LatencyRecorder
+from .names import LATENCIES, Count, CountFamily
 from .stats import Metrics, settled_second
 
 log = logging.getLogger("esmeperf")
@@ -51,23 +51,6 @@ CLOSE_TIMEOUT = 5.0
 # The CPU gauge reads the second before last: the main thread's once-a-second CpuMeter tick
 # (and shards' deltas, twice a second) have surely filled it by then.
 CPU_LAG_S = 2
-
-# name (without esmeperf_ and _seconds), help, the Metrics attribute of its recorder
-HISTOGRAMS = (
-    ("message_round_trip", "Participant message sent to its echo received",
-     "rtt"),
-    ("message_round_trip_from_intended", "A participant message's due time on the -smi grid "
-     "to its echo received (a skipped slot: to when it was given up)", "rtt_from_intended"),
-    ("generator_lag", "How late the generator's threads ran after they were due (a probe)",
-     "generator_lag"),
-    ("send_lateness", "How late each message left against its -smi schedule",
-     "lateness"),
-    ("arrival_lateness", "A participant's slot on the arrival schedule to its sign-up request",
-     "arrival_lateness"),
-    ("sign_up", "Participant sign-up request (REST)", "signup"),
-    ("ws_handshake", "Participant WebSocket handshake", "handshake"),
-)
-
 
 @dataclass(frozen=True)
 class _Run:
@@ -113,10 +96,11 @@ class RunCollector:
         yield from _info(run)
         yield from _counters(run, labels)
         yield from _gauges(run, labels)
-        for name, doc, attr in HISTOGRAMS:
-            recorder = getattr(run.metrics, attr)
-            yield _histogram(f"esmeperf_{name}_seconds", f"{doc}, in seconds.", recorder,
-                             labels)
+        for latency in LATENCIES:
+            if latency.prometheus is not None:
+                yield _histogram(f"esmeperf_{latency.prometheus}_seconds",
+                                 f"{latency.help}, in seconds.",
+                                 run.metrics.recorder(latency.key), labels)
         if summary is not None:
             yield from _verdicts(summary, labels)
 

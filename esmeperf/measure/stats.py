@@ -7,11 +7,12 @@ import math
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..config import BATCH_MAX_MS
-from .counts import Count, CountFamily
-from .latency import LatencyRecorder
+from .latency import LatencyDelta, LatencyRecorder
+from .names import LATENCIES, WITH_UNCONFIRMED, Count, CountFamily
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -59,12 +60,42 @@ class RateCounter:
         return dict(counts)
 
 
+RATES = ("sent", "delivered", "organizer_received", "errors", "missed", "generator_cpu_ms",
+         "target_cpu_ms", "arrivals")
+
+
+@dataclass(frozen=True)
+class MetricsDelta:
+    """What a Metrics measured since its last drain (picklable): merge() adds it to another.
+    A shard ships these to its parent twice a second."""
+
+    rates: dict[str, dict[int, int]]  # RATES' counter -> Unix second -> count
+    latencies: dict[str, LatencyDelta]  # LATENCIES' key -> its histograms per second
+    counts: dict[str, int]  # run counters by their summary key
+    extras: dict[str, Any]  # Metrics.extras' name -> its own drain()
+
+    def total(self, rate: str) -> int:
+        """The whole delta's count of one of RATES."""
+        return sum(self.rates[rate].values())
+
+    def newest_second(self) -> int | None:
+        """The newest Unix second anything in it was counted in."""
+        seconds = [s for counts in self.rates.values() for s in counts]
+        return max(seconds, default=None)
+
+
 class Metrics:
-    """Everything a run measures; shared by all worker threads."""
+    """Everything a run measures; shared by all worker threads.
+
+    Per-second counters (RATES: messages sent and delivered, organizer receipts, errors, send
+    slots missed, the generator's and the embedded target's CPU ms, arrivals) and latencies
+    (LATENCIES), each an attribute of its name; run counters by their summary key; and
+    `extras`, measurements a run adds (the surge's), each with its own drain() and merge().
+    """
 
     def __init__(self) -> None:
         self.sent = RateCounter()
-        self.delivered = RateCounter()
+        self.delivered = RateCounter()  # by the echo's arrival (its kernel timestamp)
         self.organizer_received = RateCounter()
         self.errors = RateCounter()
         self.missed = RateCounter()
@@ -72,29 +103,18 @@ class Metrics:
         # each adding its own), and the embedded target's (0 when there is none).
         self.generator_cpu_ms = RateCounter()
         self.target_cpu_ms = RateCounter()
-        self.rtt = LatencyRecorder()
-        # Each echo from the moment its message was due on the -smi grid (its round trip plus
-        # its send lateness), each send slot skipped from its due time to when it was given up,
-        # and each unconfirmed message from its due time to its participant's end: what a
-        # participant lived through, coordinated omission corrected (wrk2), by arrival second.
-        self.rtt_from_intended = LatencyRecorder()
-        self.lateness = LatencyRecorder()
-        # How late this process's threads ran after they were due (lag.py's probe).
+        self.arrivals = RateCounter()  # when each participant sent its sign-up request
+        self.message_rtt = LatencyRecorder()
+        self.message_rtt_from_intended = LatencyRecorder()
+        self.send_lateness = LatencyRecorder()
         self.generator_lag = LatencyRecorder()
-        # A participant's intended arrival on the grid -> its sign-up request sent.
         self.arrival_lateness = LatencyRecorder()
-        self.reply_latency = LatencyRecorder()
-        self.signup = LatencyRecorder(per_second=False)
+        self.sign_up = LatencyRecorder(per_second=False)
         self.chat_request = LatencyRecorder(per_second=False)
-        self.handshake = LatencyRecorder(per_second=False)
-        self.chat_wait = LatencyRecorder(per_second=False)
-        # Each message never confirmed, at the age it had when its participant ended: the
-        # round trips it would have had at least (a frozen target can't hide behind a low p99).
+        self.ws_handshake = LatencyRecorder(per_second=False)
+        self.arrival_to_chat = LatencyRecorder(per_second=False)
+        self.organizer_reply = LatencyRecorder()
         self.unconfirmed = LatencyRecorder(per_second=False)
-        # Participant arrivals per second: when each sent its sign-up request.
-        self.arrivals = RateCounter()
-        # Optional measurements a run adds (e.g. "surge": surge.SurgeStats), each with its own
-        # drain() and merge(), so shards ship them with the rest.
         self.extras: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
@@ -118,53 +138,49 @@ class Metrics:
         with self._lock:
             return self._counts[name.value]
 
-    def _parts(self) -> dict[str, RateCounter | LatencyRecorder]:
-        return {name: value for name, value in vars(self).items()
-                if isinstance(value, RateCounter | LatencyRecorder)}
+    def rate(self, name: str) -> RateCounter:
+        counter: RateCounter = getattr(self, name)
+        return counter
 
-    def drain(self) -> dict[str, Any]:
-        """Everything measured since the last drain, picklable, to merge into another Metrics."""
+    def recorder(self, key: str) -> LatencyRecorder:
+        """The recorder of LATENCIES' `key`."""
+        recorder: LatencyRecorder = getattr(self, key)
+        return recorder
+
+    def drain(self) -> MetricsDelta:
+        """Everything measured since the last drain, to merge into another Metrics."""
         with self._lock:
             counts, self._counts = self._counts, Counter()
-        delta: dict[str, Any] = {name: part.drain() for name, part in self._parts().items()}
-        delta["counts"] = dict(counts)
-        delta["extras"] = {name: extra.drain() for name, extra in self.extras.items()}
-        return delta
+        return MetricsDelta(
+            rates={name: self.rate(name).drain() for name in RATES},
+            latencies={latency.key: self.recorder(latency.key).drain() for latency in LATENCIES},
+            counts=dict(counts),
+            extras={name: extra.drain() for name, extra in self.extras.items()})
 
-    def merge(self, delta: dict[str, Any]) -> None:
+    def merge(self, delta: MetricsDelta) -> None:
         """Add a delta from Metrics.drain(); totals stay exactly the sum of the parts."""
-        for name, part in self._parts().items():
-            part.merge(delta[name])
-        for name, extra in delta.get("extras", {}).items():
+        for name, counts in delta.rates.items():
+            self.rate(name).merge(counts)
+        for key, part in delta.latencies.items():
+            self.recorder(key).merge(part)
+        for name, extra in delta.extras.items():
             if name in self.extras:
                 self.extras[name].merge(extra)
         with self._lock:
-            self._counts.update(delta["counts"])
+            self._counts.update(delta.counts)
 
     def latencies(self) -> dict[str, Any]:
-        return {
-            "message_rtt": self.rtt.summary(),
-            "message_rtt_with_unconfirmed": self.rtt.summary_with(self.unconfirmed),
-            "message_rtt_from_intended": self.rtt_from_intended.summary(),
-            "send_lateness": self.lateness.summary(),
-            "generator_lag": self.generator_lag.summary(),
-            "arrival_lateness": self.arrival_lateness.summary(),
-            "organizer_reply": self.reply_latency.summary(),
-            "sign_up": self.signup.summary(),
-            "chat_request": self.chat_request.summary(),
-            "ws_handshake": self.handshake.summary(),
-            "arrival_to_chat": self.chat_wait.summary(),
-        }
+        """The summary's `latency`: each of LATENCIES (but the unconfirmed ages alone) by its
+        key, and the round trips with the unconfirmed ages as one distribution."""
+        out = {latency.key: self.recorder(latency.key).summary() for latency in LATENCIES
+               if latency.key != "unconfirmed"}
+        out[WITH_UNCONFIRMED.key] = self.message_rtt.summary_with(self.unconfirmed)
+        return out
 
     def recorders(self) -> dict[str, LatencyRecorder]:
-        """Each latency by its key in the summary's `latency` (the .hlog's tags); `unconfirmed`
-        is the part message_rtt_with_unconfirmed adds to message_rtt."""
-        return {"message_rtt": self.rtt, "message_rtt_from_intended": self.rtt_from_intended,
-                "send_lateness": self.lateness, "generator_lag": self.generator_lag,
-                "arrival_lateness": self.arrival_lateness, "organizer_reply": self.reply_latency,
-                "sign_up": self.signup, "chat_request": self.chat_request,
-                "ws_handshake": self.handshake, "arrival_to_chat": self.chat_wait,
-                "unconfirmed": self.unconfirmed}
+        """Each of LATENCIES' recorders by its key (the .hlog's tags); `unconfirmed` is the
+        part message_rtt_with_unconfirmed adds to message_rtt."""
+        return {latency.key: self.recorder(latency.key) for latency in LATENCIES}
 
 
 def settled_second(settings: Settings, now: float | None = None) -> int:

@@ -9,12 +9,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from .. import __version__
+from ..errors import UsageError
 from ..results.report import run_title
 from ..results.rundata import RunData, RunFileError, go_duration_ms, load_run
 from ..results.summary import PLOT_SUFFIX
+from ..usage import Parser
 from .figures import plot_overlay, plot_run, plot_scatter
 
 # The drawing lives in figures.py, the reading in rundata.py; this module is the command, and
@@ -23,20 +24,9 @@ __all__ = ["RunData", "go_duration_ms", "load_run", "main", "plot_overlay", "plo
            "plot_scatter"]
 
 
-class UsageError(Exception):
-    """Bad arguments for esmeperf-plot; the message is one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad input in one line (usage stays in --help)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def get_parser() -> argparse.ArgumentParser:
     """The esmeperf-plot argument parser (also the source of its man page)."""
-    parser = _Parser(
+    parser = Parser(
         prog="esmeperf-plot",
         description="Draw PNGs from saved runs: esmeperf's result files or ESME's own Go "
         "test output (<unix>_performance_test_summary.json and _message_rates.json). "

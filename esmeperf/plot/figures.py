@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..measure import health
 from ..results.rundata import RunData, run_name
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ LATENCY_STYLE = {"rtt_from_intended_p99_ms": {"linestyle": "--", "linewidth": 1.
                  "generator_lag_p99_ms": {"linestyle": ":", "linewidth": 1.2}}
 PARTIAL_SHADE = "0.92"  # neutral: no quantity is drawn in gray
 SATURATED_SHADE = "#f4cccc"  # pale red: seconds the generator's own CPU was saturated
-SATURATED = 0.90  # health.BUSY: a second at this share of the generator's CPU
 SURGE_SHADE = "#d9e8f5"  # pale blue: the surge window
 INTENDED = "tab:gray"  # the schedule's arrivals, under the actual ones
 PHASE_COLOURS = ("tab:cyan", "tab:blue", "tab:purple")  # before, during, after the surge
@@ -137,7 +137,7 @@ def run_figure(rows: list[dict[str, Any]], title: str,
         right.set_ylim(0, max([*people, *chats, 1]) * 1.15)
     if any(partial):
         handles.append(Patch(color=PARTIAL_SHADE, label="partial second (start, stop)"))
-    saturated = [(_num(r.get("generator_cpu")) or 0.0) >= SATURATED for r in rows]
+    saturated = [(_num(r.get("generator_cpu")) or 0.0) >= health.BUSY for r in rows]
     if any(saturated):  # where the generator, not the target, may have set the pace
         for x, busy in zip(xs, saturated, strict=True):
             if busy:

@@ -11,23 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..measure.names import LATENCIES, WITH_UNCONFIRMED
+
 log = logging.getLogger("esmeperf")
 
-# The summary's latency keys, in the order the table shows them; a key not listed here (one a
-# later version adds) is shown after these under its own name.
-LATENCY_LABELS = {
-    "message_rtt": "round trip",
-    "send_lateness": "send lateness",
-    "arrival_lateness": "arrival lateness",
-    "sign_up": "sign-up",
-    "chat_request": "chat request",
-    "ws_handshake": "handshake",
-    "arrival_to_chat": "arrival to chat",
-    "organizer_reply": "organizer reply",
-    "message_rtt_with_unconfirmed": "rtt + unconfirmed",
-    "message_rtt_from_intended": "rtt from intended",
-    "generator_lag": "generator lag",
-}
+# The summary's latency keys, in the order the table shows them (measure/names.py); a key not
+# listed there (one a later version adds) is shown after these under its own name.
+LATENCY_LABELS = {latency.key: latency.label for latency in (*LATENCIES, WITH_UNCONFIRMED)
+                  if latency.key != "unconfirmed"}
 LATENCY_COLUMNS = ("count", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 _LABEL_WIDTH = 20
 
@@ -174,9 +165,7 @@ def render(summary: Mapping[str, Any], paths: Mapping[str, Path | str]) -> str:
     if isinstance(health, Mapping):
         sections.append(_health(health, summary.get("attribution")))
     if isinstance(summary.get("surge"), Mapping):
-        from ..scenario.surge import table
-
-        sections.append(table(summary["surge"]))
+        sections.append(surge_table(summary["surge"]))
     if paths:
         sections.append(["files", *(_line(kind.replace("_", " "), str(path))
                                     for kind, path in paths.items())])
@@ -196,3 +185,27 @@ def show(summary: Mapping[str, Any], paths: Mapping[str, Path | str],
         os.dup2(devnull, stream.fileno())
         os.close(devnull)
         log.warning("warning: stdout was closed; the summary is in the files")
+
+
+def surge_table(surge: Mapping[str, Any]) -> list[str]:
+    """The surge as text rows: cohort x phase, for the report on stdout and the README."""
+    start, end = surge["window_s"]
+    lines = [f"surge {start:g}-{end:g} s ({surge['source']}): open chats endured: "
+             f"{ {True: 'yes', False: 'NO', None: 'n/a'}[surge['open_chats_endured']] }",
+             f"  {'cohort':<8}{'phase':<8}{'sent':>8}{'delivered':>11}{'rtt p50':>10}"
+             f"{'rtt p99':>10}{'late p99':>10}{'to chat p99':>13}"]
+    for cohort, figures in surge["cohorts"].items():
+        chat = figures["time_to_chat"].get("p99_ms")
+        for phase, cell in figures["phases"].items():
+            ratio = cell["delivered_ratio"]
+            lines.append(
+                f"  {cohort:<8}{phase:<8}{cell['sent']:>8}"
+                f"{'-' if ratio is None else f'{ratio:.4f}':>11}"
+                f"{_ms(cell['rtt'].get('p50_ms')):>10}{_ms(cell['rtt'].get('p99_ms')):>10}"
+                f"{_ms(cell['send_lateness'].get('p99_ms')):>10}"
+                f"{_ms(chat) if phase == 'before' else '':>13}")
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}ms"

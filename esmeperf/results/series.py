@@ -14,12 +14,12 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..measure.counts import Count
 from ..measure.health import generator_cores
+from ..measure.names import Count
 from ..measure.schedule import planned
 
 if TYPE_CHECKING:
-    from ..engine.run import RunResult
+    from ..engine.run import Outcome
 
 SERIES_COLUMNS = (
     "second", "participants", "chats", "sent", "delivered", "organizer_received", "errors",
@@ -34,7 +34,7 @@ _NS = 1_000_000_000
 Gauges = tuple[int, int, int | str]  # participants, chats, connections ("" when unknown)
 
 
-def series_rows(result: RunResult) -> list[dict[str, Any]]:
+def series_rows(result: Outcome) -> list[dict[str, Any]]:
     """One row per second from start to stop, zero-filled; every column about that second."""
     m = result.ctx.metrics
     sent, delivered = result.sent, m.delivered.snapshot()
@@ -61,9 +61,9 @@ def series_rows(result: RunResult) -> list[dict[str, Any]]:
             "errors": errors.get(second, 0),
             "missed": missed.get(second, 0),
             "connections": connections,
-            "rtt_p50_ms": _blank(m.rtt.second_percentile_ms(second, 50)),
-            "rtt_p99_ms": _blank(m.rtt.second_percentile_ms(second, 99)),
-            "lateness_p99_ms": _blank(m.lateness.second_percentile_ms(second, 99)),
+            "rtt_p50_ms": _blank(m.message_rtt.second_percentile_ms(second, 50)),
+            "rtt_p99_ms": _blank(m.message_rtt.second_percentile_ms(second, 99)),
+            "lateness_p99_ms": _blank(m.send_lateness.second_percentile_ms(second, 99)),
             "load_fraction": _overlap(second, *load),
             "arrival_lateness_p99_ms": _blank(m.arrival_lateness.second_percentile_ms(second,
                                                                                      99)),
@@ -74,7 +74,7 @@ def series_rows(result: RunResult) -> list[dict[str, Any]]:
             "arrivals": arrivals.get(second, 0),
             "arrivals_intended": intended.get(second, 0),
             # What participants lived through, from each message's due time (stats.py).
-            "rtt_from_intended_p99_ms": _blank(m.rtt_from_intended.second_percentile_ms(
+            "rtt_from_intended_p99_ms": _blank(m.message_rtt_from_intended.second_percentile_ms(
                 second, 99)),
             "generator_lag_p99_ms": _blank(m.generator_lag.second_percentile_ms(second, 99)),
             # The embedded target's own handling of the frames of the second (its /stats).
@@ -84,7 +84,7 @@ def series_rows(result: RunResult) -> list[dict[str, Any]]:
     return rows
 
 
-def intended_arrivals(result: RunResult) -> dict[int, int]:
+def intended_arrivals(result: Outcome) -> dict[int, int]:
     """Arrivals the schedule (-cpi's grid or --stages) asked for in each Unix second, from the
     participants' start to the stop, within --max-participants."""
     origin, stop = result.participants_started_ns / _NS, result.stopped_ns / _NS
@@ -103,7 +103,7 @@ def _share(ms: int | None, capacity_ms: float) -> float | str:
 Reading = tuple[float, int, int, int]  # Unix time, participants, chats, connections
 
 
-def readings(result: RunResult) -> list[Reading]:
+def readings(result: Outcome) -> list[Reading]:
     """(Unix time, participants, chats, connections) as the main thread read them.
 
     It reads once a second from the participants' start (run.py's tick), so the reading keyed

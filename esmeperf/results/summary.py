@@ -8,29 +8,25 @@ import json
 import os
 import platform
 import secrets
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..measure import attribution, health
-from ..measure.counts import Count
+from ..measure.names import Count
 from ..measure.schedule import planned, shortest_interval_ms
 from ..system import platform_support
 from . import gofmt
 from .series import SERIES_COLUMNS, csv_text, read_series, series_rows  # noqa: F401 re-export
 
 if TYPE_CHECKING:
-    from ..engine.run import RunResult
+    from ..engine.run import Outcome
 
 SUMMARY_SUFFIX = "_performance_test_summary.json"
 RATES_SUFFIX = "_performance_test_message_rates.json"
 SERIES_SUFFIX = "_performance_test_series.csv"
 PLOT_SUFFIX = "_performance_test_rates.png"
 HLOG_SUFFIX = "_performance_test_latency.hlog"
-# A Dask worker's clock this far off the client's moves its per-second counts into the wrong
-# seconds visibly (counts are keyed by each host's own Unix second).
-CLOCK_SKEW_WARN_S = 1.0
 
 
 def steady_rate(rates: dict[int, int]) -> float:
@@ -42,7 +38,7 @@ def steady_rate(rates: dict[int, int]) -> float:
     return sum(rates.get(s, 0) for s in half) / len(half) if half else 0.0
 
 
-def check_gates(result: RunResult, summary: dict[str, Any]) -> list[dict[str, Any]]:
+def check_gates(result: Outcome, summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Each configured gate with its measured value and whether it passed; a failed one also
     with who it names (attribution.py), judged against the generator's health over the run."""
     gates = result.settings.gates
@@ -142,7 +138,7 @@ def honesty_warnings(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-def build_summary(result: RunResult) -> dict[str, Any]:
+def build_summary(result: Outcome) -> dict[str, Any]:
     """The summary: the Go test's keys first, in its order and formats, then ours."""
     s, m = result.settings, result.ctx.metrics
     counts = m.counts()
@@ -185,7 +181,7 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "latency": m.latencies(),
         "counts": counts,
         "shards": result.shards,
-        "warnings": clock_warnings(result.shards),
+        "warnings": health.clock_warnings(result.shards),
         "target": result.target.public(),
         "target_stats": result.target_stats,
         "cross_check": _cross_check(sent, result.target_stats),
@@ -203,31 +199,24 @@ def build_summary(result: RunResult) -> dict[str, Any]:
     summary["gates"] = gates
     summary["attribution"] = run_attribution(summary)
     summary["warnings"] += honesty_warnings(summary)
+    summary["warnings"] += [shard["missing"] for shard in result.shards if shard.get("lost")]
     return summary
 
 
-def clock_warnings(shards: Iterable[dict[str, Any]]) -> list[str]:
-    """One warning per Dask worker whose clock_skew_s is past CLOCK_SKEW_WARN_S."""
-    return [f"the clock of Dask worker {s['worker']} is {s['clock_skew_s']:+.3f} s off this "
-            f"client's (+/- {s.get('uncertainty_s', 0):.3f} s): its per-second counts fall in "
-            "other seconds than the client's" for s in shards
-            if abs(s.get("clock_skew_s", 0.0)) > CLOCK_SKEW_WARN_S]
-
-
-def participants_planned(result: RunResult) -> int:
+def participants_planned(result: Outcome) -> int:
     """The arrivals the schedule (-cpi's grid or --stages) asked for by the stop."""
     return planned(result.settings,
                    (result.stopped_ns - result.participants_started_ns) / 1e9)
 
 
-def load_seconds(result: RunResult) -> list[int]:
+def load_seconds(result: Outcome) -> list[int]:
     """The Unix seconds wholly inside the load (the participants' start to the stop)."""
     first = -(-result.participants_started_ns // 1_000_000_000)  # the first whole second
     last = result.stopped_ns // 1_000_000_000  # the one the stop fell in is partial
     return list(range(first, last))
 
 
-def generator_health(result: RunResult, latency: dict[str, Any]) -> dict[str, Any]:
+def generator_health(result: Outcome, latency: dict[str, Any]) -> dict[str, Any]:
     """Whether the generator itself limited the run (esmeperf/measure/health.py has the rules)."""
     m, s = result.ctx.metrics, result.settings
     return health.assess(health.Figures(
@@ -297,7 +286,7 @@ def write_summary(summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def write_results(result: RunResult, summary: dict[str, Any], out_dir: Path,
+def write_results(result: Outcome, summary: dict[str, Any], out_dir: Path,
                   stamp: int) -> dict[str, Path]:
     """Write the summary, the message rates, the series and the latency log; return their
     paths by kind."""

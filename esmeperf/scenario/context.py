@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..config import Settings, Target
-from ..measure.counts import Count
+from ..measure.names import Count
 from ..measure.stall import StallWatch
 from ..measure.stats import Metrics
 from ..transport.connection import Closed, Connection

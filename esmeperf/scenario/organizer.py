@@ -7,7 +7,7 @@ import time
 
 from ..config import BATCH_MAX_MS, Credentials
 from ..errors import ServerErrorFrame
-from ..measure.counts import Count, CountFamily
+from ..measure.names import Count, CountFamily
 from ..transport import protocol
 from ..transport.connection import Connection
 from ..transport.rest import RestClient

@@ -6,7 +6,7 @@ import time
 
 from ..config import BATCH_MAX_MS
 from ..errors import ChatWaitTimeout, ServerErrorFrame
-from ..measure.counts import Count, CountFamily
+from ..measure.names import Count, CountFamily
 from ..measure.schedule import schedule_of, take
 from ..transport import protocol
 from ..transport.connection import Connection
@@ -106,7 +106,7 @@ class Participant:
         conn = Connection.open(ctx.target.messenger_ws_url, token,
                                ctx.settings.handshake_timeout, newline=False,
                                recv_size=PARTICIPANT_RECV_SIZE)
-        ctx.metrics.handshake.record(0, time.monotonic() - started)
+        ctx.metrics.ws_handshake.record(0, time.monotonic() - started)
         try:
             ctx.start_thread(f"participant-{self.number}",
                              lambda: ctx.hold(conn, lambda: self._converse(conn)),
@@ -122,7 +122,7 @@ class Participant:
             return
         self.ctx.metrics.count(Count.CHATS)
         waited = time.monotonic() - self.arrival
-        self.ctx.metrics.chat_wait.record(0, waited)
+        self.ctx.metrics.arrival_to_chat.record(0, waited)
         if self.surge is not None:
             self.surge.time_to_chat[self.cohort].record(0, waited)
         self._chat(conn, chat_id)
@@ -141,7 +141,7 @@ class Participant:
             ctx.metrics.arrival_lateness.record(second, max(0.0, started - self.intended))
         self.user_id, token = rest.sign_up(base, email)
         middle = time.monotonic()
-        ctx.metrics.signup.record(0, middle - started)
+        ctx.metrics.sign_up.record(0, middle - started)
         if ctx.stop.is_set():  # no help request after the stop
             return token
         rest.chat_request(base, token, ctx.target.event_id)
@@ -167,8 +167,8 @@ class Participant:
         second = received_ns // 1_000_000_000
         rtt, from_intended = echo_times(sent_ns, late_ns, received_ns)
         metrics.delivered.add(second)
-        metrics.rtt.record(second, rtt)
-        metrics.rtt_from_intended.record(second, from_intended)
+        metrics.message_rtt.record(second, rtt)
+        metrics.message_rtt_from_intended.record(second, from_intended)
         surge = self.surge
         if surge is not None:
             surge.delivered(self.cohort, surge.phase_ns(sent_ns), rtt)
@@ -232,7 +232,7 @@ class Participant:
             self.sent_through = number
             second = int(time.time())
             metrics.sent.add(second)
-            metrics.lateness.record(second, late)
+            metrics.send_lateness.record(second, late)
             if surge is not None:
                 surge.sent(self.cohort, surge.phase_ns(sent_ns), late)
 
@@ -242,7 +242,7 @@ class Participant:
             second = int(time.time())
             metrics.missed.add(second, skipped)
             for j in range(skipped):  # each slot from its due time to now, when it is given up
-                metrics.rtt_from_intended.record(second, late - j * interval)
+                metrics.message_rtt_from_intended.record(second, late - j * interval)
 
         marker = protocol.echo_marker(prefix)
         self.conn = conn
@@ -256,8 +256,9 @@ class Participant:
             ended_ns = time.time_ns()
             second = ended_ns // 1_000_000_000
             for sent_ns, late_ns in self.pending.values():
-                metrics.unconfirmed.record(0, (ended_ns - sent_ns) / 1e9)
-                metrics.rtt_from_intended.record(second, (ended_ns - sent_ns + late_ns) / 1e9)
+                age_ns = ended_ns - sent_ns
+                metrics.unconfirmed.record(0, age_ns / 1e9)
+                metrics.message_rtt_from_intended.record(second, (age_ns + late_ns) / 1e9)
 
     def oldest_unanswered(self) -> tuple[int, str] | None:
         """The oldest message sent since the target last echoed one (the stall check).
@@ -299,7 +300,7 @@ class Participant:
             sent_ns = self.awaiting_reply.pop(number, None)
             if sent_ns is not None:
                 now_ns = time.time_ns()
-                ctx.metrics.reply_latency.record(now_ns // 1_000_000_000,
+                ctx.metrics.organizer_reply.record(now_ns // 1_000_000_000,
                                                  (now_ns - sent_ns) / 1e9)
             return
         ctx.metrics.count_of(CountFamily.PARTICIPANT_FRAMES, kind)

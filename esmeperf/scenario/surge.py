@@ -203,27 +203,3 @@ def endured(cell: dict[str, Any], max_p99_ms: float) -> bool | None:
     return (cell["delivered_ratio"] is not None
             and cell["delivered_ratio"] >= ENDURED_MIN_DELIVERED
             and p99 is not None and p99 <= max_p99_ms)
-
-
-def table(surge: dict[str, Any]) -> list[str]:
-    """The surge as text rows: cohort x phase, for the report on stdout and the README."""
-    start, end = surge["window_s"]
-    lines = [f"surge {start:g}-{end:g} s ({surge['source']}): open chats endured: "
-             f"{ {True: 'yes', False: 'NO', None: 'n/a'}[surge['open_chats_endured']] }",
-             f"  {'cohort':<8}{'phase':<8}{'sent':>8}{'delivered':>11}{'rtt p50':>10}"
-             f"{'rtt p99':>10}{'late p99':>10}{'to chat p99':>13}"]
-    for cohort, figures in surge["cohorts"].items():
-        chat = figures["time_to_chat"].get("p99_ms")
-        for phase, cell in figures["phases"].items():
-            ratio = cell["delivered_ratio"]
-            lines.append(
-                f"  {cohort:<8}{phase:<8}{cell['sent']:>8}"
-                f"{'-' if ratio is None else f'{ratio:.4f}':>11}"
-                f"{_ms(cell['rtt'].get('p50_ms')):>10}{_ms(cell['rtt'].get('p99_ms')):>10}"
-                f"{_ms(cell['send_lateness'].get('p99_ms')):>10}"
-                f"{_ms(chat) if phase == 'before' else '':>13}")
-    return lines
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}ms"

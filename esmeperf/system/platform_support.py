@@ -42,7 +42,9 @@ _LINUX_GENERIC_SO_TIMESTAMPNS = 35
 # 64-bit): used only where the probes below read them back as written.
 TIMEVAL = struct.Struct("ll")
 TIMESPEC = struct.Struct("ll")
-_BATCH_PROBE_LOWAT = 1 << 20  # as connection._BATCH_LOWAT: above anything the probe sends
+# A batched read's low-water mark: above anything that arrives between two sends (and
+# anything the probe below sends). transport/connection.py sets it.
+BATCH_LOWAT = 1 << 20
 _BATCH_PROBE_WAIT_US = 30_000  # the probe's read deadline
 
 
@@ -167,7 +169,7 @@ def _batched_reads_work(option: int) -> bool:
             with writer:
                 reader.settimeout(None)  # blocking: the deadline is SO_RCVTIMEO's
                 reader.setsockopt(socket.SOL_SOCKET, option, 1)
-                reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _BATCH_PROBE_LOWAT)
+                reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, BATCH_LOWAT)
                 reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                                   TIMEVAL.pack(0, _BATCH_PROBE_WAIT_US))
                 held_ns = _BATCH_PROBE_WAIT_US * 1000 * 2 // 3

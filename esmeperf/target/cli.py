@@ -10,16 +10,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .. import __version__
+from ..usage import Parser
 
 DEFAULT_PASSWORD = "esmeperf-organizer-pass"
 DEFAULT_EMAIL = "organizer@esmeperf.local"
-
-
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _ranged(kind: Callable[[str], int | float], low: float, name: str) -> Callable[[str], object]:
@@ -106,7 +100,7 @@ def ready_path(text: str) -> str:
 
 def get_parser() -> argparse.ArgumentParser:
     """The argument parser (argparse-manpage builds the man page from it)."""
-    p = _Parser(
+    p = Parser(
         prog="esmeperf-target",
         description="ESME-compatible stand-in server: organizer API, participant API and "
         "Messenger API (WebSocket) in one asyncio process backed by SQLite. Wire-compatible "

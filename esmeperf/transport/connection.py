@@ -241,7 +241,8 @@ class Connection:
             return self._batching
         if on:
             self.sock.setsockopt(socket.SOL_SOCKET, self._timestamp_option, 1)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _BATCH_LOWAT if on else 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT,
+                             platform_support.BATCH_LOWAT if on else 1)
         self._batching = on
         self._reader.timestamps = self._timestamp_option if on else 0
         if on:  # a read then brings the frames of a whole interval
@@ -366,7 +367,6 @@ HANDSHAKE_RECV_SIZE = 4096  # a whole 101 response, headers and all
 _CLOSE_NORMAL = struct.pack("!H", CloseCode.NORMAL)
 _TIMEVAL = platform_support.TIMEVAL
 _FOREVER = _TIMEVAL.pack(0, 0)
-_BATCH_LOWAT = 1 << 20  # above anything that arrives between two sends
 FINE_TIMEOUT = 0.02  # seconds: shorter waits use poll(), not SO_RCVTIMEO (jiffies)
 BATCH_RECV_SIZE = 4096  # a few echoes per batched read; bigger frames take more reads
 
