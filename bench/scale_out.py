@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {"recipe": "test_readme_recipe", "worker": "test_a_worker_lost_stops_the_run",
              "scheduler": "test_the_scheduler_lost_stops_the_run",
              "client": "test_a_killed_client_leaves_no_shard_sending"}
-RECORD_ENV = "ESMEPERF_SCALE_OUT_RECORD"  # tests/test_multi_machine.py writes its figures there
+RECORD_ENV = "ESMEPERF_SCALE_OUT_RECORD"  # the tests write their figures there
+TESTS = "tests/engine/test_multi_machine.py" if (ROOT / "tests/engine").is_dir() \
+    else "tests/test_multi_machine.py"
 
 
 def main() -> int:
@@ -45,16 +47,19 @@ def main() -> int:
     try:
         for run in range(1, args.runs + 1):
             for name in chosen:
+                # Each run's own temporary folder, kept: a failure's logs (the client's, the
+                # scheduler's, each worker's with its shard's lines) are there to read.
+                basetemp = record.parent / f"run{run:02d}-{name}"
                 done = subprocess.run(
                     [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                     f"tests/test_multi_machine.py::{SCENARIOS[name]}"],
+                     f"--basetemp={basetemp}", f"{TESTS}::{SCENARIOS[name]}"],
                     cwd=ROOT, env={**os.environ, RECORD_ENV: str(record)},
                     capture_output=True, text=True, timeout=600, check=False)
                 ok = done.returncode == 0
                 passes[name] += ok
                 if not ok:
                     why = [line for line in done.stdout.splitlines() if line.startswith("E ")]
-                    failures.append(f"run {run} {name}: " + " | ".join(why[:4] or [
+                    failures.append(f"run {run} {name} ({basetemp}): " + " | ".join(why[:4] or [
                         done.stdout.strip().splitlines()[-1]]))
                 print(f"run {run:2d} {name:<10} {'pass' if ok else 'FAIL'}", flush=True)
     finally:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import sys
 import threading
 import time
 import traceback
@@ -54,6 +55,7 @@ CONNECT_TIMEOUT = 30.0  # seconds Dask may take to connect to a scheduler that l
 LINK_TIMEOUT = 5.0
 CHECK_INTERVAL = 1.0  # seconds between the client's looks at the shards' workers
 CLOSE_TIMEOUT = 5.0  # seconds the Dask client may take to close
+SLOW_PUT_S = 1.0  # a shard's message this slow to reach the scheduler's queue is logged
 
 
 def require_distributed() -> Any:
@@ -180,6 +182,18 @@ class DaskLauncher:
         return DaskShards(self.cluster, specs, sink)
 
 
+def _log_to_worker(spec: ShardSpec) -> None:
+    """The shard's log lines in the Dask worker's log (its stderr), each naming the shard."""
+    if any(getattr(h, "esmeperf_shard", False) for h in log.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.esmeperf_shard = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter(f"%(asctime)s shard-{spec.index}: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if spec.settings.debug else logging.INFO)
+    log.propagate = False
+
+
 def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT) -> ShardReport:
     """The Dask task: run one shard on this worker until the client says CLOSE."""
     import distributed
@@ -190,11 +204,18 @@ def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT) -> Sh
               for c in (Command.FORCE, Command.CLOSE, Command.STOP)]
     put_lock = threading.Lock()
 
+    _log_to_worker(spec)
+
     def send(message: ShardMessage) -> None:
         # Pickled here: the scheduler stores bytes as they are, where a dataclass would make it
         # log "falling back to pickle" twice a second per shard.
+        started = time.monotonic()
         with put_lock:
             queue.put(pickle.dumps(message))
+        took = time.monotonic() - started
+        if took > SLOW_PUT_S:
+            log.warning("shard %d: a %s took %.1f s to reach the scheduler's queue", spec.index,
+                        type(message).__name__, took)
 
     runner = ShardRunner(spec, send)
     lease = distributed.Variable(f"{name}-lease")

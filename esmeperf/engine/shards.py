@@ -151,7 +151,9 @@ class ShardRunner:
             self.workers.record_error(f"shard-{self.spec.index}-link", TypeError(
                 f"unknown command {command!r:.200}"))
             command = Command.FORCE
-        self.timeline.setdefault(command.value, time.time())
+        if command.value not in self.timeline:
+            self.timeline[command.value] = time.time()
+            log.info("shard %d: %s", self.spec.index, command.value)
         self.life.stop(EndReason.PARENT)
         if command is Command.FORCE:
             self.life.force()
@@ -179,6 +181,9 @@ class ShardRunner:
             sent += delta.total("sent")
             self._send(Delta(spec.index, delta))
             steps.report()
+        log.info("shard %d: closed in %.1f s after the close; %d threads left", spec.index,
+                 self.timeline["closed"] - self.timeline.get("close", self.timeline["closed"]),
+                 len(workers.alive()))
         self.timeline["report"] = time.time()
         report = ShardReport(shard=spec.index, host=socket.gethostname(), sent=sent,
                              alive=workers.alive(), late_errors=life.late_errors,

@@ -187,7 +187,7 @@ def build_summary(result: Outcome) -> dict[str, Any]:
         "cross_check": _cross_check(sent, result.target_stats),
         "settings": s.public(),
         "versions": {"esmeperf": __version__, "python": platform.python_version()},
-        # The mechanisms this run measured with (README, "Platforms"): they change what a
+        # The mechanisms this run measured with (docs/platforms.md): they change what a
         # latency means (kernel receive time, or the clock after recv) and what CPU covers.
         "platform": platform_support.active().summary(),
     }

@@ -68,7 +68,7 @@ class Mechanisms:
     embedded_target: bool  # the embedded target can run here (inherited pipes, POSIX signals)
 
     def summary(self) -> dict[str, Any]:
-        """The summary's `platform` key (README, "Platforms", says what each value means)."""
+        """The summary's `platform` key (docs/platforms.md says what each value means)."""
         return {
             "system": platform.system(),
             "portable": self.portable,
