@@ -14,27 +14,21 @@ import websocket
 from esmeperf.system import platform_support
 from esmeperf.target.launcher import TargetProcess
 
-# Run and measurement tests that run twice, on the native mechanisms and on --portable's
-# fallbacks (what macOS and Windows use: esmeperf/system/platform_support.py). A representative few,
-# not all: the suite must stay within minutes on two cores. Each portable twin's summaries
-# must say they used the fallbacks (checked after the test by `platform_path`).
-PORTABLE_TWINS = frozenset({
-    "test_run.py::test_run_writes_go_compatible_files_and_exact_messages",
-    "test_run.py::test_embedded_target_by_default",
-    "test_measure.py::test_organizer_pool_shares_the_chats_and_replies_are_measured",
-})  # the shards' inheritance of the choice: test_portable.py
-
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    name = f"{metafunc.definition.path.name}::{metafunc.function.__name__}"
-    if name in PORTABLE_TWINS:
+    """A test marked `portable_twin` runs twice, on the native mechanisms and on --portable's
+    fallbacks (what macOS and Windows use: esmeperf/system/platform_support.py). A
+    representative few are, not all: the suite must stay within minutes on two cores. Each
+    twin's summaries must say which they used (checked after the test by `platform_path`); the
+    shards' inheritance of the choice is tests/system/test_portable.py's."""
+    if metafunc.definition.get_closest_marker("portable_twin") is not None:
         metafunc.parametrize("platform_path", ["native", "portable"], indirect=True)
 
 
 @pytest.fixture(autouse=True)
 def platform_path(request: pytest.FixtureRequest,
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
-    """For PORTABLE_TWINS: ESMEPERF_PORTABLE set (the --processes shards and esmeperf
+    """For a portable twin: ESMEPERF_PORTABLE set (the --processes shards and esmeperf
     subprocesses inherit it) or unset; other tests run as the environment says."""
     path = getattr(request, "param", None)
     if path is None:

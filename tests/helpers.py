@@ -121,15 +121,28 @@ def children() -> list[int]:
     return found
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+# The pages whose shell blocks are commands a user runs as written: the README, then docs/.
+PAGES = (README, *sorted((ROOT / "docs").glob("*.md")))
 
 
 def readme_commands() -> list[str]:
     """Every command line of the README's shell blocks, in order."""
+    return page_commands(README)
+
+
+def doc_commands() -> list[str]:
+    """Every command line of the README's and docs/'s shell blocks, page by page."""
+    return [cmd for page in PAGES for cmd in page_commands(page)]
+
+
+def page_commands(page: Path) -> list[str]:
+    """Every command line of one page's shell blocks, in order."""
     lines: list[str] = []
     inside = False
     pending = ""
-    for line in README.read_text(encoding="utf-8").splitlines():
+    for line in page.read_text(encoding="utf-8").splitlines():
         if line.startswith("```"):
             inside = line.strip() == "```sh" and not inside
             continue
@@ -149,7 +162,7 @@ def readme_commands() -> list[str]:
 def command(prefix: str) -> str:
     """The one README command that is `prefix`, or else the one starting with it (so a test
     fails if it disappears)."""
-    commands = readme_commands()
+    commands = doc_commands()
     found = [c for c in commands if c == prefix] or [c for c in commands if c.startswith(prefix)]
     assert len(found) == 1, f"README commands starting with {prefix!r}: {found}"
     return found[0]

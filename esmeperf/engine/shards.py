@@ -21,6 +21,7 @@ sealed (just before they are written).
 from __future__ import annotations
 
 import enum
+import faulthandler
 import logging
 import multiprocessing
 import signal
@@ -44,6 +45,9 @@ from .workers import StepClock, Workers, worker_thread_settings
 log = logging.getLogger("esmeperf")
 
 REPORT_INTERVAL = 0.5  # seconds between deltas: the parent's live view lags at most this
+# A shard whose reporting loop stood still this long writes every thread's stack to its stderr
+# (the Dask worker's log): a shard that stops answering says where it stopped.
+STUCK_DUMP_S = 10.0
 
 
 class Command(enum.Enum):
@@ -202,7 +206,9 @@ class ShardRunner:
         sent = delivered = 0
         drained = stopped = False
         deadline = None
+        watchdog = _Watchdog()
         while not self.closing.wait(REPORT_INTERVAL):
+            watchdog.rearm()
             workers.check_stalls()
             cpu.tick()
             # Stopped a whole interval ago: a send racing the stop is in this delta.
@@ -218,7 +224,24 @@ class ShardRunner:
                 if delivered >= sent or time.monotonic() >= deadline:
                     drained = True
                     self._send(Drained(index))
+        watchdog.cancel()
         return sent
+
+
+class _Watchdog:
+    """faulthandler's timer: every thread's stack on stderr if not re-armed within
+    STUCK_DUMP_S (a C thread of its own, so a held GIL does not stop it either)."""
+
+    def __init__(self) -> None:
+        self._on = hasattr(faulthandler, "dump_traceback_later") and sys.stderr is not None
+
+    def rearm(self) -> None:
+        if self._on:
+            faulthandler.dump_traceback_later(STUCK_DUMP_S, exit=False)
+
+    def cancel(self) -> None:
+        if self._on:
+            faulthandler.cancel_dump_traceback_later()
 
 
 class ReportSink:

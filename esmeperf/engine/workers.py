@@ -207,6 +207,9 @@ class Workers:
         # The long interval only where thousands of threads are to end, and only while they
         # end: elsewhere (a Dask client merging its shards' deltas, say) a thread that keeps
         # the GIL would make every other wait that long for it.
+        # Arrivals still signing up or asking for help at the stop no longer matter: their
+        # calls end now (late errors, counted), not at --http-timeout, holding the join up.
+        self.ctx.rest.abort()
         interval = sys.getswitchinterval()
         with self._lock:
             many = len(self._threads) >= SHUTDOWN_SWITCH_THREADS

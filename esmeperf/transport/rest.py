@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import weakref
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
+import urllib3
+import urllib3.connection
 
 from ..config import Credentials
 from ..errors import RequestError, UnexpectedStatus
@@ -38,11 +43,33 @@ class RestClient:
         self.session = requests.Session()
         self.session.trust_env = False  # the environment is read once per host: _settings()
         self._environment: dict[str, dict[str, Any]] = {}
-        if shared:
-            adapter = requests.adapters.HTTPAdapter(pool_connections=4,
-                                                    pool_maxsize=SHARED_POOL_SIZE)
-            self.session.mount("http://", adapter)
-            self.session.mount("https://", adapter)
+        # Every connection the pools opened, so abort() can shut in-flight calls down.
+        self._connections: weakref.WeakSet[urllib3.connection.HTTPConnection] = \
+            weakref.WeakSet()
+        self._lock = threading.Lock()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=(
+            SHARED_POOL_SIZE if shared else requests.adapters.DEFAULT_POOLSIZE))
+        adapter.poolmanager.pool_classes_by_scheme = _tracking_pools(self._track)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def _track(self, conn: urllib3.connection.HTTPConnection) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def abort(self) -> None:
+        """Shut every connection down, in-flight calls too: a thread blocked reading an answer
+        wakes at once with an error (a run's shutdown: arrivals in flight at the stop no longer
+        matter, and must not hold the join up for --http-timeout)."""
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # closed meanwhile
 
     def __enter__(self) -> RestClient:
         return self
@@ -98,6 +125,29 @@ class RestClient:
         """File a help request; ESME answers 200 with an empty body."""
         url = f"{base_url}/chat-requests"
         self.post(url, protocol.chat_request_body(event_id), 200, token, go_colon=False)
+
+
+def _tracking_pools(track: Any) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """urllib3 pool classes whose connections `track(conn)` once connected (PoolManager's
+    pool_classes_by_scheme: tests/system/test_library_internals.py checks it is still there)."""
+
+    class Plain(urllib3.connection.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            track(self)
+
+    class Secure(urllib3.connection.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            track(self)
+
+    class PlainPool(urllib3.HTTPConnectionPool):
+        ConnectionCls = Plain
+
+    class SecurePool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = Secure
+
+    return {"http": PlainPool, "https": SecurePool}
 
 
 def _json(response: requests.Response, url: str) -> Any:

@@ -26,7 +26,7 @@ from esmeperf.config import load_target
 from esmeperf.jobs.job import Job, run_job
 from esmeperf.measure.live import BOUNDS_S, Endpoint
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "contrib" / "grafana" / "esmeperf.json"
 RUN = ("-sci", "10", "-cpi", "20", "-smi", "100", "--no-plot")
 
@@ -236,9 +236,9 @@ def prometheus(tmp_path) -> Iterator[tuple[str, int]]:
 
 
 def readme_scrape_config() -> str:
-    """The README's Prometheus scrape config (its one ```yaml block)."""
-    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"),
-                        re.S)
+    """docs/metrics.md's Prometheus scrape config (its one ```yaml block)."""
+    page = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", page, re.S)
     assert len(blocks) == 1, blocks
     return blocks[0]
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
 
-from helpers import children
+from helpers import children, load_results, outputs, run_main, write_config
 
 from esmeperf.cli.main import main
 from esmeperf.results.summary import read_series
@@ -54,3 +55,21 @@ def test_each_row_describes_one_second(tmp_path, capsys):
     stop = max(i for i, f in enumerate(fractions) if f > 0)
     assert all(r["connections"] != "" for r in rows[:stop])
     assert all(r["connections"] == "" for r in rows[stop:])
+
+
+def test_series_is_zero_filled_second_by_second(tmp_path, target):
+    # One participant sending every 1.5 s leaves whole seconds without a send.
+    config = write_config(tmp_path, target.config)
+    status = run_main(tmp_path, config, "-sci", "10", "-cpi", "10", "-smi", "1500",
+                      "--max-participants", "1", "--duration", "5s")
+    assert status == 0
+    summary, rates = load_results(tmp_path / "out")
+    with open(outputs(tmp_path / "out")["series"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    seconds = [int(r["second"]) for r in rows]
+    assert seconds == list(range(seconds[0], seconds[-1] + 1))
+    assert len(rows) >= 5
+    assert any(r["sent"] == "0" for r in rows)
+    assert all(r["sent"] == str(rates.get(r["second"], 0)) for r in rows)
+    assert [r for r in rows if r["sent"] == "0"][0]["rtt_p99_ms"] == ""
+    assert summary["achieved_ratio"] == 1.0 and summary["messages_missed"] == 0

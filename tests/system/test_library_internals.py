@@ -320,3 +320,15 @@ def test_aiohttp_writes_nothing_after_the_target_closes(target_factory, client_f
             "bytes after the target closed the transport (aiohttp wrote a close frame?)")
     finally:
         ws.close()
+
+
+def test_urllib3_pool_classes_are_chosen_by_scheme() -> None:
+    """transport/rest.py gives the adapter's PoolManager its own pool classes (to track each
+    connection, so a shutdown can end calls in flight): the attribute and the pools'
+    ConnectionCls must still be how urllib3 picks them."""
+    import requests.adapters
+    import urllib3
+
+    manager = requests.adapters.HTTPAdapter().poolmanager
+    assert set(manager.pool_classes_by_scheme) >= {"http", "https"}
+    assert urllib3.HTTPConnectionPool.ConnectionCls is urllib3.connection.HTTPConnection

@@ -1,7 +1,7 @@
 """Platform mechanisms (esmeperf/system/platform_support.py): what detection finds on this
 Linux, and the portable fallbacks --portable forces, each exercised on real sockets and processes.
 
-The run and measurement tests run on the portable path too (conftest.PORTABLE_TWINS); these
+The run and measurement tests run on the portable path too (marked portable_twin); these
 test what those cannot see from a summary."""
 
 from __future__ import annotations

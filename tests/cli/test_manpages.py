@@ -21,7 +21,7 @@ from build_manpages.build_manpages import parse_manpages_spec
 from esmeperf.cli.main import CONFIG_HELP
 from esmeperf.status import ExitStatus
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pages() -> dict[str, str]:

@@ -16,7 +16,7 @@ from helpers import children
 
 from esmeperf.plot.command import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = "_performance_test_summary.json"
 RATES = "_performance_test_message_rates.json"
 SERIES = "_performance_test_series.csv"

@@ -33,6 +33,7 @@ MESSAGE = re.compile(r"^connection 127\.0\.0\.1:(\d+): message number (\d+)$")
 
 
 
+@pytest.mark.portable_twin
 def test_run_writes_go_compatible_files_and_exact_messages(tmp_path, target, capsys):
     config = write_config(tmp_path, target.config)
     status = run_main(tmp_path, config, "-sci", "10", "-cpi", "50", "-smi", "100",
@@ -82,6 +83,7 @@ def test_run_writes_go_compatible_files_and_exact_messages(tmp_path, target, cap
 
 
 
+@pytest.mark.portable_twin
 def test_embedded_target_by_default(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no config.json here
     status = main(["-q", "--out", "out", "-sci", "10", "-cpi", "100", "-smi", "100",

@@ -1,8 +1,9 @@
-"""Every command the README shows, run as written (only --duration shortened where it starts load).
+"""Every command the README and docs/ show, run as written (only --duration, or a benchmark's
+own length, shortened where it starts load).
 
-The README's shell blocks are the user's first contact with esmeperf: each command in them must
-have a test here, or be run verbatim by .ci/run (the two quick-start commands). A command added
-to the README without either fails `test_every_readme_command_is_covered`.
+Their shell blocks are the user's first contact with esmeperf: each command in them must have a
+test here, or be run verbatim by .ci/run (the README's two quick-start commands). A command added
+to a page without either fails `test_every_command_shown_is_covered`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import command, readme_commands, scripts_env, shorten
+from helpers import command, doc_commands, readme_commands, scripts_env, shorten
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 RESULT_SUFFIXES = ("_summary.json", "_message_rates.json", "_series.csv", "_rates.png")
 # Generous bounds for the whole command: a slow shared machine, never a reason to hang CI.
@@ -76,11 +77,12 @@ COVERED = {
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 30s --portable":
         "test_portable_command",
     "python3 -m esmeperf -sci 10 -cpi 20 -smi 100 --duration 30s": "test_overloaded_command",
+    "python3 bench/target_throughput.py": "test_target_throughput_commands",
 }
 
 
-def test_every_readme_command_is_covered():
-    commands = readme_commands()
+def test_every_command_shown_is_covered():
+    commands = doc_commands()
     assert len(commands) >= 10, commands
     for cmd in commands:
         owners = [name for prefix, name in COVERED.items() if cmd.startswith(prefix)]
@@ -129,7 +131,7 @@ def test_sweep_and_plots(tmp_path):
     beside = sorted(set(names) - set(dirs))
     assert beside == ["overlay_sci10_cpi20_smi100.png", "overlay_sci10_cpi20_smi1000.png",
                       "overlay_sci10_cpi20_smi10000.png", "report.md", "scatter.png"]
-    plot_commands = [c for c in readme_commands() if c.startswith("esmeperf-plot")]
+    plot_commands = [c for c in doc_commands() if c.startswith("esmeperf-plot")]
     assert len(plot_commands) == 3, plot_commands
     for cmd in plot_commands:
         printed = sh(cmd, tmp_path).stdout.split()
@@ -335,3 +337,16 @@ def test_portable_command(tmp_path):
     assert summary["exit_status"] == 0 and summary["messages_delivered"] > 0
     assert summary["platform"]["portable"] is True
     assert summary["platform"]["receive_time"] == "clock"
+
+
+@pytest.mark.slow
+def test_target_throughput_commands(tmp_path):
+    """docs/target.md's benchmark commands, each shortened to one run of 2 s."""
+    for cmd in [c for c in doc_commands() if c.startswith("python3 bench/target_throughput.py")]:
+        short = re.sub(r"--seconds \d+", "--seconds 2", cmd)
+        short = short if "--runs" in short else short.replace(".py", ".py --runs 1 --seconds 2",
+                                                               1)
+        short = re.sub(r"--runs \d+", "--runs 1", short).replace("/tmp/target.log",
+                                                                  str(tmp_path / "target.log"))
+        done = sh(short, ROOT)
+        assert "median" in done.stdout.lower() or "messages" in done.stdout.lower(), done.stdout

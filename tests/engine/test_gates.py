@@ -89,3 +89,19 @@ def test_a_slow_target_stops_the_run_at_the_window(tmp_path, target_factory):
     duration_s = summary["settings"]["duration_s"]
     assert duration_s == 60 and summary["steady_rate"] > 0
     assert go_duration_ms(summary["participants_duration"]) <= (WINDOW_S + 8) * 1000
+
+
+def test_gates_fail_with_exit_3_and_say_by_how_much(tmp_path, target):
+    config = write_config(tmp_path, target.config)
+    status = run_main(tmp_path, config, "-sci", "10", "-cpi", "100", "-smi", "100",
+                      "--max-participants", "5", "--duration", "2s",
+                      "--max-p99", "0.001", "--min-delivered-ratio", "0.5",
+                      "--min-rate", "100000")
+    assert status == 3
+    summary, _ = load_results(tmp_path / "out")
+    gates = {g["gate"]: g for g in summary["gates"]}
+    assert gates["max_p99_ms"]["passed"] is False
+    assert gates["max_p99_ms"]["measured"] > 0.001
+    assert gates["min_delivered_ratio"]["passed"] is True
+    assert gates["min_rate"]["passed"] is False and gates["min_rate"]["limit"] == 100000
+    assert summary["exit_status"] == 3
