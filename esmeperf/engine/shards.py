@@ -29,6 +29,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -206,7 +207,7 @@ class ShardRunner:
         sent = delivered = 0
         drained = stopped = False
         deadline = None
-        watchdog = _Watchdog()
+        watchdog = _Watchdog(index)
         while not self.closing.wait(REPORT_INTERVAL):
             watchdog.rearm()
             workers.check_stalls()
@@ -229,19 +230,54 @@ class ShardRunner:
 
 
 class _Watchdog:
-    """faulthandler's timer: every thread's stack on stderr if not re-armed within
-    STUCK_DUMP_S (a C thread of its own, so a held GIL does not stop it either)."""
+    """Where a stuck shard stopped: once its reporting loop stood still for STUCK_DUMP_S, a
+    thread of its own logs the stack of every thread but the participants' (hundreds of them,
+    named participant-N: counted, not shown); and if even that thread cannot run (the GIL
+    held), faulthandler's C timer writes the raw stacks to stderr a few seconds later."""
 
-    def __init__(self) -> None:
-        self._on = hasattr(faulthandler, "dump_traceback_later") and sys.stderr is not None
+    def __init__(self, index: int) -> None:
+        self._index = index
+        self._beat = time.monotonic()
+        self._done = threading.Event()
+        self._raw = hasattr(faulthandler, "dump_traceback_later") and sys.stderr is not None
+        threading.Thread(target=self._watch, name=f"shard-{index}-watchdog",
+                         daemon=True).start()
 
     def rearm(self) -> None:
-        if self._on:
-            faulthandler.dump_traceback_later(STUCK_DUMP_S, exit=False)
+        self._beat = time.monotonic()
+        if self._raw:
+            faulthandler.dump_traceback_later(STUCK_DUMP_S + 5, exit=False)
 
     def cancel(self) -> None:
-        if self._on:
+        self._done.set()
+        if self._raw:
             faulthandler.cancel_dump_traceback_later()
+
+    def _watch(self) -> None:
+        dumped = False
+        while not self._done.wait(1.0):
+            stuck = time.monotonic() - self._beat
+            if stuck < STUCK_DUMP_S:
+                dumped = False
+            elif not dumped:
+                dumped = True
+                log.warning("shard %d: its reporting loop stood still for %.0f s:\n%s",
+                            self._index, stuck, _stacks())
+
+
+def _stacks() -> str:
+    """The stack of every thread of this process but the participants' (counted)."""
+    frames = sys._current_frames()  # noqa: SLF001 - the stacks of a stuck process
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    out, participants = [], 0
+    for ident, frame in frames.items():
+        name = names.get(ident, f"thread {ident}")
+        if name.startswith("participant-"):
+            participants += 1
+            continue
+        out.append(f"{name}:\n" + "".join(traceback.format_stack(frame)))
+    out.append(f"({participants} participant threads not shown)")
+    return "\n".join(out)
 
 
 class ReportSink:
