@@ -1,7 +1,8 @@
-"""The README's multi-machine recipe run as written, each command its own process: a Dask
-scheduler on 127.0.0.1, two workers on 127.0.0.2 and 127.0.0.3 standing in for two load hosts,
-a standalone target, and `esmeperf --scheduler`. Then the ways such a run breaks: a worker lost,
-the scheduler lost, the client lost (the shards' lease), a worker's clock off.
+"""The multi-machine recipe of docs/scaling-out.md run as written, each command its own
+process: a Dask scheduler on 127.0.0.1, two workers on 127.0.0.2 and 127.0.0.3 standing in for
+two load hosts, a standalone target, and `esmeperf --scheduler`. Then the ways such a run
+breaks: a worker lost, the scheduler lost, the client lost (the shards' lease), a worker's clock
+off.
 
 Readiness is read, never slept on: the scheduler's address from its scheduler file, the workers
 from the scheduler's own list of them, the run's progress from esmeperf's progress lines. Every
@@ -18,6 +19,7 @@ import os
 import re
 import select
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,7 +61,7 @@ READY_TIMEOUT = 60.0  # seconds for a Dask process to come up on a busy machine
 # after the loss, its shards' timelines) as a JSON line to this file, when it is set.
 RECORD_ENV = "ESMEPERF_SCALE_OUT_RECORD"
 LEASE_S = 3  # the lease the tests that lose the client or the scheduler give the shards
-LOSS_BOUND_S = 10.0  # a lost worker or scheduler ends the run within this (README, "Scaling out")
+LOSS_BOUND_S = 10.0  # a lost worker or scheduler ends the run within this (docs/scaling-out.md)
 T = TypeVar("T")
 
 
@@ -69,7 +71,8 @@ def pause(seconds: float) -> None:
 
 
 class Hosts:
-    """The README's multi-machine commands on loopback, each in its own process group."""
+    """docs/scaling-out.md's multi-machine commands on loopback, each in its own process
+    group."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -132,7 +135,7 @@ class Hosts:
 
     def start_client(self, duration: str, env: dict[str, str] | None = None,
                      cpi: str = "5") -> subprocess.Popen[bytes]:
-        """The README's client command for `duration`; a longer -cpi for a lighter load."""
+        """The page's client command for `duration`; a longer -cpi for a lighter load."""
         cmd = _replace(shorten(command("python3 -m esmeperf -sci 10 -cpi 5"), duration),
                        ("tcp://SCHEDULER:8786", self.scheduler), ("-cpi 5 ", f"-cpi {cpi} "))
         return self.start(cmd, "esmeperf", env, stderr=subprocess.PIPE)
@@ -161,6 +164,20 @@ class Hosts:
         (self.folder / "esmeperf.err").write_bytes(self.stderr + rest)  # kept for a failure
         return client.returncode, (self.stderr + rest).decode(errors="replace")
 
+    def dump_workers(self) -> None:
+        """Every thread's stack of each worker's processes, with py-spy where it is installed
+        (a developer's tool: CI has none), into worker-HOST.stacks: where a stuck shard is."""
+        spy = shutil.which("py-spy")
+        if spy is None:
+            return
+        for host, proc in self.workers.items():
+            with (self.folder / f"worker-{host}.stacks").open("w") as out:
+                for pid in _members({proc.pid}):
+                    out.write(f"== pid {pid}\n")
+                    out.flush()
+                    subprocess.run([spy, "dump", "--pid", str(pid)], stdout=out,
+                                   stderr=subprocess.STDOUT, timeout=60, check=False)
+
     def close(self) -> None:
         """SIGKILL every process group started here; then none of their processes may live."""
         groups = {proc.pid for proc in self.procs}
@@ -187,7 +204,7 @@ def hosts(tmp_path: Path) -> Iterator[Hosts]:
 
 
 def _replace(cmd: str, *changes: tuple[str, str]) -> str:
-    """cmd with each placeholder replaced; each must be there (the README names them)."""
+    """cmd with each placeholder replaced; each must be there (the page names them)."""
     for old, new in changes:
         assert old in cmd, (old, cmd)
         cmd = cmd.replace(old, new)
@@ -266,6 +283,8 @@ def test_readme_recipe(hosts, target):
     shards = summary["shards"]
     record("recipe", timelines=[s["timeline"] for s in shards],
            lost=[s["lost"] for s in shards])
+    if any(s["lost"] for s in shards):
+        hosts.dump_workers()  # the lost shard's process is still there, as it stopped
     assert sorted(s["worker"] for s in shards) == sorted(workers.values())
     assert {urlsplit(s["worker"]).hostname for s in shards} == set(LOAD_HOSTS)
     assert all(s["sent"] > 0 and not s["lost"] for s in shards), shards
