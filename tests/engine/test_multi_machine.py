@@ -173,10 +173,16 @@ class Hosts:
         for host, proc in self.workers.items():
             with (self.folder / f"worker-{host}.stacks").open("w") as out:
                 for pid in _members({proc.pid}):
-                    out.write(f"== pid {pid}\n")
+                    out.write(f"== pid {pid}: each thread's state and kernel wait channel\n")
+                    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+                        with contextlib.suppress(OSError):
+                            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                            out.write(f"{task.name} {fields[0]} "
+                                      f"{(task / 'wchan').read_text()}\n")
+                    out.write(f"== pid {pid}: py-spy\n")
                     out.flush()
-                    subprocess.run([spy, "dump", "--pid", str(pid)], stdout=out,
-                                   stderr=subprocess.STDOUT, timeout=60, check=False)
+                    subprocess.run([spy, "dump", "--native", "--pid", str(pid)], stdout=out,
+                                   stderr=subprocess.STDOUT, timeout=120, check=False)
 
     def close(self) -> None:
         """SIGKILL every process group started here; then none of their processes may live."""
