@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
@@ -194,6 +194,49 @@ def _log_to_worker(spec: ShardSpec) -> None:
     log.propagate = False
 
 
+def _pause_worker_profiler() -> Callable[[], None]:
+    """Stop this Dask worker's statistical profiler while a shard runs on it; return what
+    starts it again.
+
+    Every 10 ms the profiler calls sys._current_frames() on the worker's event loop. Before
+    CPython 3.12 that call allocates while it holds the interpreter's lock on the list of
+    threads, so a garbage collection can run inside it, and Dask's own GC diagnosis (a gc
+    callback reading /proc with the GIL let go) lets another thread take the GIL there; a
+    thread that starts or ends then waits for the list's lock with the GIL held, and the
+    profiler waits for the GIL: a deadlock (CPython gh-106883). A shard starts and ends
+    threads all the time (each arrival is one), and the worker process froze whole, its shard
+    never heard of again (issue 28: 1 run in 12 of the multi-machine recipe). Without the
+    profiler nothing in the worker calls sys._current_frames().
+    """
+    import distributed
+
+    try:
+        worker = distributed.get_worker()
+    except ValueError:  # not on a worker (a test calling the task directly)
+        return lambda: None
+    profilers = [callback for name, callback in worker.periodic_callbacks.items()
+                 if name in ("profile", "profile-cycle")]
+    if not profilers:
+        return lambda: None
+    stopped = threading.Event()
+
+    def stop() -> None:  # on the worker's event loop: tornado's callbacks are not thread-safe
+        for callback in profilers:
+            callback.stop()
+        stopped.set()
+
+    worker.loop.add_callback(stop)
+    if not stopped.wait(LINK_TIMEOUT):
+        log.warning("shard: could not stop the Dask worker's profiler within %g s",
+                    LINK_TIMEOUT)
+
+    def start() -> None:
+        for callback in profilers:
+            callback.start()
+
+    return lambda: worker.loop.add_callback(start)
+
+
 def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT) -> ShardReport:
     """The Dask task: run one shard on this worker until the client says CLOSE."""
     import distributed
@@ -261,7 +304,11 @@ def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT) -> Sh
 
     threading.Thread(target=watch, name=f"shard-{spec.index}-watch", daemon=True).start()
     threading.Thread(target=guard, name=f"shard-{spec.index}-lease", daemon=True).start()
-    return runner.run()
+    restart_profiler = _pause_worker_profiler()
+    try:
+        return runner.run()
+    finally:
+        restart_profiler()
 
 
 class DaskShards:

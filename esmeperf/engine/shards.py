@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import faulthandler
+import gc
 import logging
 import multiprocessing
 import signal
@@ -267,7 +268,15 @@ class _Watchdog:
 
 def _stacks() -> str:
     """The stack of every thread of this process but the participants' (counted)."""
-    frames = sys._current_frames()  # noqa: SLF001 - the stacks of a stuck process
+    # With the collector off: a collection inside this call could deadlock it against a thread
+    # starting or ending (CPython gh-106883, engine/dask.py's _pause_worker_profiler).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        frames = sys._current_frames()  # noqa: SLF001 - the stacks of a stuck process
+    finally:
+        if collecting:
+            gc.enable()
     names = {thread.ident: thread.name for thread in threading.enumerate()}
     out, participants = [], 0
     for ident, frame in frames.items():
