@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import bisect
+import collections
+import contextlib
 import itertools
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from hdrh.histogram import HdrHistogram
@@ -25,6 +28,8 @@ SECOND_PERCENTILES = (50.0, 99.0)  # what the per-second series keeps of each se
 # hundred bytes) and freed. Values come in their own second, or just after it from a busy
 # thread or a shard's delta (twice a second); a later one reopens its second, exactly.
 LIVE_SECONDS = 1
+# Queued values a recording thread records in one go (a few hundred microseconds of work).
+FLUSH_AT = 256
 
 
 def new_histogram(digits: int = 3) -> HdrHistogram:
@@ -106,6 +111,11 @@ class LatencyRecorder:
 
     def __init__(self, per_second: bool = True) -> None:
         self._lock = threading.Lock()
+        # Values recorded and not yet in a histogram: workers append without the lock, so a
+        # thread that loses the GIL while recording holds up no other (hdrhistogram's
+        # record_value is Python, about 1 us: under a lock shared by thousands of threads, a
+        # holder preempted there made the others queue on the lock, two context switches each).
+        self._queued: collections.deque[tuple[int, float]] = collections.deque()
         self._clock = not per_second
         self._live: dict[int, HdrHistogram] = {}
         self._retired: dict[int, Retired] = {}
@@ -115,12 +125,39 @@ class LatencyRecorder:
         self._percentiles: dict[int, dict[float, float]] = {}  # retired second -> pct -> ms
 
     def record(self, second: int, seconds: float) -> None:
-        us = _clamp(int(seconds * 1_000_000))
+        """Queue a value (one append, taken without a lock); the thread that finds
+        FLUSH_AT values queued records them, if no other is doing so, and every reader records
+        what is queued before it reads."""
         if self._clock:
             second = int(time.time())
+        queued = self._queued
+        queued.append((second, seconds))
+        if len(queued) >= FLUSH_AT and self._lock.acquire(blocking=False):
+            try:
+                self._flush()
+            finally:
+                self._lock.release()
+
+    @contextlib.contextmanager
+    def _settled(self) -> Iterator[None]:
+        """The lock held, every value queued so far recorded."""
         with self._lock:
+            self._flush()
+            yield
+
+    def _flush(self) -> None:
+        """Record the queued values into their seconds' histograms (lock held).
+
+        Values leave the queue one popleft() at a time, each atomic: a value appended
+        meanwhile is recorded now or by the next flush, never lost or twice.
+        """
+        queued, live = self._queued, self._live
+        popleft = queued.popleft
+        for _ in range(len(queued)):
+            second, seconds = popleft()
+            us = _clamp(int(seconds * 1_000_000))
             self._sum_us += us
-            hist = self._live.get(second)
+            hist = live.get(second)
             if hist is None:
                 hist = self._open(second)
             hist.record_value(us)
@@ -163,7 +200,7 @@ class LatencyRecorder:
         return whole
 
     def summary(self) -> dict[str, float | int]:
-        with self._lock:
+        with self._settled():
             whole = self._whole()
             sum_us = self._sum_us
         out = summarize(whole, sum_us)
@@ -172,10 +209,10 @@ class LatencyRecorder:
 
     def summary_with(self, other: LatencyRecorder) -> dict[str, float | int]:
         """This recorder's and `other`'s whole-run values summarised as one distribution."""
-        with self._lock:
+        with self._settled():
             merged = self._whole()
             sum_us = self._sum_us
-        with other._lock:
+        with other._settled():
             theirs = other._whole()
             sum_us += other._sum_us
         merged.add(theirs)
@@ -189,7 +226,7 @@ class LatencyRecorder:
         sum in us: what a Prometheus histogram exposes, read from the HDR buckets on demand, so
         a scrape costs nothing per recorded value. A bucket counts below a bound when its
         highest equivalent value is at most the bound."""
-        with self._lock:
+        with self._settled():
             whole = self._whole()
             sum_us = self._sum_us
         total = whole.get_total_count()
@@ -214,7 +251,7 @@ class LatencyRecorder:
 
     def second_percentile_ms(self, second: int, pct: float) -> float | None:
         """A percentile of one second's latencies; None for a second without any."""
-        with self._lock:
+        with self._settled():
             hist = self._live.get(second)
             if hist is not None:
                 if not hist.get_total_count():
@@ -239,7 +276,7 @@ class LatencyRecorder:
         merged exactly (--abort-on-fail's window, a capacity step's measured window). The mean
         is left out: sums are kept for the whole run only."""
         window = new_histogram(3)
-        with self._lock:
+        with self._settled():
             for second in range(first, last + 1):
                 hist, retired = self._live.get(second), self._retired.get(second)
                 if hist is not None:
@@ -252,13 +289,13 @@ class LatencyRecorder:
         return out
 
     def seconds(self) -> list[int]:
-        with self._lock:
+        with self._settled():
             return sorted(self._live.keys() | self._retired.keys())
 
     def intervals(self) -> list[tuple[int, Retired]]:
         """Every second's histogram, HDR-encoded, in order (an .hlog's intervals)."""
         out = []
-        with self._lock:
+        with self._settled():
             for second in sorted(self._live.keys() | self._retired.keys()):
                 hist, earlier = self._live.get(second), self._retired.get(second)
                 if hist is None:
@@ -277,7 +314,7 @@ class LatencyRecorder:
 
     def drain(self) -> LatencyDelta:
         """Take what was recorded so far, HDR-encoded per second, and start again from empty."""
-        with self._lock:
+        with self._settled():
             live, self._live = self._live, {}
             retired, self._retired = self._retired, {}
             total, self._total = self._total, None
@@ -291,7 +328,7 @@ class LatencyRecorder:
 
     def merge(self, delta: LatencyDelta) -> None:
         """Add a drained delta: the histograms merge exactly, bucket by bucket."""
-        with self._lock:
+        with self._settled():
             self._sum_us += delta.sum_us
             for second, encoded in sorted(delta.seconds):
                 hist = self._live.get(second)

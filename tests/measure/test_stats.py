@@ -111,8 +111,10 @@ def test_retired_and_drained_histograms_are_freed_at_once():
     try:
         rec = LatencyRecorder()
         rec.record(1000, 0.001)
+        assert rec.seconds() == [1000]  # a read records what was queued
         first = weakref.ref(rec._live[1000])
         rec.record(1000 + LIVE_SECONDS + 1, 0.001)
+        rec.seconds()
         assert first() is None
         live = weakref.ref(rec._live[1000 + LIVE_SECONDS + 1])
         total = weakref.ref(rec._total)
@@ -239,3 +241,35 @@ def test_cumulative_agrees_with_hdrhistograms_own_iterator():
             item.count_at_value_iterated_to
     assert below == list(itertools.accumulate(per_bound[:-1]))
     assert total == 20_000 and below[-1] <= total
+
+
+def test_values_recorded_from_many_threads_at_once_are_all_counted_once():
+    """record() queues without the lock and flushes by whichever thread finds the queue full:
+    every value lands in exactly one histogram, while readers read in between."""
+    import threading
+
+    from esmeperf.measure.latency import FLUSH_AT
+
+    rec = LatencyRecorder()
+    threads, each = 8, 3 * FLUSH_AT + 7
+    go = threading.Barrier(threads + 1)
+
+    def work(k: int) -> None:
+        go.wait(10)
+        for i in range(each):
+            rec.record(1000 + i % 3, (k * each + i + 1) / 1e6)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for worker in workers:
+        worker.start()
+    go.wait(10)
+    while any(worker.is_alive() for worker in workers):
+        rec.summary()  # a reader flushing while writers append
+        workers[0].join(0.001)
+    for worker in workers:
+        worker.join(10)
+    summary = rec.summary()
+    n = threads * each
+    assert summary["count"] == n
+    assert summary["mean_ms"] == round(sum(range(1, n + 1)) / n / 1000, 3)
+    assert rec.seconds() == [1000, 1001, 1002]
