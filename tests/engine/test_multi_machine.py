@@ -13,6 +13,7 @@ process started here is killed with its whole process group at the end, pass or 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import json
 import os
@@ -65,6 +66,17 @@ LOSS_BOUND_S = 10.0  # a lost worker or scheduler ends the run within this (docs
 T = TypeVar("T")
 
 
+def _die_with_the_test() -> None:
+    """In each child before it runs: killed if the test process dies, even by SIGKILL (a
+    bench's timeout, a CI job cancelled), when the fixture's cleanup cannot run. Linux's
+    PR_SET_PDEATHSIG; elsewhere the fixture's cleanup is all there is."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def pause(seconds: float) -> None:
     """A short pause between checks of a condition only another process can change."""
     select.select([], [], [], seconds)
@@ -89,6 +101,7 @@ class Hosts:
         with (self.folder / f"{name}.log").open("wb") as log:
             proc = subprocess.Popen(shlex.split(cmd), cwd=self.folder, stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=stderr, start_new_session=True,
+                                    preexec_fn=_die_with_the_test,
                                     env=scripts_env({"TMPDIR": str(self.folder), **(env or {})}))
         self.procs.append(proc)
         return proc
