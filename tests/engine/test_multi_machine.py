@@ -62,7 +62,10 @@ READY_TIMEOUT = 60.0  # seconds for a Dask process to come up on a busy machine
 # after the loss, its shards' timelines) as a JSON line to this file, when it is set.
 RECORD_ENV = "ESMEPERF_SCALE_OUT_RECORD"
 LEASE_S = 3  # the lease the tests that lose the client or the scheduler give the shards
-LOSS_BOUND_S = 10.0  # a lost worker or scheduler ends the run within this (docs/scaling-out.md)
+LOSS_BOUND_S = 10.0  # a lost worker or scheduler stops the load within this (docs/scaling-out.md)
+# ... and the client exits within this, its files written (the PNG and the HTML report render
+# on a machine two workers, a scheduler and the target share)
+EXIT_BOUND_S = 30.0
 T = TypeVar("T")
 
 
@@ -323,11 +326,13 @@ def test_a_worker_lost_stops_the_run(hosts, target):
     hosts.wait_for_progress(client, 8)
     os.killpg(hosts.workers["127.0.0.3"].pid, signal.SIGKILL)  # the host is gone
     killed = time.monotonic()
+    last = last_growth(target, hosts, client)
     status, err = hosts.finish(client)
     ended = time.monotonic()
-    record("worker killed", end_after_loss_s=ended - killed)
+    record("worker killed", end_after_loss_s=ended - killed, load_after_loss_s=last - killed)
     assert status == 1, err
-    assert ended - killed < LOSS_BOUND_S, "the run went on without the lost worker"
+    assert last - killed < LOSS_BOUND_S, "the load went on without the lost worker"
+    assert ended - killed < EXIT_BOUND_S, "the client went on without the lost worker"
     summary, _ = load_results(hosts.folder)
     lost = workers["127.0.0.3"]
     [index] = [s["shard"] for s in summary["shards"] if s["worker"] == lost]
@@ -355,7 +360,7 @@ def test_the_scheduler_lost_stops_the_run(hosts, target):
            load_after_loss_s=last - killed)
     assert status == 1, err
     assert last - killed < LEASE_S + 2, "load went on without the scheduler"
-    assert time.monotonic() - killed < LOSS_BOUND_S, "the run went on without its scheduler"
+    assert time.monotonic() - killed < EXIT_BOUND_S, "the client went on without its scheduler"
     assert "Traceback" not in err, err
     summary, _ = load_results(hosts.folder)
     error = summary["first_error"]

@@ -134,7 +134,7 @@ def test_portable_flag_reaches_the_shards_and_the_summary(tmp_path, target, monk
     try:
         status = run_main(tmp_path, write_config(tmp_path, target.config), "--portable",
                           "--processes", "2", "-sci", "10", "-cpi", "50", "-smi", "100",
-                          "--max-participants", "6", "--duration", "2s")
+                          "--max-participants", "6", "--duration", "4s")
     finally:
         done.set()
         watcher.join(5)
