@@ -7,9 +7,11 @@ import logging
 import os
 import stat
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 
 from .. import __version__
+from ..status import help_text
 from ..usage import Parser
 
 DEFAULT_PASSWORD = "esmeperf-organizer-pass"
@@ -102,14 +104,15 @@ def get_parser() -> argparse.ArgumentParser:
     """The argument parser (argparse-manpage builds the man page from it)."""
     p = Parser(
         prog="esmeperf-target",
-        description="ESME-compatible stand-in server: organizer API, participant API and "
-        "Messenger API (WebSocket) in one asyncio process backed by SQLite. Wire-compatible "
-        "with ESME's own performance test. Once listening it prints one line on stderr, "
-        "'esmeperf-target: ready: ...' with the three URLs; --ready-file/--ready-fd report "
-        "readiness as a config.json object.",
-        epilog="Exit status: 0 after SIGTERM, SIGINT or EOF on --watch-fd; 1 if a port cannot "
-        "be bound (the message names it); 2 on bad command-line input, including a "
-        "--ready-file whose directory is missing or not writable (checked before binding).")
+        # Wrapped here: the raw formatter keeps the exit statuses' table as written.
+        description=textwrap.fill(
+            "ESME-compatible stand-in server: organizer API, participant API and Messenger API "
+            "(WebSocket) in one asyncio process backed by SQLite. Wire-compatible with ESME's "
+            "own performance test. Once listening it prints one line on stderr, "
+            "'esmeperf-target: ready: ...' with the three URLs; --ready-file/--ready-fd report "
+            "readiness as a config.json object.", 78, break_on_hyphens=False),
+        epilog=help_text("esmeperf-target"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"esmeperf-target {__version__}")
     net = p.add_argument_group("listeners")
     net.add_argument("--host", default="127.0.0.1",
