@@ -53,32 +53,41 @@ class Target:
 
     @classmethod
     def from_mapping(cls, data: Any, source: str, embedded: bool = False) -> Target:
-        """Validate a parsed config.json; every problem is a ConfigError naming the key."""
+        """Validate a parsed config.json: a ConfigError naming every key that is wrong, one
+        line each, so one edit can mend them all."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        for key in CONFIG_KEYS:
-            if key not in data:
-                raise ConfigError(f"{source}: missing key {key!r}")
-        event_id = data["event_id"]
-        if not isinstance(event_id, int) or isinstance(event_id, bool):
-            raise ConfigError(f"{source}: key 'event_id' must be an integer")
+        problems = [f"missing key {key!r}" for key in CONFIG_KEYS if key not in data]
+        event_id: Any = data.get("event_id")
+        if "event_id" in data and (not isinstance(event_id, int) or isinstance(event_id, bool)):
+            problems.append(f"key 'event_id' must be an integer, got {_shown(event_id)}")
         urls = {}
         for key, schemes in _URL_SCHEMES.items():
-            urls[key] = _check_url(data[key], key, schemes, source)
-        organizers = [_credentials(data, source)]
+            if key in data:
+                urls[key] = _check_url(data[key], key, schemes, problems)
+        organizers: list[Credentials] = []
+        first = (_credentials(data, problems) if "organizer_email" in data
+                 and "organizer_password" in data else None)
+        if first is not None:
+            organizers.append(first)
         extra = data.get("organizers", [])
         if not isinstance(extra, list):
-            raise ConfigError(f"{source}: key 'organizers' must be a list of {{email, password}}")
+            problems.append("key 'organizers' must be a list of {email, password}")
+            extra = []
         for index, item in enumerate(extra):
-            creds = _credentials(item, source, prefix=f"organizers[{index}].")
+            creds = _credentials(item, problems, prefix=f"organizers[{index}].")
+            if creds is None:
+                continue
             # An account may be listed again (organizer_email first in organizers[], as the
-            # embedded target writes it), but with one password: a second would go unused.
+            # embedded target wrote it before), but with one password: a second would go unused.
             same = [c for c in organizers if c.email == creds.email]
             if same and same[0].password != creds.password:
-                raise ConfigError(f"{source}: organizers[{index}] repeats the account "
-                                  f"{creds.email!r} with another password")
+                problems.append(f"organizers[{index}] repeats the account {creds.email!r} with "
+                                "another password")
             if not same:
                 organizers.append(creds)
+        if problems:
+            raise ConfigError(_problems(source, problems))
         return cls(event_id=event_id, organizers=tuple(organizers), embedded=embedded, **urls)
 
     def public(self) -> dict[str, Any]:
@@ -93,43 +102,97 @@ class Target:
         }
 
 
-def _check_url(value: Any, key: str, schemes: tuple[str, ...], source: str) -> str:
+def _problems(source: str, problems: list[str]) -> str:
+    """One line for one problem; for several, a line saying so and one line each."""
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return "\n  ".join([f"{source}: {len(problems)} problems:", *problems])
+
+
+def _shown(value: Any) -> str:
+    """A wrong value as the file has it, cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_url(value: Any, key: str, schemes: tuple[str, ...], problems: list[str]) -> str:
     if not isinstance(value, str):
-        raise ConfigError(f"{source}: key {key!r} must be a string")
+        problems.append(f"key {key!r} must be a string, got {_shown(value)}")
+        return ""
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
         wanted = " or ".join(f"{s}://" for s in schemes)
-        raise ConfigError(f"{source}: key {key!r} must be a {wanted} URL, got {value!r}")
+        problems.append(f"key {key!r} must be a {wanted} URL, got {value!r}")
     return value.rstrip("/")
 
 
-def _credentials(data: Any, source: str, prefix: str = "organizer_") -> Credentials:
+def _credentials(data: Any, problems: list[str],
+                 prefix: str = "organizer_") -> Credentials | None:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix.rstrip('.')} must be an object")
-    values = []
+        problems.append(f"{prefix.rstrip('.')} must be an object {{email, password}}")
+        return None
+    values: list[str] = []
     for name in ("email", "password"):
         key = f"{prefix}{name}"
         value = data.get(name if prefix.endswith(".") else key)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{source}: key {key!r} must be a non-empty string")
-        values.append(value)
-    return Credentials(*values)
+        if isinstance(value, str) and value:
+            values.append(value)
+        else:
+            problems.append(f"key {key!r} must be a non-empty string")
+    return Credentials(*values) if len(values) == 2 else None
 
 
 def load_target(path: str | os.PathLike[str]) -> Target:
     """Read and validate a config.json file."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Notepad's) is no mistake worth a refusal
+        text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such config file") from None
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                          f"offset {exc.start})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        raise ConfigError(f"{source}: {json_mistake(text, exc)}") from None
     return Target.from_mapping(data, source)
+
+
+def json_mistake(text: str, exc: json.JSONDecodeError) -> str:
+    """Where the JSON went wrong and how, with its line quoted and a caret under the spot.
+
+    The decoder notices a trailing comma, or a missing one, only at the next value; the
+    mistake is at the comma, or where the comma should be, so that is where this points.
+    """
+    pos, what = exc.pos, exc.msg[:1].lower() + exc.msg[1:]
+    before = text[:pos].rstrip()
+    if before.endswith(",") and text[pos:pos + 1] in ("}", "]"):
+        pos, what = len(before) - 1, (f"a trailing comma before {text[exc.pos]!r} (JSON allows "
+                                      "none)")
+    elif exc.msg == "Expecting ',' delimiter" and len(before) < pos:
+        pos, what = len(before), "expected ',' after this value (is a comma missing?)"
+    elif not text.strip():
+        return "empty file, expected a JSON object"
+    line_start = text.rfind("\n", 0, pos) + 1
+    line_end = text.find("\n", pos)
+    line = text[line_start:None if line_end < 0 else line_end]
+    lineno, column = text.count("\n", 0, pos) + 1, pos - line_start + 1
+    return (f"invalid JSON at line {lineno}, column {column}: {what}\n"
+            + _caret(line, column))
+
+
+def _caret(line: str, column: int, width: int = 76) -> str:
+    """The line (tabs expanded, cut to `width` around the column) and a caret under it."""
+    head = line[:column - 1].expandtabs(8)
+    line = line.rstrip("\r").expandtabs(8)
+    start = max(0, len(head) - width // 2) if len(line) > width else 0
+    shown = ("..." if start else "") + line[start:start + width]
+    indent = len(head) - start + (3 if start else 0)
+    return f"  {shown}\n  {' ' * indent}^"
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,53 @@ def test_an_implicit_config_json_is_named_first(tmp_path, target):
     host = target.config["messenger_ws_url"].split("//")[1]
     first = done.stderr.splitlines()[0]
     assert first.endswith(f"using ./config.json found in the current directory: target {host}")
+
+
+def test_a_config_with_several_mistakes_names_them_all(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"event_id": "7", "messenger_ws_url": "ws://127.0.0.1:1",
+                                  "organizer_api_url": "http://127.0.0.1:1",
+                                  "organizer_email": "org@example.com",
+                                  "participant_api_url": "127.0.0.1:1"}))
+    assert main(["--config", str(config), "--out", str(tmp_path), "--duration", "5s"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"esmeperf: error: {config}: 3 problems:",
+        "  missing key 'organizer_password'",
+        "  key 'event_id' must be an integer, got \"7\"",
+        "  key 'participant_api_url' must be a http:// or https:// URL, got '127.0.0.1:1'"]
+    assert nothing_written(tmp_path)
+
+
+def test_a_mistyped_flag_is_named_with_the_one_meant(tmp_path):
+    done = esmeperf("-sci", "10", "--duraton", "5s", "--out", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line(done.stderr) == ("esmeperf: error: unrecognized arguments: --duraton 5s; "
+                                     "did you mean --duration? (see --help)")
+    assert nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(("module", "args", "said"), [
+    ("esmeperf.cli.main", ["--duraton=5s", "--quite"],
+     "esmeperf: error: unrecognized arguments: --duraton=5s --quite; did you mean --duration "
+     "for --duraton, --quiet for --quite? (see --help)"),
+    ("esmeperf.cli.main", ["--smi", "100"],  # the Go test's single dash, doubled
+     "esmeperf: error: unrecognized arguments: --smi 100; did you mean -smi? (see --help)"),
+    ("esmeperf.cli.main", ["--frobnicate"],  # nothing alike: no guess
+     "esmeperf: error: unrecognized arguments: --frobnicate (see --help)"),
+    ("esmeperf.compare.command", ["a", "b", "--latncy-pct", "3"],
+     "esmeperf-compare: error: unrecognized arguments: --latncy-pct 3; did you mean "
+     "--latency-pct? (see --help)"),
+    ("esmeperf.plot.command", ["run", "--overlayy"],
+     "esmeperf-plot: error: unrecognized arguments: --overlayy; did you mean --overlay? "
+     "(see --help)"),
+    ("esmeperf.target.cli", ["--messenger-prot", "0"],
+     "esmeperf-target: error: unrecognized arguments: --messenger-prot 0; did you mean "
+     "--messenger-port? (see --help)"),
+])
+def test_every_command_guesses_a_mistyped_flag(capsys, module, args, said):
+    import importlib
+
+    with pytest.raises(SystemExit) as info:
+        importlib.import_module(module).get_parser().parse_args(args)
+    assert info.value.code == 2
+    assert one_line(capsys.readouterr().err) == said

@@ -81,3 +81,57 @@ def test_timespan(text, seconds):
 def test_timespan_rejects(text):
     with pytest.raises(ValueError, match="positive time span"):
         timespan(text)
+
+
+def test_every_mistake_at_once_one_line_each(tmp_path):
+    data = {**GOOD, "event_id": "1", "messenger_ws_url": "http://x:1",
+            "organizers": [{"email": "second@example.com"}]}
+    del data["organizer_password"]
+    with pytest.raises(ConfigError) as info:
+        load_target(write(tmp_path, data))
+    assert str(info.value).splitlines() == [
+        f"{tmp_path / 'config.json'}: 4 problems:",
+        "  missing key 'organizer_password'",
+        "  key 'event_id' must be an integer, got \"1\"",
+        "  key 'messenger_ws_url' must be a ws:// or wss:// URL, got 'http://x:1'",
+        "  key 'organizers[0].password' must be a non-empty string"]
+
+
+def test_a_trailing_comma_is_pointed_at(tmp_path):
+    lines = json.dumps(GOOD, indent=2).splitlines()
+    lines[-2] += ","  # after the last value, line 7 of 8
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_target(path)
+    column = len(lines[-2])
+    assert str(info.value).splitlines() == [
+        f"{path}: invalid JSON at line 7, column {column}: a trailing comma before '}}' "
+        "(JSON allows none)",
+        f"  {lines[-2]}",
+        "  " + " " * (column - 1) + "^"]
+
+
+@pytest.mark.parametrize(("text", "where", "what", "caret"), [
+    ('{"event_id": 1\n  "x": 2}', "line 1, column 15",
+     "expected ',' after this value (is a comma missing?)", ('  {"event_id": 1', 16)),
+    ('[1,\n\t2,]', "line 2, column 3", "a trailing comma before ']' (JSON allows none)",
+     ("          2,]", 11)),
+    ("{'event_id': 1}", "line 1, column 2", "expecting property name enclosed in double quotes",
+     ("  {'event_id': 1}", 3)),
+])
+def test_json_mistakes_with_the_line_quoted(tmp_path, text, where, what, caret):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_target(path)
+    first, quoted, marker = str(info.value).splitlines()
+    assert first == f"{path}: invalid JSON at {where}: {what}"
+    assert quoted == caret[0] and marker == " " * caret[1] + "^"
+
+
+def test_an_empty_file_or_one_not_utf8(tmp_path):
+    with pytest.raises(ConfigError, match=r"empty file, expected a JSON object$"):
+        load_target(write(tmp_path, " \n"))
+    path = tmp_path / "latin1.json"
+    path.write_bytes('{"organizer_email": "jos\u00e9@example.com"}'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9 at offset 24\)$"):
+        load_target(path)
