@@ -145,8 +145,8 @@ def get_parser() -> argparse.ArgumentParser:
     ready = p.add_argument_group("readiness and lifetime")
     ready.add_argument("--ready-file", type=ready_path, metavar="PATH",
                        help="once all listeners accept, atomically write the ready JSON "
-                       "(ESME config.json keys plus 'organizers' and 'pid') to PATH; "
-                       "removed again at exit")
+                       "(ESME's config.json keys, then 'organizers', the accounts after the "
+                       "first, and 'pid') to PATH; removed again at exit")
     ready.add_argument("--ready-fd", type=fd, metavar="FD",
                        help="write the ready JSON as one line to the inherited FD, then close it")
     ready.add_argument("--watch-fd", type=pipe_fd, metavar="FD",

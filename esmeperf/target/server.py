@@ -66,8 +66,10 @@ def url(scheme: str, host: str, port: int) -> str:
 
 
 def ready_document(opts: Options, ports: dict[str, int]) -> dict[str, Any]:
-    """ESME's config.json keys, then our extras."""
-    email, password = opts.organizers[0]
+    """ESME's config.json keys, then our extras: `organizers`, the accounts after the first
+    (which organizer_email and organizer_password name, once: a file edited to another
+    password there must not disagree with itself), and our pid."""
+    (email, password), *more = opts.organizers
     return {
         "event_id": 1,
         "messenger_ws_url": url("ws", opts.host, ports["messenger"]),
@@ -75,7 +77,7 @@ def ready_document(opts: Options, ports: dict[str, int]) -> dict[str, Any]:
         "organizer_email": email,
         "organizer_password": password,
         "participant_api_url": url("http", opts.host, ports["participant"]),
-        "organizers": [{"email": e, "password": p} for e, p in opts.organizers],
+        "organizers": [{"email": e, "password": p} for e, p in more],
         "pid": os.getpid(),
     }
 

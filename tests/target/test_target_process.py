@@ -49,8 +49,7 @@ def test_ready_file_format_and_sigterm_exit_0(tmp_path) -> None:
         assert doc["organizer_api_url"].startswith("http://127.0.0.1:")
         assert doc["organizer_email"] == "organizer@esmeperf.local"
         assert len(doc["organizer_password"]) >= 16
-        assert doc["organizers"] == [{"email": doc["organizer_email"],
-                                      "password": doc["organizer_password"]}]
+        assert doc["organizers"] == []  # the first account is in ESME's keys, once
         assert json.loads(line) == doc
         assert not [p for p in os.listdir(tmp_path) if p.startswith(".ready-")]
         proc.send_signal(signal.SIGTERM)
@@ -62,6 +61,45 @@ def test_ready_file_format_and_sigterm_exit_0(tmp_path) -> None:
             f"Messenger API {doc['messenger_ws_url']}\n")
         assert proc.stdout.read() == b""  # type: ignore[union-attr]
         assert os.listdir(tmp_path) == []
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_ready_file_names_each_account_once_so_one_edit_changes_a_password(
+        tmp_path, capsys) -> None:
+    """The file is a config.json: change organizer_password in it, and that is the password
+    esmeperf signs in with (here a wrong one, which the running target rejects)."""
+    from esmeperf.cli.main import main
+    from esmeperf.config import load_target
+
+    ready = tmp_path / "config.json"
+    read_end, write_end = os.pipe()
+    proc = spawn("--organizer-port", "0", "--participant-port", "0", "--messenger-port", "0",
+                 "--organizers", "2", "--ready-file", str(ready), "--ready-fd", str(write_end),
+                 pass_fds=(write_end,))
+    os.close(write_end)
+    try:
+        assert select.select([read_end], [], [], 20)[0], "target never became ready"
+        os.close(read_end)
+        doc = json.loads(ready.read_text())
+        assert doc["organizers"] == [{"email": "organizer2@esmeperf.local",
+                                      "password": doc["organizer_password"]}]
+        ready.write_text(json.dumps({**doc, "organizer_password": "another-password-16+"}))
+        target = load_target(ready)
+        assert [(c.email, c.password) for c in target.organizers] == [
+            (doc["organizer_email"], "another-password-16+"),
+            ("organizer2@esmeperf.local", doc["organizer_password"])]
+        out = tmp_path / "out"
+        assert main(["--config", str(ready), "--organizers", "2", "--duration", "5s",
+                     "--out", str(out)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"esmeperf: error: organizer {doc['organizer_email']}: sign-in rejected with "
+            "status 400: invalid email or password"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
     finally:
         proc.kill()
         proc.wait()

@@ -22,7 +22,7 @@ def arena() -> Iterator[dict[str, Any]]:
         esme = EsmeClient(proc.config)
         healthy = esme.chat()
         _, fuzz_token = esme.sign_up()
-        org2 = esme.organizer_token(proc.config["organizers"][1]["email"])
+        org2 = esme.organizer_token(proc.config["organizers"][0]["email"])
         yield {"proc": proc, "esme": esme, "healthy": healthy, "tokens": [fuzz_token, org2]}
         esme.close()
 

@@ -155,7 +155,7 @@ def test_other_organizer_has_no_access(target_factory, client_factory) -> None:
     proc = target_factory("--organizers", "2")
     esme = client_factory(proc)
     c = esme.chat()
-    org2 = esme.ws(esme.organizer_token(proc.config["organizers"][1]["email"]))
+    org2 = esme.ws(esme.organizer_token(proc.config["organizers"][0]["email"]))
     reply = esme.request(org2, "send_message", {"chatId": c["chat_id"], "message": "x"})
     assert reply["payload"]["message"] == f"you have no access to chat {c['chat_id']}"
     assert esme.request(org2, "close_chat", {"chatId": c["chat_id"]})["type"] == "error"
