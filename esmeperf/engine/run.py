@@ -218,9 +218,7 @@ class Engine:
             log.info("create participant interval: %g ms", s.cpi)
         log.info("send message interval: %g ms", s.smi)
         log.info("log websocket messages: %s", "true" if s.log_ws else "false")
-        current = openfiles.limits()
-        log.info("open files limit: %s", "none" if current is None else
-                 f"{current[0]} (hard {current[1]})")
+        log.info("open files limit: %s", openfiles.describe())
         log.info("run id: %s; target: %s", self.run_id, self.target.messenger_ws_url)
         log.info("-" * 80)
 

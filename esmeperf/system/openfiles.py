@@ -30,6 +30,9 @@ BASE_DESCRIPTORS = 64
 # Per participant: its WebSocket, plus its sign-up connection for the moment the two overlap.
 PER_PARTICIPANT = 1.05
 OUT_OF_FILES = (errno.EMFILE, errno.ENFILE)
+# The soft limit this process started with, once raise_soft_limit() has raised it (the log
+# says "raised from 1,024 to ..."); None while it has not.
+_raised_from: int | None = None
 
 
 def limits() -> tuple[int, int] | None:
@@ -55,10 +58,30 @@ def raise_soft_limit() -> int | None:
     if wanted > soft:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-            soft = wanted
         except (ValueError, OSError):
-            pass  # the platform refused: run with what we have (the check below says so)
+            return soft  # the platform refused: run with what we have (check() says so)
+        global _raised_from
+        if _raised_from is None:
+            _raised_from = soft
+        soft = wanted
     return soft
+
+
+def describe() -> str:
+    """The limit as a run's log names it: `raised from 1,024 to 20,000 (hard 20,000)`, or
+    `20,000 (hard 20,000)` when it was not raised here, or `none`."""
+    current = limits()
+    if current is None:
+        return "none"
+    soft, hard = current
+    text = f"{_count(soft)} (hard {_count(hard)})"
+    if _raised_from is not None and _raised_from < soft:
+        text = f"raised from {_count(_raised_from)} to {text}"
+    return text
+
+
+def _count(limit: int) -> str:
+    return "unlimited" if limit == resource.RLIM_INFINITY else f"{limit:,}"
 
 
 def _system_maximum() -> int | None:
@@ -114,9 +137,7 @@ def check(run: Plan, soft: int | None) -> tuple[str, bool] | None:
     certain (--max-participants alone sets the count) or only possible (the duration may)."""
     if soft is None or (resource is not None and soft == resource.RLIM_INFINITY):
         return None
-    remedy = "raise the hard limit (ulimit -Hn, or LimitNOFILE= for a service)"
-    if not run.embedded_target:
-        remedy += " or spread the participants with --processes N or a Dask cluster"
+    remedy = remedy_for(run.embedded_target)
     holders = [("the generator", run.per_process())]
     if run.embedded_target:
         holders.append(("the embedded target", run.participants))
@@ -150,13 +171,47 @@ def is_out_of_files(exc: BaseException) -> bool:
     return any(f"[Errno {code}]" in text for code in OUT_OF_FILES)
 
 
-def out_of_files_message(thread: str) -> str:
+def remedy_for(embedded_target: bool) -> str:
+    """What lets a run hold more participants. The embedded target is a child of esmeperf:
+    it has esmeperf's limit and holds every participant's socket, however many --processes
+    share the generator's side; a process may raise its soft limit only up to its hard one,
+    so only a higher hard limit (set as root, or a service's) helps it, or a target started
+    apart under one."""
+    if embedded_target:
+        return ("raise the hard limit (ulimit -Hn as root, or LimitNOFILE= for a service): "
+                "the embedded target, esmeperf's child, has esmeperf's limit and holds every "
+                "participant's socket; or start esmeperf-target yourself under a higher limit "
+                "(its --ready-file is a config.json for --config)")
+    return ("raise the hard limit (ulimit -Hn, or LimitNOFILE= for a service) or spread the "
+            "participants with --processes N or a Dask cluster")
+
+
+def out_of_files_message(thread: str, embedded_target: bool = False) -> str:
     """The first error's message when a worker ran out of descriptors."""
-    current = limits()
-    limit = "unknown" if current is None else str(current[0])
     where = thread.replace("participant-", "participant ")
-    return (f"{OUT_OF_FILES_TEXT} (limit {limit}) at {where}: raise ulimit -n "
-            "or use --processes")
+    text = f"{OUT_OF_FILES_TEXT} (limit {_limit()}) at {where}: "
+    if embedded_target:
+        return text + remedy_for(True)
+    return text + "raise ulimit -n or use --processes"
+
+
+def target_out_of_files(limit: int | None = None) -> str:
+    """What the first error adds when the embedded target ran out of descriptors."""
+    return (f"the embedded target ran out of open files, limit "
+            f"{_limit() if limit is None else limit}: {remedy_for(True)}")
+
+
+def with_target_out_of_files(message: str, limit: int | None = None) -> str:
+    """The first error's message, saying the embedded target ran out of descriptors too, with
+    the remedy once."""
+    if message.endswith(remedy_for(True)):  # a worker ran out as well, and said what helps
+        return f"{message} (the embedded target ran out of them too)"
+    return f"{message} ({target_out_of_files(limit)})"
+
+
+def _limit() -> str:
+    current = limits()
+    return "unknown" if current is None else str(current[0])
 
 
 OUT_OF_FILES_TEXT = "out of open files"  # how the first error's message starts
