@@ -19,6 +19,9 @@ log = logging.getLogger("esmeperf")
 # listed there (one a later version adds) is shown after these under its own name.
 LATENCY_LABELS = {latency.key: latency.label for latency in (*LATENCIES, WITH_UNCONFIRMED)
                   if latency.key != "unconfirmed"}
+# "rtt + unconfirmed" reads as a sum: the row is the round trips with every message never
+# echoed counted at its age when its participant ended.
+LATENCY_LABELS[WITH_UNCONFIRMED.key] = "rtt incl. unanswered"
 LATENCY_COLUMNS = ("count", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 _LABEL_WIDTH = 20
 
@@ -187,24 +190,36 @@ def show(summary: Mapping[str, Any], paths: Mapping[str, Path | str],
         log.warning("warning: stdout was closed; the summary is in the files")
 
 
+_PHASES = ("before", "during", "after")  # a cohort's arrival and a message's send, in order
+
+
 def surge_table(surge: Mapping[str, Any]) -> list[str]:
-    """The surge as text rows: cohort x phase, for the report on stdout and the README."""
+    """The surge as text rows, for the report on stdout and the README: a line per cohort
+    (when its participants arrived: how many, their time to chat), then a row per phase its
+    messages were sent in. A cohort cannot send before it arrived: those rows are left out."""
     start, end = surge["window_s"]
-    lines = [f"surge {start:g}-{end:g} s ({surge['source']}): open chats endured: "
-             f"{ {True: 'yes', False: 'NO', None: 'n/a'}[surge['open_chats_endured']] }",
-             f"  {'cohort':<8}{'phase':<8}{'sent':>8}{'delivered':>11}{'rtt p50':>10}"
-             f"{'rtt p99':>10}{'late p99':>10}{'to chat p99':>13}"]
+    endured = {True: "yes", False: "NO", None: "n/a"}[surge["open_chats_endured"]]
+    lines = [f"surge {start:g}-{end:g} s ({surge['source']}): open chats endured: {endured}",
+             f"  {'':<18}{'sent':>8}{'delivered':>11}{'rtt p50':>10}{'rtt p99':>10}"
+             f"{'late p99':>10}"]
     for cohort, figures in surge["cohorts"].items():
         chat = figures["time_to_chat"].get("p99_ms")
+        lines.append(f"  arrived {cohort}: {figures.get('participants', '?')} participants"
+                     + ("" if chat is None else f", time to chat p99 {_ms(chat)}"))
         for phase, cell in figures["phases"].items():
+            if not cell["sent"] and _earlier(phase, cohort):
+                continue
             ratio = cell["delivered_ratio"]
             lines.append(
-                f"  {cohort:<8}{phase:<8}{cell['sent']:>8}"
+                f"    {'sent ' + phase:<16}{cell['sent']:>8}"
                 f"{'-' if ratio is None else f'{ratio:.4f}':>11}"
                 f"{_ms(cell['rtt'].get('p50_ms')):>10}{_ms(cell['rtt'].get('p99_ms')):>10}"
-                f"{_ms(cell['send_lateness'].get('p99_ms')):>10}"
-                f"{_ms(chat) if phase == 'before' else '':>13}")
+                f"{_ms(cell['send_lateness'].get('p99_ms')):>10}")
     return lines
+
+
+def _earlier(phase: str, cohort: str) -> bool:
+    return phase in _PHASES and cohort in _PHASES and _PHASES.index(phase) < _PHASES.index(cohort)
 
 
 def _ms(value: float | None) -> str:
