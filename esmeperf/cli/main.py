@@ -206,6 +206,10 @@ def get_parser() -> argparse.ArgumentParser:
                      "with a sweep or --repeat")
     run.add_argument("--no-plot", dest="plot", action="store_false",
                      help="do not draw the PNG at the end")
+    run.add_argument("--no-report", dest="html_report", action="store_false",
+                     help="do not write the HTML reports (each run's "
+                     "<unix>_performance_test_report.html, a sweep's report.html, a capacity "
+                     "search's)")
     run.add_argument("--target-args", default="", metavar="ARGS",
                      help="extra arguments for the embedded target, quoted as one, e.g. "
                      "--target-args '--stats-delay 1' (see esmeperf-target --help)")
@@ -420,7 +424,8 @@ def _find_capacity(args: argparse.Namespace, settings: Settings, job: Job, runs:
     from ..jobs.capacity import START_CHATS, find_capacity, measured_by
 
     return find_capacity(settings, measured_by(lambda step, on_result: run_job(
-        step, job, on_result)), start_chats=args.start_chats or START_CHATS)
+        step, job, on_result)), start_chats=args.start_chats or START_CHATS,
+        report=job.report)
 
 
 def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
@@ -479,7 +484,8 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
         except ConfigError as exc:
             print(f"esmeperf: error: {exc}", file=sys.stderr)
             return ExitStatus.USAGE
-    job = Job(target, tuple(target_args), args.debug, lifecycle, dask, live)
+    job = Job(target, tuple(target_args), args.debug, lifecycle, dask, live,
+              report=args.html_report)
     try:
         if args.find_capacity:
             return _find_capacity(args, settings, job, runs)
@@ -487,7 +493,8 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
             from ..jobs.sweep import matrix, run_sweep
 
             plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
-            return run_sweep(plan, lambda s: run_job(s, job), settings.out_dir)
+            return run_sweep(plan, lambda s: run_job(s, job), settings.out_dir,
+                             report=job.report)
         return run_job(settings, job)
     finally:
         if live is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError
+from ..plot.page import REPORT_SUFFIX, Cell, Hover, Page, esc, link, num, table
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, load_run
 from ..results.summary import RATES_SUFFIX, SUMMARY_SUFFIX
 from ..usage import Parser
@@ -57,13 +58,17 @@ def get_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 nothing regressed; 3 something regressed; 4 nothing regressed "
         "but something was inconclusive (worse, within the noise or with a suspect "
         "generator); 2 bad arguments, a BASE or NEW that is missing or holds no run, or a "
-        "--png that cannot be written (one line on stderr).")
+        "--png or --html that cannot be written (one line on stderr).")
     p.add_argument("base", type=Path, metavar="BASE",
                    help="the base: a run directory, a sweep directory or a run's file")
     p.add_argument("new", type=Path, metavar="NEW", help="the run(s) to judge, as BASE")
     p.add_argument("--png", type=Path, metavar="PATH",
                    help="also draw base and new side by side to PATH (.png): messages sent "
                    "per second, and the round-trip percentiles")
+    p.add_argument("--html", type=Path, metavar="PATH",
+                   help="also write the comparison as one self-contained HTML page to PATH "
+                   "(.html): the verdict, each figure's row with its runs' values, the "
+                   "charts, each run linked")
     t = p.add_argument_group("thresholds (a change counts when beyond both)")
     t.add_argument("--latency-pct", type=_PCT, default=d.latency.pct, metavar="PCT",
                    help="round-trip p50/p90/p99 worse by more than PCT %% of the base "
@@ -199,43 +204,50 @@ def report(args: argparse.Namespace, base: list[RunData], new: list[RunData],
     """The text on stdout, the regressed and the inconclusive rows, and the comparisons (for
     the PNG)."""
     lines = [_side("base", args.base, base), _side("new", args.new, new)]
-    t = thresholds
-    rules = (f"p50-p99 +{t.latency.pct:g} % and +{t.latency.absolute:g} ms, max "
-             f"+{t.max.pct:g} % and +{t.max.absolute:g} ms, rate -{t.rate.pct:g} %, delivered "
-             f"ratio -{t.ratio.absolute:g}, errors +{t.errors.absolute:g}, participants and "
-             f"chats -{t.count.pct:g} %")
     regressed: list[tuple[str, Row]] = []
     unsure: list[tuple[str, Row]] = []
     comparisons: list[Compared] = []
     for label, left, right in pair(base, new):
         comparison = compare(left, right, thresholds, noise)
         comparisons.append((label, comparison, left, right))
-        lines += ["", f"{label or 'runs'}: {len(left)} base, {len(right)} new run(s)"]
-        if comparison.repeats:
-            lines.append(f"noise: repeats on both sides: a change counts beyond the thresholds "
-                         f"({rules})"
-                         f" and when the {noise.confidence:g} % bootstrap interval of the "
-                         f"difference of the means ({noise.resamples} resamples, seed "
-                         f"{noise.seed}) excludes 0")
-        elif comparison.seconds:
-            lines.append(f"noise: one run a side: a change counts beyond the thresholds "
-                         f"({rules}) and when the {noise.confidence:g} % interval from each "
-                         f"run's own seconds ({run_noise.BLOCK_S} s blocks, "
-                         f"{run_noise.RESAMPLES} draws) excludes 0")
-        else:
-            lines.append(f"noise: single runs without a noise estimate (fewer than "
-                         f"{run_noise.MIN_SECONDS} whole seconds, or no .hlog): a change "
-                         f"counts beyond the thresholds ({rules})")
+        lines += ["", f"{label or 'runs'}: {len(left)} base, {len(right)} new run(s)",
+                  "noise: " + noise_rule(comparison, thresholds, noise)]
         lines += ["", *render_table(comparison, noise.confidence)]
-        for what, runs in (("BASE", left), ("NEW", right)):
-            suspect = suspect_runs(runs)
-            if suspect:
-                lines.append(f"note: the generator was suspect in {suspect} of {len(runs)} "
-                             f"{what} run(s): their latencies describe it as well as the "
-                             "target, so a worse figure is inconclusive, not a regression")
+        lines += [f"note: {note}" for note in suspect_notes(left, right)]
         regressed += [(label, row) for row in comparison.regressions]
         unsure += [(label, row) for row in comparison.inconclusive]
     return lines, regressed, unsure, comparisons
+
+
+def noise_rule(comparison: Comparison, thresholds: Thresholds, noise: Noise) -> str:
+    """When a change counts, for this comparison: the thresholds, and the noise it must
+    clear (the runs' bootstrap, each run's own seconds, or none)."""
+    t = thresholds
+    rules = (f"p50-p99 +{t.latency.pct:g} % and +{t.latency.absolute:g} ms, max "
+             f"+{t.max.pct:g} % and +{t.max.absolute:g} ms, rate -{t.rate.pct:g} %, delivered "
+             f"ratio -{t.ratio.absolute:g}, errors +{t.errors.absolute:g}, participants and "
+             f"chats -{t.count.pct:g} %")
+    if comparison.repeats:
+        return (f"repeats on both sides: a change counts beyond the thresholds ({rules}) and "
+                f"when the {noise.confidence:g} % bootstrap interval of the difference of the "
+                f"means ({noise.resamples} resamples, seed {noise.seed}) excludes 0")
+    if comparison.seconds:
+        return (f"one run a side: a change counts beyond the thresholds ({rules}) and when "
+                f"the {noise.confidence:g} % interval from each run's own seconds "
+                f"({run_noise.BLOCK_S} s blocks, {run_noise.RESAMPLES} draws) excludes 0")
+    return (f"single runs without a noise estimate (fewer than {run_noise.MIN_SECONDS} whole "
+            f"seconds, or no .hlog): a change counts beyond the thresholds ({rules})")
+
+
+def suspect_notes(base: list[RunData], new: list[RunData]) -> list[str]:
+    notes = []
+    for what, runs in (("BASE", base), ("NEW", new)):
+        suspect = suspect_runs(runs)
+        if suspect:
+            notes.append(f"the generator was suspect in {suspect} of {len(runs)} {what} "
+                         "run(s): their latencies describe it as well as the target, so a "
+                         "worse figure is inconclusive, not a regression")
+    return notes
 
 
 def _changes(rows: list[tuple[str, Row]], several: bool) -> str:
@@ -267,14 +279,20 @@ def _relative(pct: float) -> str:
     return f"{ratio:.0f}x" if ratio >= 10 else f"{pct:+.1f} %"
 
 
-def check_png(path: Path) -> None:
-    if path.suffix.lower() != ".png":
-        raise UsageError(f"--png {path}: not a .png file name")
+def check_png(path: Path, flag: str = "--png", suffix: str = ".png") -> None:
+    if path.suffix.lower() != suffix:
+        raise UsageError(f"{flag} {path}: not a {suffix} file name")
     folder = path.parent
     if not folder.is_dir():
-        raise UsageError(f"--png {path}: no such directory: {folder}")
+        raise UsageError(f"{flag} {path}: no such directory: {folder}")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"--png {path}: directory {folder} is not writable")
+        raise UsageError(f"{flag} {path}: directory {folder} is not writable")
+
+
+def side_name(path: Path) -> str:
+    """A side as the legend names it: its directory's name (a run's file: its run's)."""
+    path = path.resolve()
+    return (path if path.is_dir() else path.parent).name or str(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -287,26 +305,127 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.png is not None:
             check_png(args.png)
+        if args.html is not None:
+            check_png(args.html, "--html", ".html")
         base, new = load_side("BASE", args.base), load_side("NEW", args.new)
         lines, regressed, unsure, comparisons = report(args, base, new, thresholds_of(args),
                                                        noise)
     except UsageError as exc:
         print(f"esmeperf-compare: error: {exc}", file=sys.stderr)
         return USAGE
-    lines += ["", verdict_line(regressed, len(comparisons) > 1, unsure)]
+    verdict = verdict_line(regressed, len(comparisons) > 1, unsure)
+    lines += ["", verdict]
+    status = REGRESSION if regressed else INCONCLUSIVE if unsure else OK
+    names = (side_name(args.base), side_name(args.new))
     if args.png is not None:
-        from .figure import plot_comparison
+        from .figure import plot_comparison, side_names
 
         try:
-            plot_comparison(comparisons, args.png)
+            plot_comparison(comparisons, args.png, side_names(*names))
             lines.append(f"png: {args.png}")
         except OSError as exc:
             print(f"esmeperf-compare: error: cannot write {args.png}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return USAGE
+    if args.html is not None:
+        try:
+            comparison_page(args, comparisons, verdict, status, names, thresholds_of(args),
+                            noise).write(args.html, footer=f"Written by esmeperf-compare "
+                                         f"{esc(__version__)}.")
+            lines.append(f"html: {args.html}")
+        except OSError as exc:
+            print(f"esmeperf-compare: error: cannot write {args.html}: {exc.strerror or exc}",
                   file=sys.stderr)
             return USAGE
     try:
         print("\n".join(lines), flush=True)
     except BrokenPipeError:  # `| head`: the verdict is the exit status all the same
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return REGRESSION if regressed else INCONCLUSIVE if unsure else OK
+    return status
+
+
+STATUS_WORDS = {OK: "nothing regressed", REGRESSION: "something regressed",
+                INCONCLUSIVE: "nothing regressed, but something was inconclusive (worse, within "
+                "the noise or with a suspect generator)"}
+
+
+def comparison_page(args: argparse.Namespace, comparisons: list[Compared], verdict: str,
+                    status: int, names: tuple[str, str], thresholds: Thresholds,
+                    noise: Noise) -> Page:
+    """The comparison as one HTML page: the verdict first, each side's runs linked, then for
+    each parameter set its rows (every verdict beside its figures and each run's value) and
+    its chart."""
+    from .figure import comparison_figure, side_names
+
+    page = Page(f"esmeperf-compare: {names[0]} against {names[1]}",
+                subtitle=esc(f"base {args.base}, new {args.new}"))
+    tone = {OK: "ok", REGRESSION: "bad", INCONCLUSIVE: "warn"}[status]
+    page.add(f'<section id="answer" class="answer {tone}"><p class="big">'
+             f"{esc(verdict[0].upper() + verdict[1:])}</p><p>Exit status {status}: "
+             f"{esc(STATUS_WORDS[status])}.</p></section>")
+    out_dir = args.html.resolve().parent
+    sides = []
+    for what, path in (("base", args.base), ("new", args.new)):
+        runs = {id(r): r for _, _, base, new in comparisons for r in
+                (base if what == "base" else new)}
+        items = "".join(f"<li>{_run_link(run, path, out_dir)}</li>"
+                        for run in runs.values())
+        sides.append(f"<p><b>{what}</b>: {esc(path)}, {len(runs)} run(s)</p><ul>{items}</ul>")
+    page.section("runs", "Runs", *sides)
+    for index, (label, comparison, base, new) in enumerate(comparisons):
+        rows = []
+        for row in comparison.rows:
+            unit = _unit(row)
+            change = _fmt(row.change, unit, signed=True)
+            if row.change_pct is not None and row.change:
+                change += f" ({_relative(row.change_pct)})"
+            interval = "" if row.interval is None else (
+                f"[{_fmt(row.interval[0], unit, True)}, {_fmt(row.interval[1], unit, True)}]")
+            klass = {"REGRESSION": "bad-text", "inconclusive": "warn-text",
+                     "better": "ok-text"}.get(row.verdict, "")
+            rows.append([
+                Cell(esc(row.figure.label + (f" ({row.figure.unit})" if row.figure.unit
+                                             else ""))),
+                _values(row.base_mean, row.base, unit),
+                _values(row.new_mean, row.new, unit),
+                num(change), num(interval),
+                Cell(f'<span class="{klass}">{esc(row.verdict)}</span>'
+                     + (f" ({esc(row.why)})" if row.why else ""))])
+        notes = "".join(f"<p><b>Note</b>: {esc(n)}.</p>" for n in suspect_notes(base, new))
+        page.section(f"set{index}", f"{label or 'runs'}: {len(base)} base, {len(new)} new "
+                     "run(s)", f"<p>{esc(noise_rule(comparison, thresholds, noise))}.</p>",
+                     table(["figure", Cell("base", num=True), Cell("new", num=True),
+                            Cell("change", num=True),
+                            Cell(f"{noise.confidence:g} % interval", num=True), "verdict"],
+                           rows), notes)
+        fig = comparison_figure([(label, comparison)], [(base, new)], side_names(*names))
+        hovers = [Hover(fig.axes[1], [
+            f"{row.figure.label}: base {_fmt(row.base_mean, 'ms')} ms, new "
+            f"{_fmt(row.new_mean, 'ms')} ms: {row.verdict}" for row in comparison.rows
+            if row.figure.label.startswith("round trip")],
+            [x for x, row in enumerate(r for r in comparison.rows
+                                       if r.figure.label.startswith("round trip"))])]
+        page.chart(fig, f"compare{index}", hovers=hovers)
+    return page
+
+
+def _values(mean: float | None, runs: list[float], unit: str) -> Cell:
+    """A side's mean, and each run's value under it when there are several."""
+    text = esc(_fmt(mean, unit))
+    if len(runs) > 1:
+        text += ('<br><span class="sub">' + esc(", ".join(_fmt(v, unit) for v in runs))
+                 + "</span>")
+    return Cell(text, num=True, title=", ".join(_fmt(v, unit) for v in runs))
+
+
+def _run_link(run: RunData, side: Path, out_dir: Path) -> str:
+    """A run's name, linked to its HTML report (or its directory) from the page's place."""
+    folder = side if side.is_dir() else side.parent
+    if run.folder and (folder / run.folder).is_dir() and folder.resolve().name != run.folder:
+        folder = folder / run.folder
+    report = folder / f"{run.stem}{REPORT_SUFFIX}"
+    target = report if report.exists() else folder
+    href = Path(os.path.relpath(target.resolve(), out_dir)).as_posix()
+    return link(href, f"{run.folder or run.stem}: {run.label}" if run.params
+                else run.folder or run.stem)
 

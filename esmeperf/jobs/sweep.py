@@ -13,12 +13,14 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..plot.command import title_of
 from ..plot.figures import plot_overlay, plot_run, plot_scatter
+from ..plot.html import SWEEP_REPORT, write_sweep_report
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, go_duration_ms, load_run
+from ..results.summary import PLOT_SUFFIX
 from ..status import ExitStatus
 
 log = logging.getLogger("esmeperf")
 
-STABLE_PLOT = "rates.png"  # each run's PNG under a name that does not change between runs
+STABLE_PLOT = "rates.png"  # a link to each run's PNG, a name that does not change between runs
 REPORT = "report.md"
 SCATTER = "scatter.png"
 
@@ -43,7 +45,7 @@ def check_out(out_dir: Path) -> None:
     if not out_dir.is_dir():
         return
     found = sorted(p.name + "/" if p.is_dir() else p.name for p in out_dir.iterdir()
-                   if p.name in (REPORT, SCATTER)
+                   if p.name in (REPORT, SWEEP_REPORT, SCATTER)
                    or (p.name.startswith("overlay_") and p.suffix == ".png")
                    or (p.is_dir() and SWEEP_RUN_DIR.fullmatch(p.name)))
     if found:
@@ -53,8 +55,9 @@ def check_out(out_dir: Path) -> None:
 
 
 def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
-              out_dir: Path) -> int:
-    """Run each Settings with `run_one`; stop early only on a signal; then write the report.
+              out_dir: Path, report: bool = True) -> int:
+    """Run each Settings with `run_one`; stop early only on a signal; then write the report
+    (report.md, and report.html unless `report` is off: --no-report).
 
     An --out that already holds a sweep is refused first: exit 2, one line, nothing run.
     """
@@ -83,16 +86,17 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
             loaded.append(load_run(settings.out_dir))
         except RunFileError as exc:
             log.error("run in %s left no readable results: %s", settings.out_dir, exc)
-    for path in write_report(loaded, out_dir):
+    for path in write_report(loaded, out_dir, html=report):
         log.info("report: %s", path)
     return next((int(s) for s in _SEVERITY if s in statuses), int(ExitStatus.OK))
 
 
-def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
-    """Overlay graphs per parameter set, each run's plot, the scatter and a Markdown table.
+def write_report(runs: Sequence[RunData], out_dir: Path, html: bool = True) -> list[Path]:
+    """Overlay graphs per parameter set, each run's plot under a stable name, the scatter, a
+    Markdown table and (with `html`) report.html.
 
-    Beside the run directories only overlay_*.png, scatter.png and report.md are written, so
-    `runs/*_r*` and `runs/0[1-3]_*` name the runs alone.
+    Beside the run directories only overlay_*.png, scatter.png, report.md and report.html are
+    written, so `runs/*_r*` and `runs/0[1-3]_*` name the runs alone.
     """
     if not runs:
         return []
@@ -105,15 +109,36 @@ def write_report(runs: Sequence[RunData], out_dir: Path) -> list[Path]:
         name = f"overlay_sci{sci:g}_cpi{cpi:g}_smi{smi:g}.png"
         paths.append(plot_overlay(group, f"{group[0].label}: {len(group)} run(s)",
                                   out_dir / name))
-    for run in runs:  # each run's plot again under a stable name, for pages linking them
-        if run.folder:  # inside the run's directory, so globs over the runs match only them
-            paths.append(plot_run(run.rows, title_of(run), out_dir / run.folder / STABLE_PLOT,
-                                  run.summary))
+    for run in runs:  # inside the run's directory, so globs over the runs match only them
+        if run.folder:
+            paths.append(stable_plot(run, out_dir / run.folder))
     paths.append(plot_scatter(runs, out_dir / SCATTER))
     report = out_dir / REPORT
     report.write_text(markdown_table(runs), encoding="utf-8")
     paths.append(report)
+    if html:
+        try:
+            paths.append(write_sweep_report(runs, out_dir))
+        except Exception as exc:  # noqa: BLE001 - the report must not hide the runs' files
+            log.error("could not write the sweep's HTML report: %s", exc)
     return paths
+
+
+def stable_plot(run: RunData, folder: Path) -> Path:
+    """The run's PNG under a name that does not change from run to run (rates.png), for
+    pages that link it: a link to the PNG the run drew, not a second copy of it; drawn only
+    where the run drew none (--no-plot) or no link can be made."""
+    stable = folder / STABLE_PLOT
+    drawn = folder / f"{run.stem}{PLOT_SUFFIX}"
+    if stable.is_symlink() or stable.exists():
+        stable.unlink()
+    if drawn.is_file():
+        try:
+            stable.symlink_to(drawn.name)
+            return stable
+        except OSError:  # a file system without symbolic links
+            pass
+    return plot_run(run.rows, title_of(run), stable, run.summary)
 
 
 def markdown_table(runs: Sequence[RunData]) -> str:

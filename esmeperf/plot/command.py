@@ -1,5 +1,6 @@
 """`python -m esmeperf.plot` / `esmeperf-plot`: PNGs of saved runs, esmeperf's own result files
-or ESME's Go test output (its summary and message-rates files, with only the original keys).
+or ESME's Go test output (its summary and message-rates files, with only the original keys), and
+with --html their HTML reports again (html.py), from the same files.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ def get_parser() -> argparse.ArgumentParser:
         description="Draw PNGs from saved runs: esmeperf's result files or ESME's own Go "
         "test output (<unix>_performance_test_summary.json and _message_rates.json). "
         "A PATH is a run directory or any one file of a run. Prints the path of every PNG "
-        "drawn, one a line.",
-        epilog="Exit status: 0 every PNG was drawn; 2 bad arguments, a PATH that is not a "
-        "readable run, or an output that cannot be written (one line on stderr, nothing "
-        "drawn).")
+        "drawn, one a line. With --html, writes each run's HTML report instead (a sweep's "
+        "or a capacity search's directory: every run's or step's, then its own).",
+        epilog="Exit status: 0 every PNG (or report) was written; 2 bad arguments, a PATH "
+        "that is not a readable run, or an output that cannot be written (one line on "
+        "stderr, nothing drawn).")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="runs to plot")
     parser.add_argument("--overlay", action="store_true",
                         help="one graph of all runs' sent/s over time (e.g. three repeats), "
@@ -42,10 +44,15 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scatter", action="store_true",
                         help="maximum message rate against active chats, one point per run, "
                         "scatter.png")
+    parser.add_argument("--html", action="store_true",
+                        help="write the run's self-contained HTML report, "
+                        "<unix>_performance_test_report.html beside its files, as a run "
+                        "writes it; for a sweep directory its runs' and report.html, for a "
+                        "capacity search's its steps' and its own")
     parser.add_argument("-o", "--out", default=None, metavar="PATH",
                         help="a directory to draw into (default: the current one for "
                         "--overlay/--scatter, each run's own directory otherwise), or a "
-                        "NAME.png when one PNG is drawn")
+                        "NAME.png when one PNG is drawn (NAME.html: one run's --html)")
     parser.add_argument("--version", action="version", version=f"esmeperf-plot {__version__}")
     return parser
 
@@ -112,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or bad input already reported in one line
         return int(exc.code or 0)
     kinds = [k for k, on in (("overlay", args.overlay), ("scatter", args.scatter)) if on]
+    if args.html:
+        return _html(args.paths, args.out, kinds)
     try:
         runs = [load_run(path) for path in args.paths]
         outputs = plan_outputs(args.out, kinds, args.paths, runs)
@@ -133,3 +142,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(target)
     return 0
 
+
+
+def _html(paths: Sequence[Path], out: str | None, kinds: Sequence[str]) -> int:
+    """--html: every report the PATHs hold, written again; exit 2 and nothing written on bad
+    input, as for the PNGs."""
+    from .html import kind_of, write_reports
+
+    try:
+        if kinds:
+            raise UsageError(f"--html writes reports, not --{kinds[0]}: give one or the other")
+        plan: list[tuple[Path, Path | None]] = []
+        for path in paths:
+            if not path.exists():
+                raise RunFileError(f"{path}: no such file or directory")
+            kind = kind_of(path)
+            if kind == "run":
+                load_run(path)  # a PATH that is not a run fails here, before any is written
+            target = _html_target(out, path, kind, len(paths))
+            folder = target.parent if target else path if path.is_dir() else path.parent
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise UsageError(f"cannot write in {folder}: not a writable directory")
+            plan.append((path, target))
+    except (RunFileError, UsageError) as exc:
+        print(f"esmeperf-plot: error: {exc}", file=sys.stderr)
+        return 2
+    for path, target in plan:
+        try:
+            written = write_reports(path, target)
+        except RunFileError as exc:
+            print(f"esmeperf-plot: error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"esmeperf-plot: error: cannot write the report of {path}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 2
+        for report in written:
+            print(report)
+    return 0
+
+
+def _html_target(out: str | None, path: Path, kind: str, count: int) -> Path | None:
+    """Where -o puts one run's report (None: beside the run's files)."""
+    if out is None:
+        return None
+    if kind != "run" or count > 1:
+        raise UsageError(f"-o {out}: with --html only for one run (a sweep's or capacity "
+                         "search's reports go in its own directories, each linked from the "
+                         "next)")
+    if os.path.isdir(out):
+        from .html import REPORT_SUFFIX
+
+        return Path(out) / f"{load_run(path).stem}{REPORT_SUFFIX}"
+    if not out.lower().endswith(".html"):
+        raise UsageError(f"-o {out}: not a .html file name (give NAME.html or a directory)")
+    if not Path(out).parent.is_dir():
+        raise UsageError(f"-o {out}: no such directory: {Path(out).parent}")
+    return Path(out)

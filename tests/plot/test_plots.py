@@ -9,6 +9,7 @@ import struct
 
 import pytest
 from helpers import children
+from saved_runs import write_go_run
 
 from esmeperf.cli.main import main
 from esmeperf.jobs.sweep import markdown_table
@@ -21,27 +22,6 @@ def png_size(path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     return struct.unpack(">II", data[16:24])
-
-
-def write_go_run(folder, stamp, rates, smi="100ms"):
-    """The two files ESME's Go test writes, with only its original keys."""
-    folder.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "constants": {"start_chat_interval": "10ms", "create_participant_interval": "20ms",
-                      "send_message_interval": smi, "log_ws": False},
-        "description": "performance test summary",
-        "organizer_time_started": "2023-05-01T12:00:00.123456789+02:00",
-        "organizer_duration": "2m24.871s",
-        "participants_time_started": "2023-05-01T12:00:00.2345+02:00",
-        "participants_duration": "2m24.76s",
-        "messages_sent": sum(rates.values()),
-        "chats_count": 255,
-        "created_participants_count": 262,
-    }
-    (folder / f"{stamp}_performance_test_summary.json").write_text(json.dumps(summary, indent=2))
-    (folder / f"{stamp}_performance_test_message_rates.json").write_text(
-        json.dumps({str(k): v for k, v in rates.items()}, indent=2))
-    return folder / f"{stamp}_performance_test_summary.json"
 
 
 def test_go_durations_parse():
@@ -90,8 +70,8 @@ def test_sweep_runs_the_matrix_and_reports(tmp_path, monkeypatch):
     assert status == 0
     runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert runs == ["01_sci10_cpi100_smi100_r1", "02_sci10_cpi100_smi250_r1"]
-    for name in runs:  # summary, rates, series, PNG and .hlog
-        assert len(list((tmp_path / "sweep" / name).glob("*_performance_test_*"))) == 5
+    for name in runs:  # summary, rates, series, PNG, .hlog and the HTML report
+        assert len(list((tmp_path / "sweep" / name).glob("*_performance_test_*"))) == 6
     table = (tmp_path / "sweep" / "report.md").read_text().splitlines()
     assert len(table) == 4 and table[2].startswith("| 01_sci10_cpi100_smi100_r1 | 10 | 100 | 100 |")
     assert "| 4 (4) | 4 |" in table[3] and table[3].endswith("| duration | ok |")
@@ -99,8 +79,17 @@ def test_sweep_runs_the_matrix_and_reports(tmp_path, monkeypatch):
         assert re.fullmatch(r"1\.[4-9]", row.split(" | ")[4]), row
     assert (tmp_path / "sweep" / "scatter.png").exists()
     assert (tmp_path / "sweep" / "overlay_sci10_cpi100_smi250.png").exists()
-    assert png_size(tmp_path / "sweep" / "01_sci10_cpi100_smi100_r1" / "rates.png") == (1000, 650)
+    first = tmp_path / "sweep" / "01_sci10_cpi100_smi100_r1"
+    # rates.png is the run's own PNG under a stable name: a link to it, not a second copy.
+    drawn = next(first.glob("*_performance_test_rates.png"))
+    assert (first / "rates.png").is_symlink() and os.readlink(first / "rates.png") == drawn.name
+    assert png_size(first / "rates.png") == (1000, 650)
     assert not list((tmp_path / "sweep").glob("0*.png"))  # only runs match runs/0*
+    # report.html beside report.md links every run's own report, which exists.
+    page = (tmp_path / "sweep" / "report.html").read_text()
+    links = re.findall(r'<a href="([^"]+)"', page)
+    assert len(links) == 2 and all(link.endswith("_performance_test_report.html")
+                                   and (tmp_path / "sweep" / link).is_file() for link in links)
 
 
 def test_sweep_needs_a_duration(tmp_path, capsys):
@@ -199,15 +188,22 @@ def test_run_png_reads_at_a_glance(tmp_path, capsys):
     # The partial first and last seconds are not joined to the lines (no collapse drawn) ...
     assert list(lines["sent/s"].get_xdata()) == [1, 2, 3]
     assert list(lines["round trip p99"].get_xdata()) == [1, 2, 3]
-    # ... but marked: shaded in both panels and drawn as hollow markers.
-    assert len([p for p in top.patches]) == 3 and len(bottom.patches) == 3
+    # ... but marked: shaded in both panels (0, and 4-5 as one span) and drawn as hollow
+    # markers, on the left axis only: every rate is on it.
+    assert [p.get_x() for p in top.patches] == [-0.5, 3.5] and len(bottom.patches) == 2
     markers = [line for line in top.get_lines() if line.get_label().startswith("_")]
     assert [list(m.get_xdata()) for m in markers] == [[0, 4, 5], [0, 4, 5]]
-    # Participants and chats coincide here: a wide pale band under a thin line.
+    assert all(m.get_fillstyle() == "none" for m in markers)
+    # Participants and chats are gauges, joined through every second: no marker of theirs
+    # can be taken for a rate.
+    assert not [line for line in right.get_lines() if line.get_label().startswith("_")]
     band, line = lines["participants (150)"], lines["chats (150)"]
+    assert list(band.get_xdata()) == list(range(6)) == list(line.get_xdata())
+    # They coincide here: a wide pale band under a thin line.
     assert band.get_linewidth() > 3 * line.get_linewidth() and band.get_alpha() < 1
     texts = [t.get_text() for t in top.get_legend().get_texts()]
-    assert "partial second (start, stop)" in texts
+    assert "partial second (start, stop): its value hollow, not joined" in texts
+    assert "right axis" in right.get_ylabel()
 
     run = tmp_path / "run"
     write_go_run(run, 1700000100, {1700000000 + s: 100 for s in range(10)})
