@@ -27,7 +27,8 @@ def outputs(out: Path) -> dict[str, Path]:
                          ("rates", "_performance_test_message_rates.json"),
                          ("series", "_performance_test_series.csv"),
                          ("latency_log", "_performance_test_latency.hlog"),
-                         ("plot", "_performance_test_rates.png")):
+                         ("plot", "_performance_test_rates.png"),
+                         ("report", "_performance_test_report.html")):
         found = list(out.glob(f"*{suffix}"))
         assert len(found) <= 1, found
         if found:

@@ -405,7 +405,7 @@ def comparison_page(args: argparse.Namespace, comparisons: list[Compared], verdi
             if row.figure.label.startswith("round trip")],
             [x for x, row in enumerate(r for r in comparison.rows
                                        if r.figure.label.startswith("round trip"))])]
-        page.chart(fig, f"compare{index}", hovers=hovers)
+        page.chart(fig, f"compare{index}", hovers)
     return page
 
 

@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _html(paths: Sequence[Path], out: str | None, kinds: Sequence[str]) -> int:
     """--html: every report the PATHs hold, written again; exit 2 and nothing written on bad
     input, as for the PNGs."""
-    from .html import kind_of, write_reports
+    from .html import kind_of, sweep_runs, write_reports
 
     try:
         if kinds:
@@ -157,9 +157,11 @@ def _html(paths: Sequence[Path], out: str | None, kinds: Sequence[str]) -> int:
             if not path.exists():
                 raise RunFileError(f"{path}: no such file or directory")
             kind = kind_of(path)
-            if kind == "run":
-                load_run(path)  # a PATH that is not a run fails here, before any is written
             target = _html_target(out, path, kind, len(paths))
+            # A PATH that is not a run, or a sweep with one that is not, fails here: before
+            # any report is written.
+            for run in sweep_runs(path) if kind == "sweep" else [path] if kind == "run" else []:
+                load_run(run)
             folder = target.parent if target else path if path.is_dir() else path.parent
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise UsageError(f"cannot write in {folder}: not a writable directory")

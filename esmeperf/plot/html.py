@@ -23,7 +23,20 @@ from ..results.report import LATENCY_LABELS, run_label
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, load_run, run_name
 from ..results.summary import SUMMARY_SUFFIX
 from ..status import ExitStatus
-from .page import REPORT_SUFFIX, Cell, Hover, Page, esc, figures, keys, link, num, table, text
+from .page import (
+    REPORT_SUFFIX,
+    Cell,
+    Hover,
+    Page,
+    chart,
+    esc,
+    figures,
+    keys,
+    link,
+    num,
+    table,
+    text,
+)
 
 if TYPE_CHECKING:
     from .figures import Chart
@@ -91,15 +104,12 @@ def run_page(run: RunData, folder: Path, target: Path) -> Page:
     page.add(_answer(s, esmeperf))
     page.section("settings", "Settings and target", _settings(s))
     charts = timeline_charts(run.rows, s)
-    page.add('<section id="charts"><h2>Charts</h2>'
-             "<p class=\"sub\"><span class=\"screen\">Hover over a second for its values. "
-             "</span>Gray: a second the load "
-             "only partly covered (its values hollow, not joined to the line); hatched red: "
-             "a second the generator's own CPU was saturated; blue: the surge.</p>")
-    for chart in charts:
-        page.chart(chart.figure, chart.key, hovers=_hovers(chart, run.rows),
-                   heading=chart.heading)
-    page.add("</section>")
+    page.section("charts", "Charts",
+                 "<p class=\"sub\"><span class=\"screen\">Hover over a second for its values. "
+                 "</span>Gray: a second the load only partly covered (its values hollow, not "
+                 "joined to the line); hatched red: a second the generator's own CPU was "
+                 "saturated; blue: the surge.</p>",
+                 *(chart(c.figure, c.key, _hovers(c, run.rows), c.heading) for c in charts))
     page.section("latency", "Latency (ms)", _latency_table(s.get("latency") or {}, esmeperf))
     if isinstance(s.get("surge"), Mapping):
         page.section("surge", "The surge's cohorts", _surge_table(s["surge"]))
@@ -250,9 +260,9 @@ def _value(value: Any) -> str:
     return number(value) if not isinstance(value, str) else value
 
 
-def _hovers(chart: Chart, rows: Sequence[Mapping[str, Any]]) -> list[Hover]:
+def _hovers(item: Chart, rows: Sequence[Mapping[str, Any]]) -> list[Hover]:
     """What a second holds, in the words of the chart it is hovered on."""
-    if chart.key == "cohorts" or not rows:
+    if item.key == "cohorts" or not rows:
         return []
     t0 = int(rows[0]["second"])
     xs = [int(r["second"]) - t0 for r in rows]
@@ -262,16 +272,16 @@ def _hovers(chart: Chart, rows: Sequence[Mapping[str, Any]]) -> list[Hover]:
         partial = r.get("load_fraction") not in (None, "") and float(r["load_fraction"]) < 1
         if partial:
             head += f", partial: {float(r['load_fraction']):.0%} of it under load"
-        if chart.key == "rates":
+        if item.key == "rates":
             body = [f"sent {r['sent']}/s"] + ([f"delivered {r['delivered']}/s"]
                                               if "delivered" in r else [])
             if r.get("generator_cpu") not in (None, ""):
                 body.append(f"generator CPU {float(r['generator_cpu']):.0%}")
-        elif chart.key == "people":
+        elif item.key == "people":
             body = [f"{r.get('participants')} participants", f"{r.get('chats')} chats"]
             if r.get("connections") not in (None, ""):
                 body.append(f"{r['connections']} connections")
-        elif chart.key == "arrivals":
+        elif item.key == "arrivals":
             body = [f"intended {r.get('arrivals_intended')}", f"actual {r.get('arrivals')}"]
         else:
             from .figures import LATENCY
@@ -279,7 +289,7 @@ def _hovers(chart: Chart, rows: Sequence[Mapping[str, Any]]) -> list[Hover]:
             body = [f"{label} {r[column]} ms" for column, (label, _) in LATENCY.items()
                     if r.get(column) not in (None, "")] or ["no latency measured"]
         titles.append(f"{head}: " + ", ".join(body))
-    return [Hover(chart.axes, titles, xs)]
+    return [Hover(item.axes, titles, xs)]
 
 
 def _latency_table(latency: Mapping[str, Any], esmeperf: bool) -> str:
@@ -454,18 +464,18 @@ def sweep_page(runs: Sequence[RunData], out_dir: Path) -> Page:
     groups: dict[tuple[float, ...], list[RunData]] = {}
     for run in runs:
         groups.setdefault(tuple(run.params.values()), []).append(run)
-    page.add('<section id="overlays"><h2>Messages sent per second, runs overlaid</h2>')
+    overlays = []
     for index, group in enumerate(groups.values()):
         fig = overlay_figure(group, f"{group[0].label}: {len(group)} run(s)")
-        page.chart(fig, f"overlay{index}", hovers=_overlay_hover(fig, group))
-    page.add("</section>")
+        overlays.append(chart(fig, f"overlay{index}", _overlay_hover(fig, group),
+                              label=group[0].label))
+    page.section("overlays", "Messages sent per second, runs overlaid", *overlays)
     fig = scatter_figure(runs)
     points = [(r, *r.max_rate()) for r in runs]
-    page.section("scatter", "Maximum rate against active chats", "")
-    page.chart(fig, "scatter", hovers=[Hover(
+    page.section("scatter", "Maximum rate against active chats", chart(fig, "scatter", [Hover(
         fig.axes[0], [f"{r.folder or r.stem}: {rate} msg/s at {chats} chats"
                       for r, rate, chats in points],
-        [chats for _, _, chats in points], [rate for _, rate, _ in points])])
+        [chats for _, _, chats in points], [rate for _, rate, _ in points])]))
     return page
 
 
@@ -531,7 +541,7 @@ def capacity_page(summary: Mapping[str, Any], folder: Path, target: Path) -> Pag
                 f"{capacity['highest_passing_rate']:g} messages/s: a lower bound, not a knee")
     else:
         head = "Nothing measured"
-    tone = {"target": "ok", "generator": "warn"}.get(str(limited), "warn")
+    tone = "warn" if limited == "generator" else "ok"
     page = Page(f"esmeperf capacity search, smi {capacity.get('smi_ms', 0):g} ms",
                 subtitle=esc(str(folder.resolve())))
     page.add(f'<section id="answer" class="answer {tone}"><p class="big">{esc(head)}.</p>'
@@ -565,12 +575,11 @@ def capacity_page(summary: Mapping[str, Any], folder: Path, target: Path) -> Pag
     steps = capacity.get("steps") or []
     if steps:
         fig = capacity_figure(dict(capacity))
-        page.section("knee", "The knee", "")
-        page.chart(fig, "capacity", hovers=[Hover(
+        page.section("knee", "The knee", chart(fig, "capacity", [Hover(
             fig.axes[0], [f"{s['folder']}: {s['chats']} chats, {s['achieved_rate']:g} of "
                           f"{s['intended_rate']:g} msg/s, rtt p99 {number(s['rtt_p99_ms'])} "
                           f"ms: {s['verdict']}" for s in steps],
-            [s["chats"] for s in steps], [s["achieved_rate"] for s in steps])])
+            [s["chats"] for s in steps], [s["achieved_rate"] for s in steps])]))
     stem = target.name[: -len(REPORT_SUFFIX)] if target.name.endswith(REPORT_SUFFIX) else ""
     files = sorted({p for p in folder.glob(f"{stem}_performance_test_*") if p.is_file()}
                    | {target}) if stem else []

@@ -183,6 +183,13 @@ def svg(fig: Figure, name: str, hovers: Sequence[Hover] = (), label: str = "") -
     return doc.strip()
 
 
+def chart(fig: Figure, name: str, hovers: Sequence[Hover] = (), heading: str = "",
+          label: str = "") -> str:
+    """A figure as a page's <figure>, under its heading (if it has none of its own)."""
+    head = f"<h3>{esc(heading)}</h3>" if heading else ""
+    return f"<figure>{head}{svg(fig, name, hovers, heading or label)}</figure>"
+
+
 def _hover(fig: Figure, hover: Hover) -> str:
     """The hover shapes in the SVG's units (points from the top left), from the axes'
     transforms as the figure was laid out when it was saved."""
@@ -225,12 +232,9 @@ class Page:
         return self.add(f'<section id="{esc(anchor)}"><h2>{esc(heading)}</h2>',
                         *chunks, "</section>")
 
-    def chart(self, fig: Figure, name: str, caption: str = "", hovers: Sequence[Hover] = (),
+    def chart(self, fig: Figure, name: str, hovers: Sequence[Hover] = (),
               heading: str = "") -> Page:
-        head = f"<h3>{esc(heading)}</h3>" if heading else ""
-        cap = f"<figcaption>{caption}</figcaption>" if caption else ""
-        return self.add(f"<figure>{head}{svg(fig, name, hovers, heading or caption)}{cap}"
-                        "</figure>")
+        return self.add(chart(fig, name, hovers, heading))
 
     def render(self, footer: str = "") -> str:
         sub = f'<p class="sub">{self.subtitle}</p>' if self.subtitle else ""

@@ -130,7 +130,8 @@ def test_sweep_and_plots(tmp_path):
     assert len(dirs) == 9 and all(re.fullmatch(r"\d\d_sci10_cpi20_smi\d+_r[123]", n) for n in dirs)
     beside = sorted(set(names) - set(dirs))
     assert beside == ["overlay_sci10_cpi20_smi100.png", "overlay_sci10_cpi20_smi1000.png",
-                      "overlay_sci10_cpi20_smi10000.png", "report.md", "scatter.png"]
+                      "overlay_sci10_cpi20_smi10000.png", "report.html", "report.md",
+                      "scatter.png"]
     plot_commands = [c for c in doc_commands() if c.startswith("esmeperf-plot")]
     assert len(plot_commands) == 3, plot_commands
     for cmd in plot_commands:

@@ -193,10 +193,12 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, words):
 
 def test_bad_config_file_is_one_line_exit_2(tmp_path, capsys):
     path = tmp_path / "config.json"
-    path.write_text('{"event_id": 1}')
+    path.write_text('{"event_id": 1, "messenger_ws_url": "ws://127.0.0.1:1/", '
+                    '"organizer_api_url": "http://127.0.0.1:1", "organizer_email": "a@b.c", '
+                    '"organizer_password": "x"}')
     assert main(["--config", str(path), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"esmeperf: error: {path}: missing key 'messenger_ws_url'"
+    assert err == f"esmeperf: error: {path}: missing key 'participant_api_url'"
 
 
 def test_unwritable_out_dir_is_refused_before_the_run(tmp_path, capsys):

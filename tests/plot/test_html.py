@@ -207,14 +207,20 @@ def _files(root: Path) -> set[str]:
     (["--html", "-o", "out.png", "go"], "-o out.png: not a .html file name (give NAME.html "
                                         "or a directory)"),
     (["--html", "-o", "a.html", "go", "go2"], "-o a.html: with --html only for one run"),
+    (["--html", "-o", "a.html", "sweep"], "-o a.html: with --html only for one run"),
+    (["--html", "go", "sweep"], "sweep/02_sci10_cpi20_smi100_r1/1700000100_performance_test_"
+                                "summary.json: not valid JSON"),
 ])
 def test_bad_input_to_plot_html_is_exit_2_with_one_line(tmp_path, monkeypatch, capsys, args,
                                                         error):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "empty").mkdir()
-    for name in ("go", "go2"):
+    for name in ("go", "go2", "sweep/01_sci10_cpi20_smi100_r1", "sweep/02_sci10_cpi20_smi100_r1"):
         write_go_run(tmp_path / name, 1700000100, {1700000000 + s: 5 for s in range(5)})
+    # A sweep with one corrupt run: found before any report (the good run's too) is written.
+    (tmp_path / "sweep/02_sci10_cpi20_smi100_r1/1700000100_performance_test_summary.json"
+     ).write_text("{")
     before = _files(tmp_path)
     assert plot_main(args) == 2
     out, err = capsys.readouterr()

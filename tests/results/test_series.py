@@ -28,7 +28,8 @@ def test_each_row_describes_one_second(tmp_path, capsys):
     names = sorted(os.listdir(out))
     assert [n.split("_", 1)[1] for n in names] == [
         "performance_test_latency.hlog", "performance_test_message_rates.json",
-        "performance_test_rates.png", "performance_test_series.csv",
+        "performance_test_rates.png", "performance_test_report.html",
+        "performance_test_series.csv",
         "performance_test_summary.json"]
     summary = json.loads(next(out.glob("*_summary.json")).read_text())
     rows = read_series(next(out.glob("*_series.csv")))

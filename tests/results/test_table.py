@@ -154,7 +154,7 @@ def test_quiet_run_table_on_stdout_final_line_on_stderr_files_0644(tmp_path):
     assert len(done.stderr.splitlines()) == 1
     assert done.stdout.startswith("esmeperf: sci 1000 cpi 100 smi 1000 ms: ended by duration")
     files = {**outputs(tmp_path / "out"), "summary_export": export}
-    assert sorted(files) == ["latency_log", "plot", "rates", "series", "summary",
+    assert sorted(files) == ["latency_log", "plot", "rates", "report", "series", "summary",
                             "summary_export"]
     for kind, path in files.items():
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, kind
