@@ -88,8 +88,9 @@ class Context:
         """The per-cohort figures of a run with a surge window (surge.py), else None."""
         return self.metrics.extras.get("surge")
 
-    def hold(self, conn: Connection, body: Callable[[], None]) -> None:
-        """Run `body` on an open connection: registered for shutdown, counted, aborted after.
+    def hold(self, conn: Connection, body: Callable[[Connection], None]) -> None:
+        """Run `body(conn)` on an open connection: registered for shutdown, counted, aborted
+        after.
 
         A Closed raised because shutdown closed the connection ends `body` quietly; one the
         server caused is the worker's error. A connection opened after shutdown's last pass
@@ -99,7 +100,7 @@ class Context:
             return
         self.metrics.count(Count.CONNECTIONS_OPEN)
         try:
-            body()
+            body(conn)
         except Closed:
             if not conn.closing:
                 raise

@@ -46,7 +46,7 @@ class Organizer:
         self.time_started_ns = time.time_ns()
         conn = Connection.open(ctx.target.messenger_ws_url, self.token,
                                ctx.settings.handshake_timeout, newline=True)
-        ctx.hold(conn, lambda: self._loop(conn))
+        ctx.hold(conn, self._loop)
 
     def _loop(self, conn: Connection) -> None:
         ctx = self.ctx

@@ -89,6 +89,11 @@ class Participant:
         self.cohort = 0  # with a surge window: 0, 1, 2 = arrived before, during, after it
         self.surge = ctx.surge  # its per-cohort figures (surge.py), or None: read once
         self.conn: Connection | None = None  # while it chats: the stall check looks at it
+        # The conversation's state, here rather than in closures: a thousand participants'
+        # closures were 25 cells and functions each, a kilobyte or two, and as many more
+        # objects for every garbage collection to walk.
+        self.number_sent = 0  # the newest message number timed for sending
+        self._head = self._prefix = self._marker = ""
 
     def run(self) -> None:
         """Arrive: sign up, ask for help, connect; then hand the connection to a new thread.
@@ -107,13 +112,18 @@ class Participant:
                                ctx.settings.handshake_timeout, newline=False,
                                recv_size=PARTICIPANT_RECV_SIZE)
         ctx.metrics.ws_handshake.record(0, time.monotonic() - started)
+        self.conn = conn  # handed to the conversation's thread (_hold)
         try:
-            ctx.start_thread(f"participant-{self.number}",
-                             lambda: ctx.hold(conn, lambda: self._converse(conn)),
-                             conversation=True)
+            ctx.start_thread(self.name, self._hold, conversation=True)
         except BaseException:
+            self.conn = None
             conn.abort()  # no thread will hold it
             raise
+
+    def _hold(self) -> None:
+        conn, self.conn = self.conn, None
+        assert conn is not None
+        self.ctx.hold(conn, self._converse)
 
     def _converse(self, conn: Connection) -> None:
         """Find the chat, then chat until the stop."""
@@ -212,44 +222,17 @@ class Participant:
         """Send message n at chat start + n x smi; read every frame in between."""
         ctx = self.ctx
         metrics = ctx.metrics
-        prefix = protocol.message_prefix(conn.local_addr)
-        head, tail = protocol.numbered_head(chat_id, prefix), protocol.SEND_MESSAGE_TAIL
-        number = 0
-        surge = self.surge
+        self._prefix = protocol.message_prefix(conn.local_addr)
+        self._head = protocol.numbered_head(chat_id, self._prefix)
+        self._marker = protocol.echo_marker(self._prefix)
         # Wake once per message, not twice (Connection.batch_reads), when that delays nothing
         # by more than BATCH_MAX_MS: errors and the stop are seen at the next send. Not with
         # --reply: echo and reply both arrive between two sends, one timestamp can't tell them.
         conn.batch_reads(ctx.settings.smi <= BATCH_MAX_MS and not ctx.settings.reply)
-
-        def send(now: float, late: float) -> None:
-            nonlocal number
-            number += 1
-            if ctx.settings.log_ws:
-                ctx.log_ws(prefix + str(number))
-            sent_ns = time.time_ns()
-            self.pending[number] = (sent_ns, int(late * 1e9))
-            conn.send(f"{head}{number}{tail}")
-            self.sent_through = number
-            second = int(time.time())
-            metrics.sent.add(second)
-            metrics.send_lateness.record(second, late)
-            if surge is not None:
-                surge.sent(self.cohort, surge.phase_ns(sent_ns), late)
-
-        interval = ctx.settings.smi / 1000
-
-        def skip(skipped: int, late: float) -> None:
-            second = int(time.time())
-            metrics.missed.add(second, skipped)
-            for j in range(skipped):  # each slot from its due time to now, when it is given up
-                metrics.message_rtt_from_intended.record(second, late - j * interval)
-
-        marker = protocol.echo_marker(prefix)
         self.conn = conn
         ctx.stalls.add(self)
         try:
-            run_paced(ctx, conn, interval, send,
-                      lambda frame: self._handle(conn, frame, prefix, marker), skip)
+            run_paced(ctx, conn, ctx.settings.smi / 1000, self._send, self._handle, self._skip)
         finally:
             ctx.stalls.discard(self)
             self.conn = None
@@ -259,6 +242,34 @@ class Participant:
                 age_ns = ended_ns - sent_ns
                 metrics.unconfirmed.record(0, age_ns / 1e9)
                 metrics.message_rtt_from_intended.record(second, (age_ns + late_ns) / 1e9)
+
+    def _send(self, now: float, late: float) -> None:
+        """Send the next message, `late` seconds after its slot (run_paced's on_due)."""
+        ctx, conn = self.ctx, self.conn
+        assert conn is not None
+        self.number_sent = number = self.number_sent + 1
+        if ctx.settings.log_ws:
+            ctx.log_ws(self._prefix + str(number))
+        sent_ns = time.time_ns()
+        self.pending[number] = (sent_ns, int(late * 1e9))
+        conn.send(f"{self._head}{number}{protocol.SEND_MESSAGE_TAIL}")
+        self.sent_through = number
+        second = sent_ns // 1_000_000_000
+        metrics = ctx.metrics
+        metrics.sent.add(second)
+        metrics.send_lateness.record(second, late)
+        surge = self.surge
+        if surge is not None:
+            surge.sent(self.cohort, surge.phase_ns(sent_ns), late)
+
+    def _skip(self, skipped: int, late: float) -> None:
+        """Slots given up (run_paced's on_skip): each from its due time to now, when it is."""
+        metrics = self.ctx.metrics
+        interval = self.ctx.settings.smi / 1000
+        second = int(time.time())
+        metrics.missed.add(second, skipped)
+        for j in range(skipped):
+            metrics.message_rtt_from_intended.record(second, late - j * interval)
 
     def oldest_unanswered(self) -> tuple[int, str] | None:
         """The oldest message sent since the target last echoed one (the stall check).
@@ -279,11 +290,13 @@ class Participant:
         """The WebSocket it chats on (the stall check looks at what waits in it)."""
         return self.conn
 
-    def _handle(self, conn: Connection, frame: str, prefix: str, marker: str) -> None:
-        ctx = self.ctx
+    def _handle(self, frame: str) -> None:
+        """A frame that came while chatting (run_paced's on_frame)."""
+        ctx, conn, prefix = self.ctx, self.conn, self._prefix
+        assert conn is not None
         if ctx.settings.log_ws:
             ctx.log_ws(f"connection {conn.local_addr}: received message: {frame.rstrip()}")
-        number = protocol.find_echo(frame, marker)  # the echo without a JSON parse
+        number = protocol.find_echo(frame, self._marker)  # the echo without a JSON parse
         if number is not None:
             self._echo(conn, number)
             return
