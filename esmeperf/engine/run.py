@@ -118,7 +118,8 @@ class Engine:
         self.target, self.settings = target, settings
         self.run_id = uuid.uuid4().hex[:12]
         self.life = Life()
-        self.workers = Workers(self.life, target, settings, stamp=int(time.time()))
+        self.workers = Workers(self.life, target, settings, stamp=int(time.time()),
+                               embedded_target=embedded is not None)
         self.ctx = self.workers.ctx
         self.metrics = self.ctx.metrics
         # The job's owner of signals; an engine made alone (a benchmark) gets one of its own.

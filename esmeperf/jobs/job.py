@@ -98,10 +98,8 @@ def _run(settings: Settings, job: Job, launcher: ShardLauncher | None,
             result.first_error.message += (
                 f" (the embedded target had exited with status {embedded.returncode})")
         elif embedded is not None and result.first_error and embedded.ran_out_of_files():
-            limit = openfiles.limits()
-            result.first_error.message += (
-                " (the embedded target ran out of open files, limit "
-                f"{limit[0] if limit else 'unknown'}: raise ulimit -Hn)")
+            result.first_error.message = openfiles.with_target_out_of_files(
+                result.first_error.message)
         elif embedded is not None:
             log.info("reading the target's /stats")
             try:

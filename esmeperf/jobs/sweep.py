@@ -25,7 +25,8 @@ REPORT = "report.md"
 SCATTER = "scatter.png"
 
 # Worst first: the sweep's exit status is the most serious of its runs'.
-_SEVERITY = (ExitStatus.INTERRUPTED, ExitStatus.ERROR, ExitStatus.THRESHOLD, ExitStatus.OK)
+_SEVERITY = (ExitStatus.INTERRUPTED, ExitStatus.USAGE, ExitStatus.ERROR, ExitStatus.THRESHOLD,
+             ExitStatus.OK)
 
 
 def matrix(settings: Settings, scis: Sequence[float], cpis: Sequence[float],
@@ -79,6 +80,10 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
         statuses.append(status)
         if status == ExitStatus.INTERRUPTED:
             log.warning("sweep interrupted in run %d of %d", number, len(runs))
+            break
+        if status == ExitStatus.USAGE:  # refused before its load: the next runs would be too
+            log.error("sweep stopped at run %d of %d: it was refused before any load",
+                      number, len(runs))
             break
     loaded = []
     for settings in started:

@@ -213,3 +213,16 @@ def test_run_png_reads_at_a_glance(tmp_path, capsys):
     assert png_size(png) == (1000, 650)
     go = run_figure(load_run(run).rows, "t")  # the Go test's rates: first and last are partial
     assert list(go.axes[0].get_lines()[0].get_xdata()) == list(range(1, 9))
+
+
+def test_a_sweep_stops_at_a_run_refused_before_its_load(tmp_path, target, capsys):
+    """A run refused before any load (here: the target rejects the organizer's password) would
+    be refused in every run after it: the sweep stops there and exits 2, not 0."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**target.config, "organizer_password": "wrong"}))
+    out = tmp_path / "sweep"
+    assert main(["-q", "--config", str(config), "--out", str(out), "--duration", "1s",
+                 "-smi", "100,1000"]) == 2
+    err = capsys.readouterr().err
+    assert "sweep stopped at run 1 of 2" in err, err
+    assert not (out / "02_sci10_cpi20_smi1000_r1").exists()
