@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +18,55 @@ import websocket
 
 from esmeperf.system import platform_support
 from esmeperf.target.launcher import TargetProcess
+
+# -- tests side by side, and the ones that need the machine alone ---------------------------
+# The suite runs on pytest-xdist's workers (setup.cfg: -n auto, capped below; an idle worker
+# steals tests). Most tests wait on the wall clock (a run of a few seconds at a light load)
+# and share two cores well. A test marked `exclusive` measures the machine itself (the
+# generator's health and lag, the noise between two runs, how fast a loss ends a run) and
+# runs with no other test beside it: it holds cpu.lock exclusively, every other test holds it
+# shared. An exclusive test that waits goes first (cpu-gate.lock), so it is not starved.
+# Without xdist (-p no:xdist, or -n 0) tests run one at a time and nothing is locked.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """-n auto: a worker more than the cores, at most MAX_WORKERS. The tests that share wait
+    on the clock more than they compute (the whole suite keeps two cores 40% busy)."""
+    return max(2, min(MAX_WORKERS, len(os.sched_getaffinity(0)) + 1))
+
+
+@contextmanager
+def _machine_share(folder: Path, exclusive: bool) -> Iterator[None]:
+    """A readers-writer lock between xdist's workers, over two flock(2)ed files in `folder`
+    (released by the kernel if a worker dies)."""
+    with open(folder / "cpu-gate.lock", "a") as gate, open(folder / "cpu.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)  # the gate: no new sharer while an exclusive waits
+        try:
+            if exclusive:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        if not exclusive:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Generator[None, None, None]:
+    """Each test's setup, call and teardown (its module's fixtures included) inside its share
+    of the machine; without xdist, as before."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    folder = Path(tempfile.gettempdir()) / f"esmeperf-tests-{os.environ['PYTEST_XDIST_TESTRUNUID']}"
+    folder.mkdir(exist_ok=True)
+    with _machine_share(folder, item.get_closest_marker("exclusive") is not None):
+        yield
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -119,9 +119,12 @@ def readings(result: Outcome) -> list[Reading]:
             sample = result.samples[key]
             out.append((when, sample.participants, sample.chats, sample.connections))
     counts = result.ctx.metrics.counts()
+    final = counts.get(Count.CREATED_PARTICIPANTS, 0), counts.get(Count.CHATS, 0)
     if stop > out[-1][0]:
-        out.append((stop, counts.get(Count.CREATED_PARTICIPANTS, 0), counts.get(Count.CHATS, 0),
-                    out[-1][3]))
+        out.append((stop, *final, out[-1][3]))
+    else:  # read at the stop itself: a sign-up or chat under way then has finished since
+        when, participants, chats, connections = out[-1]
+        out[-1] = (when, max(participants, final[0]), max(chats, final[1]), connections)
     return out
 
 

@@ -31,6 +31,7 @@ def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _run(tmp_path_factory.mktemp("base"))
 
 
+@pytest.mark.exclusive
 def test_two_runs_of_the_same_load_compare_as_no_regression(base_run, tmp_path, capsys):
     new = _run(tmp_path)
     capsys.readouterr()
@@ -40,6 +41,7 @@ def test_two_runs_of_the_same_load_compare_as_no_regression(base_run, tmp_path, 
     assert "round trip p99 (ms)" in out and "REGRESSION" not in out
 
 
+@pytest.mark.exclusive
 def test_a_message_delay_regresses_and_the_verdict_names_the_percentile(base_run, tmp_path,
                                                                          capsys):
     new = _run(tmp_path, "--target-args=--message-delay=50ms")
@@ -68,6 +70,7 @@ def cpu_hogs(count: int) -> Iterator[None]:
             hog.wait(10)
 
 
+@pytest.mark.exclusive
 @pytest.mark.slow
 def test_a_busy_machine_is_not_a_regression_and_a_slow_target_still_is(tmp_path, capsys):
     """One run a side, long enough for each run's own seconds to show its noise: the same load

@@ -139,6 +139,7 @@ def test_sweep_and_plots(tmp_path):
         assert printed and all((tmp_path / p).is_file() for p in printed), (cmd, printed)
 
 
+@pytest.mark.exclusive
 @pytest.mark.slow
 def test_compare_commands(tmp_path):
     """A base run, one against a target holding every message 50 ms, and their comparison:
@@ -273,6 +274,7 @@ def test_surge_command(tmp_path):
     assert summary["settings"]["stages"] == [[60.0, 5.0], [20.0, 100.0], [60.0, 5.0]]
 
 
+@pytest.mark.exclusive
 @pytest.mark.slow
 def test_capacity_command(tmp_path):
     """The capacity search with 25 s: time for the 16-chat step only, so it must end honestly
@@ -303,6 +305,7 @@ def test_capacity_command(tmp_path):
     assert (tmp_path / "capacity" / step["folder"] / "summary.json").is_file()
 
 
+@pytest.mark.exclusive
 @pytest.mark.slow
 def test_abort_on_fail_command(tmp_path):
     """A healthy run with --abort-on-fail runs to its end (tests/test_gatewatch.py stops one)."""

@@ -73,6 +73,7 @@ def test_abort_on_fail_needs_a_gate(tmp_path, capsys):
     assert "--abort-on-fail needs a gate" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.exclusive
 @pytest.mark.slow
 def test_a_slow_target_stops_the_run_at_the_window(tmp_path, target_factory):
     slow = target_factory("--message-delay", "50ms")

@@ -20,8 +20,9 @@ from helpers import load_results, own_children, write_config
 
 from esmeperf.cli import main
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="SIGSTOP and /proc: Linux")
+pytestmark = [pytest.mark.exclusive,  # a bound on how fast a shard's loss ends the run
+              pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                 reason="SIGSTOP and /proc: Linux")]
 
 
 def shard_processes() -> list[int]:

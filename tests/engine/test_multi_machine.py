@@ -297,6 +297,7 @@ def shards_add_up(summary: dict[str, Any]) -> None:
     assert sum(s["sent"] for s in shards) == summary["messages_sent"] > 0
 
 
+@pytest.mark.exclusive  # Dask, two workers, a target: bounds on a loss
 def test_readme_recipe(hosts, target):
     workers = setup_run(hosts, target)
     status, err = hosts.finish(hosts.start_client("15s"))
@@ -320,6 +321,7 @@ def test_readme_recipe(hosts, target):
     assert [w for w in summary["warnings"] if "generator was SUSPECT" not in w] == []
 
 
+@pytest.mark.exclusive  # Dask, two workers, a target: bounds on a loss
 def test_a_worker_lost_stops_the_run(hosts, target):
     workers = setup_run(hosts, target)
     client = hosts.start_client("40s")
@@ -346,6 +348,7 @@ def test_a_worker_lost_stops_the_run(hosts, target):
     assert last_growth(target) - ended < 1.0
 
 
+@pytest.mark.exclusive  # Dask, two workers, a target: bounds on a loss
 def test_the_scheduler_lost_stops_the_run(hosts, target):
     setup_run(hosts, target)
     # A lighter load: at -cpi 5 this machine's target lags seconds behind what it was sent.
@@ -369,6 +372,7 @@ def test_the_scheduler_lost_stops_the_run(hosts, target):
     shards_add_up(summary)  # what the client had merged
 
 
+@pytest.mark.exclusive  # Dask, two workers, a target: bounds on a loss
 def test_a_killed_client_leaves_no_shard_sending(hosts, target):
     setup_run(hosts, target)
     client = hosts.start_client("40s", env={LEASE_ENV: str(LEASE_S)}, cpi="20")

@@ -61,6 +61,7 @@ def freeze(target: TargetProcess, frozen: list[TargetProcess]) -> None:
     os.kill(target.pid, signal.SIGSTOP)
 
 
+@pytest.mark.exclusive  # a stall is timed, and named, against the machine's load
 def test_a_frozen_target_stops_the_run_as_a_stall(tmp_path, target, frozen):
     config = write_config(tmp_path, target.config)
     run = Background(["-q", "--no-plot", "--out", str(tmp_path / "out"), "--config", str(config),
@@ -100,6 +101,7 @@ def test_stall_timeout_0_keeps_the_old_behaviour(tmp_path, target, frozen):
     assert summary["latency"]["message_rtt_with_unconfirmed"]["max_ms"] >= 1000
 
 
+@pytest.mark.exclusive  # a stall is timed, and named, against the machine's load
 def test_a_pause_shorter_than_the_timeout_does_not_trip_it(tmp_path, target, frozen):
     config = write_config(tmp_path, target.config)
     run = Background(["-q", "--no-plot", "--out", str(tmp_path / "out"), "--config", str(config),

@@ -80,6 +80,7 @@ def run(tmp_path: Path, *args: str) -> tuple[int, dict, list[dict[str, str]]]:
     return status, summary, rows
 
 
+@pytest.mark.exclusive  # the generator's health is this machine's
 @pytest.mark.slow
 def test_a_light_run_is_not_suspect(tmp_path):
     status, summary, rows = run(tmp_path, "-sci", "10", "-cpi", "100", "-smi", "1000",

@@ -98,7 +98,7 @@ def test_max_participants_over_the_hard_limit_is_refused_before_any_load(tmp_pat
 @pytest.mark.skipif(HARD < 20000, reason="needs a hard open-files limit of 20,000")
 def test_soft_limit_of_1024_is_raised_past_a_thousand_participants(tmp_path):
     done = esmeperf("-Sn 1024 && ulimit -Hn 20000", "-sci", "10", "-cpi", "10", "-smi", "10000",
-                    "--max-participants", "1100", "--duration", "25s", cwd=tmp_path,
+                    "--max-participants", "1100", "--duration", "14s", cwd=tmp_path,
                     timeout=180)
     summary = summary_in(tmp_path)
     assert done.returncode == 0, (done.stderr[-2000:], summary["first_error"])
