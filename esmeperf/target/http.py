@@ -31,8 +31,27 @@ def error_response(status: int, message: Any) -> web.Response:
                           "error": HTTPStatus(status).phrase}, status)
 
 
-def cors_middleware(methods: str) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Add the CORS headers of the service to every non-upgrade response; answer OPTIONS."""
+NEST, GO = "nest", "go"  # how a service answers a path or method it has no route for
+
+
+def unmatched_response(style: str, status: int, request: web.Request) -> web.Response:
+    """What ESME's service answers where no route matches (contrib/esme-real/conformance.py):
+    NestJS on Express says 404 `Cannot <METHOD> <path>` as JSON for an unknown path and for a
+    known path's other methods alike; Go's httprouter says `404 page not found` or
+    `Method Not Allowed` as text."""
+    if style == NEST:
+        return error_response(404, f"Cannot {request.method} {request.path}")
+    if status == 405:
+        return web.Response(status=405, text="Method Not Allowed\n",
+                            content_type="text/plain", charset="utf-8")
+    return web.Response(status=404, text="404 page not found\n", content_type="text/plain",
+                        charset="utf-8")
+
+
+def cors_middleware(methods: str, unmatched: str = GO
+                    ) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Add the CORS headers of the service to every non-upgrade response; answer OPTIONS;
+    answer a request no route matches as the service does (`unmatched`: NEST or GO)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -42,8 +61,10 @@ def cors_middleware(methods: str) -> Callable[..., Awaitable[web.StreamResponse]
         else:
             try:
                 response = await handler(request)
+            except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+                response = unmatched_response(unmatched, exc.status, request)
             except web.HTTPException as exc:
-                # aiohttp's own 404/405 answers become JSON errors with CORS like the rest.
+                # aiohttp's other error answers become JSON errors with CORS like the rest.
                 if exc.status < 400:
                     raise
                 response = error_response(exc.status, exc.reason)

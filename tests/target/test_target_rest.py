@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 
 import pytest
@@ -22,13 +24,26 @@ def signup_body(**overrides: object) -> dict[str, object]:
 
 
 # -- organizer API ----------------------------------------------------------------------------
+def assert_esme_jwt(token: str, kind: str, sub: int) -> None:
+    """`<kind>:<JWT>` as ESME issues it: HS256, its claims, its size on the wire."""
+    prefix, jwt = token.split(":")
+    head, claims, signature = (base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+                               for part in jwt.split("."))
+    assert prefix == kind and json.loads(head) == {"alg": "HS256", "typ": "JWT"}
+    body = json.loads(claims)
+    assert body["sub"] == (str(sub) if kind == "participant" else sub)
+    assert (body["iss"], body["aud"]) == ("esme.com", ["esme.com"])
+    assert body["iat"] == body["nbf"] == body["exp"] - 86400 and len(signature) == 32
+    assert 200 <= len(token) <= 260, len(token)  # ESME's: ~220 (organizer), ~240 (participant)
+
+
 def test_sign_in_and_profile(esme: EsmeClient) -> None:
     r = esme.post(ORG, "/auth/sign-in", {"email": esme.config["organizer_email"],
                                          "password": esme.config["organizer_password"]})
     assert r.status_code == 200
     body = r.json()
     assert list(body) == ["user", "token"]
-    assert re.fullmatch(r"organizer:[A-Za-z0-9_-]{20,}", body["token"])
+    assert_esme_jwt(body["token"], "organizer", sub=1)
     user = body["user"]
     assert list(user) == ["id", "email", "firstName", "lastName", "phoneNumber", "timeCreated",
                           "timeSignOut", "role", "agencyId"]
@@ -51,6 +66,14 @@ def test_sign_in_and_profile(esme: EsmeClient) -> None:
      ["password must be shorter than or equal to 128 characters"]),
     ({"email": "organizer@esmeperf.local", "password": "esmeperf-organizer-pass", "x": 1},
      ["property x should not exist"]),
+    # class-validator checks both lengths of a missing or non-string password (ESME's API does)
+    ({}, ["email must be shorter than or equal to 320 characters", "email must be an email",
+          "password must be shorter than or equal to 128 characters",
+          "password must be longer than or equal to 16 characters",
+          "password must be a string"]),
+    ({"email": "organizer@esmeperf.local", "password": 12345},
+     ["password must be shorter than or equal to 128 characters",
+      "password must be longer than or equal to 16 characters", "password must be a string"]),
 ])
 def test_sign_in_errors(esme: EsmeClient, body: dict[str, object], message: object) -> None:
     r = esme.post(ORG, "/auth/sign-in", body)
@@ -104,7 +127,7 @@ def test_sign_up_profile_and_cors(esme: EsmeClient) -> None:
     assert list(body["user"]) == ["id", "email", "phoneNumber", "timeCreated", "timeSignOut"]
     assert isinstance(body["user"]["id"], int)
     assert RFC3339.match(body["user"]["timeCreated"]) and RFC3339.match(body["user"]["timeSignOut"])
-    assert re.fullmatch(r"participant:[A-Za-z0-9_-]{20,}", body["token"])
+    assert_esme_jwt(body["token"], "participant", sub=body["user"]["id"])
     profile = esme.get(PART, "/profile", body["token"])
     assert profile.status_code == 200
     assert profile.json()["email"] == "a@example.com" and profile.json()["id"] == body["user"]["id"]
@@ -231,9 +254,17 @@ def test_messenger_rest_chats_and_messages(esme: EsmeClient) -> None:
     assert [ch["id"] for ch in archived] == [c["chat_id"]] and "participant" in archived[0]
 
 
-def test_unknown_paths_are_json_404_with_cors(esme: EsmeClient) -> None:
-    for api in (ORG, PART, MSG):
+def test_unknown_paths_are_answered_as_each_service_does_with_cors(esme: EsmeClient) -> None:
+    """NestJS (the organizer API): JSON `Cannot GET /nope`; Go's httprouter (the participant
+    and messenger APIs): text, 404 or 405 (contrib/esme-real/conformance.py's cases)."""
+    r = esme.get(ORG, "/nope")
+    assert r.json() == {"statusCode": 404, "message": "Cannot GET /nope", "error": "Not Found"}
+    assert esme.get(ORG, "/auth/sign-in").json()["message"] == "Cannot GET /auth/sign-in"
+    for api in (PART, MSG):
         r = esme.get(api, "/nope")
-        assert r.status_code == 404 and r.json()["statusCode"] == 404
+        assert (r.status_code, r.headers["Content-Type"], r.text) == (
+            404, "text/plain; charset=utf-8", "404 page not found\n")
         assert r.headers["Access-Control-Allow-Origin"] == "*"
+    r = esme.get(PART, "/auth/sign-up")
+    assert (r.status_code, r.text) == (405, "Method Not Allowed\n")
     assert esme.http.options(esme.config[PART] + "/auth/sign-up", timeout=5).status_code == 200
