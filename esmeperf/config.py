@@ -231,6 +231,9 @@ class Settings:
     organizers: int = 1
     processes: int = 1
     reply: bool = False
+    # --rest-only: organizers sign in, participants sign up and file their chat requests; no
+    # WebSocket is opened (a target without a messenger: ESME's REST APIs alone)
+    rest_only: bool = False
     gates: Gates = Gates()
     quiet: bool = False
     # The summary table (stdout) and the final line (stderr) at the end of the run; the
@@ -250,6 +253,7 @@ class Settings:
             "organizers": self.organizers,
             "processes": self.processes,
             "reply": self.reply,
+            "rest_only": self.rest_only,
             "http_timeout_s": self.http_timeout,
             "handshake_timeout_s": self.handshake_timeout,
             "chat_timeout_s": self.chat_timeout,

@@ -198,6 +198,11 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("--reply", action="store_true",
                      help="organizers answer every participant message; participants measure "
                      "the reply latency")
+    run.add_argument("--rest-only", action="store_true",
+                     help="the arrivals' REST calls alone: organizers sign in, each participant "
+                     "signs up and files its chat request at the -cpi rate (sign-up and chat "
+                     "request latencies), and no WebSocket is opened; for a target without "
+                     "its messenger, such as ESME's own REST APIs (contrib/esme-real)")
     run.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
                      help="directory for the result files (default: current directory)")
     run.add_argument("--summary-export", type=Path, default=None, metavar="PATH",
@@ -293,7 +298,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         join_timeout=args.join_timeout, stall_timeout=args.stall_timeout,
         stages=args.stages or (), surge=args.surge, abort_on_fail=args.abort_on_fail,
         organizers=args.organizers,
-        processes=args.processes, reply=args.reply,
+        processes=args.processes, reply=args.reply, rest_only=args.rest_only,
         gates=Gates(args.max_p99, args.min_delivered_ratio, args.min_rate,
                     args.fail_on_suspect),
         quiet=args.quiet, debug=args.debug, plot=args.plot,

@@ -62,8 +62,11 @@ def _reason(body: str) -> str:
 
 
 def check(target: Target, settings: Settings) -> dict[str, str]:
-    """Reach every URL, then sign in each organizer the run uses; their tokens by email."""
-    for key in ("organizer_api_url", "participant_api_url", "messenger_ws_url"):
+    """Reach every URL the run uses, then sign in each organizer it uses; their tokens by
+    email."""
+    keys = ("organizer_api_url", "participant_api_url") + (
+        () if settings.rest_only else ("messenger_ws_url",))
+    for key in keys:
         reach(key, getattr(target, key), settings.http_timeout)
     with RestClient(settings.http_timeout) as rest:
         return {creds.email: sign_in(rest, target, creds)

@@ -184,7 +184,7 @@ class Engine:
             log.info("organizer initialized")
             self.life.enter(State.LOADING)
             self.workers.start_lag_probe()
-            for organizer in organizers:
+            for organizer in organizers if not self.settings.rest_only else ():
                 self.workers.start_thread(organizer.name, organizer.run)
             participants_started_ns = time.time_ns()
             origin = time.monotonic()  # the arrival grid's origin: --duration counts from here

@@ -68,6 +68,10 @@ def _totals(summary: Mapping[str, Any]) -> list[str]:
         due = (f" of {sent + missed} due (achieved {ratio_text}; {missed} slots skipped, each "
                "late by a whole interval)")
     intended = summary.get("intended_rate")
+    if (summary.get("settings") or {}).get("rest_only"):
+        return ["totals", _line("participants", f"{created} created, each with its chat "
+                                "request filed" + ("" if planned is None else
+                                                   f" (of {number(planned)} planned)"))]
     return [
         "totals",
         _line("participants", f"{created} created"
@@ -143,6 +147,10 @@ def run_label(settings: Mapping[str, Any]) -> str:
     `sci 5 ms, stages 60s:5,20s:100,60s:5, smi 1000 ms` (a staged run has no -cpi)."""
     sci, smi = _interval(settings.get("sci_ms")), _interval(settings.get("smi_ms"))
     stages = settings.get("stages")
+    if settings.get("rest_only"):  # no chat is started, no message sent: -sci and -smi unused
+        arrivals = (f"stages {','.join(f'{_interval(d)}s:{_interval(r)}' for d, r in stages)}"
+                    if stages else f"cpi {_interval(settings.get('cpi_ms'))} ms")
+        return f"REST only, {arrivals}"
     if stages:
         plan = ",".join(f"{_interval(d)}s:{_interval(r)}" for d, r in stages)
         return f"sci {sci} ms, stages {plan}, smi {smi} ms"

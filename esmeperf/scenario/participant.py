@@ -105,7 +105,7 @@ class Participant:
         """
         ctx = self.ctx
         token = self._register()
-        if ctx.stop.is_set():
+        if ctx.stop.is_set() or ctx.settings.rest_only:
             return
         started = time.monotonic()
         conn = Connection.open(ctx.target.messenger_ws_url, token,
