@@ -21,6 +21,7 @@ from helpers import load_results, own_children, write_config
 from esmeperf.cli import main
 
 pytestmark = [pytest.mark.exclusive,  # a bound on how fast a shard's loss ends the run
+              pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"),
                                  reason="SIGSTOP and /proc: Linux")]
 

@@ -214,6 +214,7 @@ def test_signal_while_the_target_starts(tmp_path, esmeperf_process, sig):
     assert starting and all(gone(pid) for pid in starting)
 
 
+@pytest.mark.slow
 @BOTH
 def test_signal_while_the_targets_stats_are_read(tmp_path, esmeperf_process, sig):
     out = tmp_path / "out"

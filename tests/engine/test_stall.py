@@ -15,6 +15,8 @@ from helpers import load_results, write_config
 from esmeperf.cli.main import main
 from esmeperf.target.launcher import TargetProcess
 
+pytestmark = pytest.mark.slow  # each waits out a stall timeout of seconds
+
 # All participants arrive before the freeze (a sign-up to a frozen target would fail by its
 # HTTP timeout first); the shutdown's waits are short, since a frozen target answers nothing.
 LOAD = ("-sci", "10", "-cpi", "50", "-smi", "200", "--max-participants", "10",

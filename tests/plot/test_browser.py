@@ -26,8 +26,9 @@ from esmeperf.plot.command import main as plot_main
 from esmeperf.plot.html import number
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                "(apt-get install chromium)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                 "(apt-get install chromium)")]
 TIMEOUT = 30.0
 
 

@@ -63,6 +63,7 @@ def test_plot_tool_rejects_unknown_input(tmp_path, capsys):
     assert "not an esmeperf or ESME performance-test file" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a sweep: two runs and their reports
 def test_sweep_runs_the_matrix_and_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status = main(["-q", "--out", "sweep", "-sci", "10", "-cpi", "100", "-smi", "100,250",

@@ -115,6 +115,7 @@ def test_embedded_target_leaves_the_terminals_process_group(monkeypatch, path):
         assert session == proc.pid or session == os.getsid(0)
 
 
+@pytest.mark.slow  # two shards
 @linux
 def test_portable_flag_reaches_the_shards_and_the_summary(tmp_path, target, monkeypatch):
     monkeypatch.delenv(platform_support.ENV, raising=False)
