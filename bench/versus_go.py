@@ -441,9 +441,7 @@ def run_one(tool: str, index: int, shape: Shape, seconds: float, directory: Path
         by_signal = tool == GO or options.stop == "sigint"
         if tool == GO:
             cmd = [options.go_binary, *shape.flags()]
-        elif tool == BASELINE:
-            cmd = [sys.executable, "-m", "esmeperf", *shape.flags(), "--config", "config.json"]
-        else:
+        else:  # esmeperf, or the baseline's (its package on PYTHONPATH: _run_child)
             cmd = [sys.executable, "-m", "esmeperf", *shape.flags(), "--config", "config.json"]
         if tool != GO:
             if not by_signal:
@@ -622,7 +620,6 @@ class Medians:
     maxrss_mb: float | None
     kib_per_participant: float | None
     ms_per_participant: float | None
-    reached: float | None
     target_chats: float | None
     delivered_ratio: float | None
 
@@ -639,7 +636,6 @@ def medians(runs: list[Run]) -> Medians:
         maxrss_mb=median([r.maxrss_kib / 1024 for r in ok]),
         kib_per_participant=median([r.kib_per_participant for r in ok]),
         ms_per_participant=median([r.ms_per_participant for r in ok]),
-        reached=median([r.reached for r in ok]),
         target_chats=median([r.target_count("chats") for r in ok]),
         delivered_ratio=median([r.delivered_ratio for r in ok]),
     )
@@ -662,7 +658,7 @@ def arrivals_line(tool: str, m: Medians, intended: int) -> str:
     return (f"  {tool:<8} participants created {fmt(m.participants)}, chats {fmt(m.chats)} "
             f"(the target's: {fmt(m.target_chats)}), CPU per participant created "
             f"{fmt(m.ms_per_participant, '.2f')} ms, arrivals reached {fmt(m.participants)} of "
-            f"{intended:,} intended ({fmt(m.reached, '.1%')})")
+            f"{intended:,} intended ({fmt(ratio(m.participants, intended), '.1%')})")
 
 
 @dataclass

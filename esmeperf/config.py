@@ -241,6 +241,7 @@ class Settings:
     report: bool = True
     debug: bool = False
     plot: bool = True
+    html_report: bool = True  # each run's, sweep's and search's HTML report (--no-report: none)
 
     def public(self) -> dict[str, Any]:
         """The settings as written into the summary."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import http.client
 import json
 import re
@@ -83,24 +84,25 @@ class Reply:
     content_type: str
     raw: bytes
 
+    @functools.cached_property
+    def _decoded(self) -> tuple[bool, Any]:
+        """(whether the body is empty or valid JSON, what it decodes to), parsed once."""
+        if not self.raw.strip():
+            return True, None
+        try:
+            return True, json.loads(self.raw)
+        except ValueError:
+            return False, self.raw.decode(errors="replace")
+
     @property
     def body(self) -> Any:
         """The decoded JSON body; None for an empty one; the text for a non-JSON one."""
-        if not self.raw.strip():
-            return None
-        try:
-            return json.loads(self.raw)
-        except ValueError:
-            return self.raw.decode(errors="replace")
+        return self._decoded[1]
 
     @property
     def is_json(self) -> bool:
         """Whether the body is empty or valid JSON."""
-        try:
-            json.loads(self.raw) if self.raw.strip() else None
-        except ValueError:
-            return False
-        return True
+        return self._decoded[0]
 
     def comparable(self, values: tuple[str, ...] = ()) -> Any:
         """What must be equal: an error body as a value; a success body's shape, plus the values
@@ -138,7 +140,8 @@ def shape(value: Any) -> Any:
         # The element shapes, once each: a list's length is data, not shape.
         unique: dict[str, Any] = {}
         for item in value:
-            unique.setdefault(json.dumps(shape(item), sort_keys=True), shape(item))
+            item_shape = shape(item)
+            unique.setdefault(json.dumps(item_shape, sort_keys=True), item_shape)
         return [unique[key] for key in sorted(unique)]
     if isinstance(value, bool):
         return "bool"
@@ -760,10 +763,15 @@ def outcome_record(outcome: Outcome) -> dict[str, Any]:
 def started(
     label: str, argv: list[str], ready_file: Path, timeout: float, log_path: Path
 ) -> Iterator[Path]:
-    """Run argv until the block ends; yield ready_file once it exists (bounded by timeout)."""
+    """Run argv with `--ready-file ready_file` until the block ends; yield ready_file once it
+    exists (bounded by timeout)."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=PROJECT
+            [*argv, "--ready-file", str(ready_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=PROJECT,
         )
     try:
         deadline = time.monotonic() + timeout
@@ -827,8 +835,6 @@ def main() -> int:
                             sys.executable,
                             str(HERE / "esme_real.py"),
                             "up",
-                            "--ready-file",
-                            str(scratch / "real.json"),
                         ],
                         scratch / "real.json",
                         args.start_timeout,
@@ -850,8 +856,6 @@ def main() -> int:
                             "0",
                             "--messenger-port",
                             "0",
-                            "--ready-file",
-                            str(scratch / "embedded.json"),
                         ],
                         scratch / "embedded.json",
                         args.start_timeout,

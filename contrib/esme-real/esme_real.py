@@ -314,27 +314,13 @@ def build_organizer(services: Path, timeout: float) -> Path:
             # --ignore-scripts: sqlite3 (a devDependency, used only by ESME's unit tests) would try
             # to fetch a prebuilt binary from outside the registries; bcrypt's native module is then
             # built from source on its own.
-            run_step(
-                ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-                cwd=work,
-                log_path=build_log,
-                timeout=timeout,
-                what="npm ci (organizer API)",
-            )
-            run_step(
-                ["npm", "rebuild", "bcrypt"],
-                cwd=work,
-                log_path=build_log,
-                timeout=timeout,
-                what="npm rebuild bcrypt (organizer API)",
-            )
-            run_step(
-                ["npm", "run", "build"],
-                cwd=work,
-                log_path=build_log,
-                timeout=timeout,
-                what="npm run build (organizer API)",
-            )
+            for what, argv in (
+                ("npm ci", ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]),
+                ("npm rebuild bcrypt", ["npm", "rebuild", "bcrypt"]),
+                ("npm run build", ["npm", "run", "build"]),
+            ):
+                run_step(argv, cwd=work, log_path=build_log, timeout=timeout,
+                         what=f"{what} (organizer API)")
             require(
                 (work / "dist/src/main.js").is_file(),
                 f"npm run build left no dist/src/main.js (log: {build_log})",
@@ -1735,7 +1721,7 @@ def rest_run(ready: dict[str, Any], config: Path, esmeperf_args: Sequence[str],
     log("running: " + " ".join(shlex.quote(a) for a in argv))
     # Bounded: esmeperf's own --duration, plus its start and its files; a run without
     # --duration would go on until Ctrl-C, which reaches it too (same process group).
-    done = subprocess.run(argv, timeout=None, check=False)
+    done = subprocess.run(argv, check=False)
     summaries = sorted(out.glob("*_performance_test_summary.json"))
     require(bool(summaries), f"esmeperf exited {done.returncode} and wrote no summary in {out}")
     summary = json.loads(summaries[-1].read_text())
@@ -1808,11 +1794,13 @@ def cmd_up(args: argparse.Namespace, *, check: bool) -> int:
             failed = False
             return 0
         if args.command == "rest-run":
-            scratch = Path(tempfile.mkdtemp(prefix="esme-rest-run-"))
-            config_path = options.config_out or scratch / "config.json"
-            if options.config_out is None:
-                write_json_atomically(config_path, config)
-            out = args.out or scratch / "out"
+            config_path, out = options.config_out, args.out  # --config-out: written above
+            if config_path is None or out is None:
+                scratch = Path(tempfile.mkdtemp(prefix="esme-rest-run-"))
+                if config_path is None:
+                    config_path = scratch / "config.json"
+                    write_json_atomically(config_path, config)
+                out = out or scratch / "out"
             status = rest_run(ready, config_path, args.esmeperf_args, out)
             log(f"esmeperf's files: {out}")
             failed = False

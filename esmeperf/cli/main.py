@@ -301,7 +301,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         processes=args.processes, reply=args.reply, rest_only=args.rest_only,
         gates=Gates(args.max_p99, args.min_delivered_ratio, args.min_rate,
                     args.fail_on_suspect),
-        quiet=args.quiet, debug=args.debug, plot=args.plot,
+        quiet=args.quiet, debug=args.debug, plot=args.plot, html_report=args.html_report,
     )
 
 
@@ -429,8 +429,7 @@ def _find_capacity(args: argparse.Namespace, settings: Settings, job: Job, runs:
     from ..jobs.capacity import START_CHATS, find_capacity, measured_by
 
     return find_capacity(settings, measured_by(lambda step, on_result: run_job(
-        step, job, on_result)), start_chats=args.start_chats or START_CHATS,
-        report=job.report)
+        step, job, on_result)), start_chats=args.start_chats or START_CHATS)
 
 
 def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
@@ -489,8 +488,7 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
         except ConfigError as exc:
             print(f"esmeperf: error: {exc}", file=sys.stderr)
             return ExitStatus.USAGE
-    job = Job(target, tuple(target_args), args.debug, lifecycle, dask, live,
-              report=args.html_report)
+    job = Job(target, tuple(target_args), args.debug, lifecycle, dask, live)
     try:
         if args.find_capacity:
             return _find_capacity(args, settings, job, runs)
@@ -498,8 +496,7 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
             from ..jobs.sweep import matrix, run_sweep
 
             plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
-            return run_sweep(plan, lambda s: run_job(s, job), settings.out_dir,
-                             report=job.report)
+            return run_sweep(plan, lambda s: run_job(s, job), settings.out_dir)
         return run_job(settings, job)
     finally:
         if live is not None:

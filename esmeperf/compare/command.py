@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError
-from ..plot.page import REPORT_SUFFIX, Cell, Hover, Page, esc, link, num, table
+from ..plot.page import Cell, Hover, Page, esc, link, num, table
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, load_run
 from ..results.summary import RATES_SUFFIX, SUMMARY_SUFFIX
 from ..usage import Parser
@@ -308,8 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.html is not None:
             check_png(args.html, "--html", ".html")
         base, new = load_side("BASE", args.base), load_side("NEW", args.new)
-        lines, regressed, unsure, comparisons = report(args, base, new, thresholds_of(args),
-                                                       noise)
+        thresholds = thresholds_of(args)
+        lines, regressed, unsure, comparisons = report(args, base, new, thresholds, noise)
     except UsageError as exc:
         print(f"esmeperf-compare: error: {exc}", file=sys.stderr)
         return USAGE
@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return USAGE
     if args.html is not None:
         try:
-            comparison_page(args, comparisons, verdict, status, names, thresholds_of(args),
+            comparison_page(args, comparisons, verdict, status, names, thresholds,
                             noise).write(args.html, footer=f"Written by esmeperf-compare "
                                          f"{esc(__version__)}.")
             lines.append(f"html: {args.html}")
@@ -355,8 +355,9 @@ def comparison_page(args: argparse.Namespace, comparisons: list[Compared], verdi
     """The comparison as one HTML page: the verdict first, each side's runs linked, then for
     each parameter set its rows (every verdict beside its figures and each run's value) and
     its chart."""
-    from .figure import comparison_figure, side_names
+    from .figure import LATENCY_ROWS, comparison_figure, side_names
 
+    legend = side_names(*names)
     page = Page(f"esmeperf-compare: {names[0]} against {names[1]}",
                 subtitle=esc(f"base {args.base}, new {args.new}"))
     tone = {OK: "ok", REGRESSION: "bad", INCONCLUSIVE: "warn"}[status]
@@ -398,13 +399,12 @@ def comparison_page(args: argparse.Namespace, comparisons: list[Compared], verdi
                             Cell("change", num=True),
                             Cell(f"{noise.confidence:g} % interval", num=True), "verdict"],
                            rows), notes)
-        fig = comparison_figure([(label, comparison)], [(base, new)], side_names(*names))
+        fig = comparison_figure([(label, comparison)], [(base, new)], legend)
+        bars = [row for row in comparison.rows if row.figure.label in LATENCY_ROWS]
         hovers = [Hover(fig.axes[1], [
             f"{row.figure.label}: base {_fmt(row.base_mean, 'ms')} ms, new "
-            f"{_fmt(row.new_mean, 'ms')} ms: {row.verdict}" for row in comparison.rows
-            if row.figure.label.startswith("round trip")],
-            [x for x, row in enumerate(r for r in comparison.rows
-                                       if r.figure.label.startswith("round trip"))])]
+            f"{_fmt(row.new_mean, 'ms')} ms: {row.verdict}" for row in bars],
+            list(range(len(bars))))]
         page.chart(fig, f"compare{index}", hovers)
     return page
 
@@ -423,7 +423,9 @@ def _run_link(run: RunData, side: Path, out_dir: Path) -> str:
     folder = side if side.is_dir() else side.parent
     if run.folder and (folder / run.folder).is_dir() and folder.resolve().name != run.folder:
         folder = folder / run.folder
-    report = folder / f"{run.stem}{REPORT_SUFFIX}"
+    from ..plot.html import report_path
+
+    report = report_path(run, folder)
     target = report if report.exists() else folder
     href = Path(os.path.relpath(target.resolve(), out_dir)).as_posix()
     return link(href, f"{run.folder or run.stem}: {run.label}" if run.params

@@ -184,8 +184,9 @@ class Engine:
             log.info("organizer initialized")
             self.life.enter(State.LOADING)
             self.workers.start_lag_probe()
-            for organizer in organizers if not self.settings.rest_only else ():
-                self.workers.start_thread(organizer.name, organizer.run)
+            if not self.settings.rest_only:  # --rest-only: signed in, no WebSocket
+                for organizer in organizers:
+                    self.workers.start_thread(organizer.name, organizer.run)
             participants_started_ns = time.time_ns()
             origin = time.monotonic()  # the arrival grid's origin: --duration counts from here
             self._start_participants(participants_started_ns)

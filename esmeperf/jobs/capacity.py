@@ -335,10 +335,9 @@ class Search:
         }
 
 
-def find_capacity(base: Settings, run_step: StepRunner, start_chats: int = START_CHATS,
-                  report: bool = True) -> int:
-    """Search, then write the summary (the knee step's, with `capacity`), the PNG and (with
-    `report`) the HTML report, each step linked to its own."""
+def find_capacity(base: Settings, run_step: StepRunner, start_chats: int = START_CHATS) -> int:
+    """Search, then write the summary (the knee step's, with `capacity`), the PNG and (unless
+    `base.html_report` is off) the HTML report, each step linked to its own."""
     budget = base.duration or DEFAULT_BUDGET_S
     limits = openfiles.limits()
     bounds = [n for n in (base.max_participants,
@@ -363,7 +362,7 @@ def find_capacity(base: Settings, run_step: StepRunner, start_chats: int = START
             paths["plot"] = plot_capacity(capacity, base.out_dir / f"{stamp}{CAPACITY_PLOT_SUFFIX}")
         except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the result
             log.error("could not draw the capacity plot: %s", exc)
-    if report and search.steps:
+    if base.html_report and search.steps:
         from ..plot.html import write_capacity_report
 
         try:

@@ -46,7 +46,6 @@ class Job:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     dask: Dask | None = None
     live: Endpoint | None = None  # the --metrics-port endpoint (measure/live.py)
-    report: bool = True  # each run's HTML report (--no-report: none)
 
 
 def run_job(settings: Settings, job: Job,
@@ -114,7 +113,7 @@ def _run(settings: Settings, job: Job, launcher: ShardLauncher | None,
         if on_result is not None:
             on_result(result)
         # The lifecycle holds any signal from the end of the run to here (FINISHING).
-        status = _report(result, job.live, job.report)
+        status = _report(result, job.live)
         if job.lifecycle.held:
             log.warning("stopped by %s after writing the results", job.lifecycle.held[0])
             return ExitStatus.INTERRUPTED
@@ -140,7 +139,7 @@ def _start_embedded(settings: Settings, target_args: list[str]) -> TargetProcess
     return process
 
 
-def _report(result: Outcome, live: Endpoint | None = None, html: bool = True) -> int:
+def _report(result: Outcome, live: Endpoint | None = None) -> int:
     from ..plot.command import plot_run
     from ..results import report
     from ..results.summary import (
@@ -176,7 +175,7 @@ def _report(result: Outcome, live: Endpoint | None = None, html: bool = True) ->
                                      out_dir / f"{stamp}{PLOT_SUFFIX}", summary)
         except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the results
             log.error("could not draw the plot: %s", exc)
-    if html:  # after the run's files: built from them alone, as esmeperf-plot --html does
+    if result.settings.html_report:  # after the run's files, from them alone (esmeperf-plot --html)
         from ..plot.html import write_run_report
 
         try:

@@ -56,9 +56,9 @@ def check_out(out_dir: Path) -> None:
 
 
 def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
-              out_dir: Path, report: bool = True) -> int:
+              out_dir: Path) -> int:
     """Run each Settings with `run_one`; stop early only on a signal; then write the report
-    (report.md, and report.html unless `report` is off: --no-report).
+    (report.md, and report.html unless the runs' html_report is off: --no-report).
 
     An --out that already holds a sweep is refused first: exit 2, one line, nothing run.
     """
@@ -91,7 +91,7 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
             loaded.append(load_run(settings.out_dir))
         except RunFileError as exc:
             log.error("run in %s left no readable results: %s", settings.out_dir, exc)
-    for path in write_report(loaded, out_dir, html=report):
+    for path in write_report(loaded, out_dir, html=all(s.html_report for s in runs)):
         log.info("report: %s", path)
     return next((int(s) for s in _SEVERITY if s in statuses), int(ExitStatus.OK))
 

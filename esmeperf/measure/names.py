@@ -79,5 +79,7 @@ LATENCIES = (
             per_second=False),
 )
 # The summary's one latency that is two recorders summarised as one distribution.
-WITH_UNCONFIRMED = Latency("message_rtt_with_unconfirmed", "rtt + unconfirmed", None,
+# "rtt + unconfirmed" would read as a sum: the row is the round trips with every message never
+# echoed counted at its age when its participant ended.
+WITH_UNCONFIRMED = Latency("message_rtt_with_unconfirmed", "rtt incl. unanswered", None,
                            "The round trips and the unconfirmed messages' ages together")

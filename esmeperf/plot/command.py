@@ -193,9 +193,9 @@ def _html_target(out: str | None, path: Path, kind: str, count: int) -> Path | N
                          "search's reports go in its own directories, each linked from the "
                          "next)")
     if os.path.isdir(out):
-        from .html import REPORT_SUFFIX
+        from .html import report_path
 
-        return Path(out) / f"{load_run(path).stem}{REPORT_SUFFIX}"
+        return report_path(load_run(path), Path(out))
     if not out.lower().endswith(".html"):
         raise UsageError(f"-o {out}: not a .html file name (give NAME.html or a directory)")
     if not Path(out).parent.is_dir():

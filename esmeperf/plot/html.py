@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..jobs.capacity import STEPS_DIR
 from ..measure.names import LATENCIES, WITH_UNCONFIRMED
-from ..results.report import LATENCY_LABELS, run_label
+from ..results.report import LATENCY_LABELS, number, run_label, share_text
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, load_run, run_name
 from ..results.summary import SUMMARY_SUFFIX
 from ..status import ExitStatus
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from .figures import Chart
 
 SWEEP_REPORT = "report.html"
-CAPACITY_STEPS = "capacity"  # jobs/capacity.py's STEPS_DIR: the steps' run directories
 PERCENTILES = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"),
                ("p99.9_ms", "p99.9"), ("max_ms", "max"))
 EXIT_WORDS: dict[int, str] = {
@@ -63,12 +63,6 @@ END_WORDS = {
 HELP = {latency.key: latency.help for latency in (*LATENCIES, WITH_UNCONFIRMED)}
 
 
-def number(value: Any) -> str:
-    """A value as the summary JSON writes it ("-" when missing): the page and the file say
-    the same digits (results/report.py's table does the same)."""
-    return "-" if value is None else json.dumps(value)
-
-
 def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:g} ms"
 
@@ -84,8 +78,11 @@ def write_run_report(path: Path, out: Path | None = None) -> Path:
     """Read a run (its directory or any one of its files) and write its report: to `out`, or
     beside its files. RunFileError for a run that cannot be read; OSError for a report that
     cannot be written."""
-    run = load_run(path)
-    folder = path if path.is_dir() else path.parent
+    return _write_run(load_run(path), path if path.is_dir() else path.parent, out)
+
+
+def _write_run(run: RunData, folder: Path, out: Path | None = None) -> Path:
+    """A loaded run's report, to `out` or beside its files in `folder`."""
     target = out or report_path(run, folder)
     return run_page(run, folder, target).write(target, footer=_footer())
 
@@ -168,7 +165,7 @@ def _answer(s: Mapping[str, Any], esmeperf: bool) -> str:
             parts.append(f"<p><b>The target's share</b>: its own handling p99 "
                          f"{esc(number(who.get('target_handling_p99_ms')))} ms of a round-trip "
                          f"p99 of {esc(number(who.get('message_rtt_p99_ms')))} ms "
-                         f"({esc(_share(share))})</p>")
+                         f"({esc(share_text(share))})</p>")
     if gates:
         rows = [[text(g.get("gate")), num(number(g.get("limit"))),
                  num(number(g.get("measured"))),
@@ -185,11 +182,6 @@ def _answer(s: Mapping[str, Any], esmeperf: bool) -> str:
         parts.append(f"<p><b>Open chats endured the surge</b> ({esc(number(start))}&ndash;"
                      f"{esc(number(end))} s, {esc(surge.get('source'))}): {word}</p>")
     return f'<section id="answer" class="answer {tone}">{"".join(parts)}</section>'
-
-
-def _share(share: float) -> str:
-    pct = share * 100
-    return f"{pct:.1f} %" if pct >= 1 else f"{pct:.2g} %"
 
 
 def _headline(s: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -264,6 +256,8 @@ def _hovers(item: Chart, rows: Sequence[Mapping[str, Any]]) -> list[Hover]:
     """What a second holds, in the words of the chart it is hovered on."""
     if item.key == "cohorts" or not rows:
         return []
+    from .figures import LATENCY
+
     t0 = int(rows[0]["second"])
     xs = [int(r["second"]) - t0 for r in rows]
     titles = []
@@ -284,8 +278,6 @@ def _hovers(item: Chart, rows: Sequence[Mapping[str, Any]]) -> list[Hover]:
         elif item.key == "arrivals":
             body = [f"intended {r.get('arrivals_intended')}", f"actual {r.get('arrivals')}"]
         else:
-            from .figures import LATENCY
-
             body = [f"{label} {r[column]} ms" for column, (label, _) in LATENCY.items()
                     if r.get(column) not in (None, "")] or ["no latency measured"]
         titles.append(f"{head}: " + ", ".join(body))
@@ -442,7 +434,7 @@ def sweep_page(runs: Sequence[RunData], out_dir: Path) -> Page:
         name = run.folder or run.stem
         for reason in health_.get("reasons") or []:
             notes.append(f"{name}: {reason}")
-        own = out_dir / run.folder / f"{run.stem}{REPORT_SUFFIX}"
+        own = report_path(run, out_dir / run.folder)
         target = own if own.exists() else out_dir / run.folder
         planned = s.get("participants_planned")
         rows.append([Cell(link(_href(target, out_dir / SWEEP_REPORT), name)),
@@ -484,10 +476,9 @@ def _overlay_hover(fig: Any, runs: Sequence[RunData]) -> list[Hover]:
     for run in runs:
         if not run.rows:
             continue
-        t0 = int(run.rows[0]["second"])
+        t0, name = int(run.rows[0]["second"]), run_name(run, list(runs))
         for r in run.rows:
-            seconds.setdefault(int(r["second"]) - t0, []).append(
-                f"{run_name(run, list(runs))} {r['sent']}/s")
+            seconds.setdefault(int(r["second"]) - t0, []).append(f"{name} {r['sent']}/s")
     xs = sorted(seconds)
     return [Hover(fig.axes[0], [f"{x} s: " + "; ".join(seconds[x]) for x in xs], xs)]
 
@@ -550,7 +541,7 @@ def capacity_page(summary: Mapping[str, Any], folder: Path, target: Path) -> Pag
                         (capacity.get("criteria") or {}).items()]) + "</section>")
     rows = []
     for step in capacity.get("steps") or []:
-        step_dir = folder / CAPACITY_STEPS / str(step.get("folder"))
+        step_dir = folder / STEPS_DIR / str(step.get("folder"))
         own = sorted(step_dir.glob(f"*{REPORT_SUFFIX}"))
         name = str(step.get("folder"))
         cell = Cell(link(_href(own[-1], target), name)) if own else (
@@ -620,14 +611,14 @@ def write_reports(path: Path, out: Path | None = None) -> list[Path]:
     kind = kind_of(path)
     written: list[Path] = []
     if kind == "sweep":
-        runs = [load_run(p) for p in sweep_runs(path)]
-        for folder in sweep_runs(path):
-            written.append(write_run_report(folder))
+        folders = sweep_runs(path)
+        runs = [load_run(folder) for folder in folders]  # each run's files read once
+        written += [_write_run(run, folder) for run, folder in zip(runs, folders, strict=True)]
         written.append(write_sweep_report(runs, path))
         return written
     if kind == "capacity":
         folder = path if path.is_dir() else path.parent
-        for step in sorted((folder / CAPACITY_STEPS).glob("*")):
+        for step in sorted((folder / STEPS_DIR).glob("*")):
             if step.is_dir() and re.fullmatch(r"\d+_chats\d+", step.name):
                 try:
                     written.append(write_run_report(step))

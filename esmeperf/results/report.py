@@ -19,9 +19,6 @@ log = logging.getLogger("esmeperf")
 # listed there (one a later version adds) is shown after these under its own name.
 LATENCY_LABELS = {latency.key: latency.label for latency in (*LATENCIES, WITH_UNCONFIRMED)
                   if latency.key != "unconfirmed"}
-# "rtt + unconfirmed" reads as a sum: the row is the round trips with every message never
-# echoed counted at its age when its participant ended.
-LATENCY_LABELS[WITH_UNCONFIRMED.key] = "rtt incl. unanswered"
 LATENCY_COLUMNS = ("count", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 _LABEL_WIDTH = 20
 
@@ -59,6 +56,10 @@ def _line(label: str, text: str) -> str:
 def _totals(summary: Mapping[str, Any]) -> list[str]:
     created = number(summary.get("created_participants_count"))
     planned = summary.get("participants_planned")
+    if (summary.get("settings") or {}).get("rest_only"):
+        return ["totals", _line("participants", f"{created} created, each with its chat "
+                                "request filed" + ("" if planned is None else
+                                                   f" (of {number(planned)} planned)"))]
     ratio = summary.get("delivered_ratio")
     sent, missed = summary.get("messages_sent"), summary.get("messages_missed")
     achieved = summary.get("achieved_ratio")
@@ -68,10 +69,6 @@ def _totals(summary: Mapping[str, Any]) -> list[str]:
         due = (f" of {sent + missed} due (achieved {ratio_text}; {missed} slots skipped, each "
                "late by a whole interval)")
     intended = summary.get("intended_rate")
-    if (summary.get("settings") or {}).get("rest_only"):
-        return ["totals", _line("participants", f"{created} created, each with its chat "
-                                "request filed" + ("" if planned is None else
-                                                   f" (of {number(planned)} planned)"))]
     return [
         "totals",
         _line("participants", f"{created} created"
@@ -120,11 +117,11 @@ def _health(health: Mapping[str, Any], who: Mapping[str, Any] | None) -> list[st
     if who and share is not None:
         lines.append(_line("target's share", f"its own handling p99 "
                            f"{number(who['target_handling_p99_ms'])} ms of a round-trip p99 of "
-                           f"{number(who['message_rtt_p99_ms'])} ms ({_share(share)})"))
+                           f"{number(who['message_rtt_p99_ms'])} ms ({share_text(share)})"))
     return lines
 
 
-def _share(share: float) -> str:
+def share_text(share: float) -> str:
     """A share as a percentage with the digits it needs: 42.0 %, 1.7 %, 0.015 %."""
     pct = share * 100
     return f"{pct:.1f} %" if pct >= 1 else f"{pct:.2g} %"
@@ -147,12 +144,11 @@ def run_label(settings: Mapping[str, Any]) -> str:
     `sci 5 ms, stages 60s:5,20s:100,60s:5, smi 1000 ms` (a staged run has no -cpi)."""
     sci, smi = _interval(settings.get("sci_ms")), _interval(settings.get("smi_ms"))
     stages = settings.get("stages")
+    plan = ",".join(f"{_interval(d)}s:{_interval(r)}" for d, r in stages or ())
     if settings.get("rest_only"):  # no chat is started, no message sent: -sci and -smi unused
-        arrivals = (f"stages {','.join(f'{_interval(d)}s:{_interval(r)}' for d, r in stages)}"
-                    if stages else f"cpi {_interval(settings.get('cpi_ms'))} ms")
-        return f"REST only, {arrivals}"
+        return "REST only, " + (f"stages {plan}" if stages else
+                                f"cpi {_interval(settings.get('cpi_ms'))} ms")
     if stages:
-        plan = ",".join(f"{_interval(d)}s:{_interval(r)}" for d, r in stages)
         return f"sci {sci} ms, stages {plan}, smi {smi} ms"
     return f"sci {sci} cpi {_interval(settings.get('cpi_ms'))} smi {smi} ms"
 

@@ -92,7 +92,6 @@ class Participant:
         # The conversation's state, here rather than in closures: a thousand participants'
         # closures were 25 cells and functions each, a kilobyte or two, and as many more
         # objects for every garbage collection to walk.
-        self.number_sent = 0  # the newest message number timed for sending
         self._head = self._prefix = self._marker = ""
 
     def run(self) -> None:
@@ -247,7 +246,7 @@ class Participant:
         """Send the next message, `late` seconds after its slot (run_paced's on_due)."""
         ctx, conn = self.ctx, self.conn
         assert conn is not None
-        self.number_sent = number = self.number_sent + 1
+        number = self.sent_through + 1
         if ctx.settings.log_ws:
             ctx.log_ws(self._prefix + str(number))
         sent_ns = time.time_ns()

@@ -57,7 +57,7 @@ def test_no_report_for_a_search_with_report_off(tmp_path, surge, capsys):
         step.delivered_ratio, step.p99_ms = 1.0, 2.0
         return 0
 
-    assert find_capacity(Settings(smi=100, out_dir=tmp_path, duration=40, max_participants=32),
-                         run_step, start_chats=16, report=False) == 0
+    assert find_capacity(Settings(smi=100, out_dir=tmp_path, duration=40, max_participants=32,
+                                  html_report=False), run_step, start_chats=16) == 0
     assert not list(tmp_path.glob("*.html"))
     assert "  report  " not in capsys.readouterr().out
