@@ -22,6 +22,9 @@ def run_paced(ctx: Context, conn: Connection, interval: float,
     are read, until the shutdown closes the socket (the Closed that ends the loop then is not
     an error: see Context.hold); the slots a whole interval overdue when the stop is seen (a
     thread kept from running) count as skipped too.
+
+    The wait for the next slot ends at the slot itself (Connection.recv_until: a timerfd
+    where the platform has one), not at a receive timeout the kernel rounds up.
     """
     start = time.monotonic() + offset
     slot = 1
@@ -33,7 +36,7 @@ def run_paced(ctx: Context, conn: Connection, interval: float,
                 late = time.monotonic() - (start + slot * interval)
                 if late >= interval:
                     on_skip(int(late / interval), late)
-            timeout = None
+            wait_until = None
         else:
             now = time.monotonic()
             due = start + slot * interval
@@ -47,7 +50,8 @@ def run_paced(ctx: Context, conn: Connection, interval: float,
                 on_due(now, late)
                 slot += 1
                 continue
-            timeout = due - now
-        frame = conn.recv(timeout)  # Closed ends the loop; Context.hold tells whose it was
+            wait_until = due
+        # Closed ends the loop; Context.hold tells whose it was.
+        frame = conn.recv_until(wait_until)
         if frame is not None:
             on_frame(frame)

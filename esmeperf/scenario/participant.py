@@ -201,7 +201,7 @@ class Participant:
                 polls += 1
                 next_poll = now + interval
             wake = min(deadline, next_poll) if polls < MAX_CHAT_POLLS else deadline
-            frame = conn.recv(max(0.001, wake - now))
+            frame = conn.recv_until(wake)
             if frame is None:
                 continue
             kind, payload = protocol.parse(frame, conn.local_addr)

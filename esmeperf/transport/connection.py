@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import select
 import socket
 import ssl
@@ -72,6 +73,8 @@ class Connection:
         # Python's socket timeouts (a poll() per call), as for TLS.
         self._kernel = self._plain and mechanisms.kernel_deadlines
         self._can_batch = self._kernel and mechanisms.batched_reads
+        self._exact = self._kernel and mechanisms.timerfd  # waits end on a timerfd (_Alarm)
+        self._alarm: _Alarm | None = None  # the waiting thread's own, made at its first wait
         self._timestamp_option = mechanisms.timestamp_option or 0
         self._dontwait = mechanisms.dontwait
         self._send_timeout = send_timeout
@@ -81,6 +84,10 @@ class Connection:
         # Set once by close()/abort() (any thread), read by the worker: a plain flag, as an
         # Event would cost each of thousands of connections a Condition it never waits on.
         self._closing = False
+        if self._exact and mechanisms.batched_reads:
+            # A frame's receive time is the kernel's, not the moment this thread next got the
+            # GIL: a round trip is the target's and the network's, the wake-up is not in it.
+            self._time_by_kernel()
         if self._kernel:
             self.sock.settimeout(None)  # blocking; deadlines come from SO_RCVTIMEO/SO_SNDTIMEO
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
@@ -153,25 +160,81 @@ class Connection:
 
     def recv(self, timeout: float | None) -> str | None:
         """The next text or binary message as text, or None when `timeout` passes first."""
-        reader = self._reader
-        deadline = None if timeout is None else time.monotonic() + timeout
+        return self.recv_until(None if timeout is None else time.monotonic() + timeout)
+
+    def recv_until(self, due: float | None) -> str | None:
+        """The next text or binary message as text, or None once time.monotonic() reaches
+        `due` (None: no deadline).
+
+        Where the platform has a timerfd (Linux) the wait ends at `due` itself, to the
+        scheduler's wake-up latency: the thread sleeps in one poll() on the socket and a timer
+        armed for `due` (_Alarm). Elsewhere it ends at the receive timeout's, which SO_RCVTIMEO
+        rounds up to the kernel's timer wheel (tens of ms at 1 s, 2 s at 60 s).
+        """
+        if self._exact:
+            return self._recv_exact(due)
+        return self._recv_timeout(due)
+
+    def _next_message(self) -> str | None:
+        """A whole message already read, as text; Closed for a close frame or bad framing."""
+        try:
+            message = self._reader.next_message()
+        except (wsframe.ProtocolError, OSError) as exc:  # bad framing, or a failed pong
+            raise Closed(f"connection {self.local_addr}: error receiving message: {exc}"
+                         ) from exc
+        if message is None:
+            return None
+        opcode, payload = message
+        if opcode == wsframe.OP_CLOSE:
+            self._send_close_frame()  # RFC 6455 5.5.1: answer a close with a close
+            raise Closed(f"connection {self.local_addr}: error receiving message: "
+                         f"closed by server{_close_status(payload)}")
+        return payload.decode("utf-8", "replace")
+
+    def _fill(self, flags: int) -> bool:
+        """Read what the socket has into the frame reader; False when it had nothing."""
+        try:
+            self._reader.fill(flags)
+        except (BlockingIOError, TimeoutError):
+            return False
+        except OSError as exc:
+            raise Closed(f"connection {self.local_addr}: error receiving message: "
+                         f"{exc.strerror or exc}") from exc
+        return True
+
+    def _recv_exact(self, due: float | None) -> str | None:
+        """recv_until on a timerfd: one wake-up at `due`, or one per frame (when not batching),
+        and a close from the server wakes the thread at once (FIN is readable whatever
+        SO_RCVLOWAT says). Every read is MSG_DONTWAIT: the waiting is poll()'s."""
+        alarm = self._alarm
+        if alarm is None:  # made by the thread that waits, on its first wait
+            alarm = self._alarm = _Alarm(self.sock)
+        due_ns = None if due is None else int(due * 1e9)
+        at_due = False
         while True:
-            try:
-                message = reader.next_message()
-            except (wsframe.ProtocolError, OSError) as exc:  # bad framing, or a failed pong
-                raise Closed(f"connection {self.local_addr}: error receiving message: {exc}"
-                             ) from exc
+            message = self._next_message()
+            if message is not None or at_due:
+                return message
+            if due is None and self._batching:
+                self.batch_reads(False)  # no deadline to wake at: read frames as they come
+            if not alarm.wait(due_ns):
+                if not self._batching:
+                    return None
+                at_due = True  # take what came below the low-water mark, once
+            self._fill(socket.MSG_DONTWAIT)
+
+    def _recv_timeout(self, due: float | None) -> str | None:
+        """recv_until on the socket's receive timeout (no timerfd here, or --portable)."""
+        reader = self._reader
+        timeout = None if due is None else max(0.0, due - time.monotonic())
+        while True:
+            message = self._next_message()
             if message is not None:
-                opcode, payload = message
-                if opcode == wsframe.OP_CLOSE:
-                    self._send_close_frame()  # RFC 6455 5.5.1: answer a close with a close
-                    raise Closed(f"connection {self.local_addr}: error receiving message: "
-                                 f"closed by server{_close_status(payload)}")
-                return payload.decode("utf-8", "replace")
+                return message
             if timeout is None and self._batching:
                 self.batch_reads(False)  # no deadline to wake at: read frames as they come
-            if deadline is not None and reader.pending():  # part of a frame came: the rest
-                timeout = deadline - time.monotonic()      # gets what is left, not it all again
+            if due is not None and reader.pending():  # part of a frame came: the rest
+                timeout = due - time.monotonic()      # gets what is left, not it all again
                 if timeout <= 0:
                     return None
             flags = 0
@@ -187,13 +250,8 @@ class Connection:
                 flags = socket.MSG_DONTWAIT
             elif timeout != self._timeout:
                 self._set_recv_timeout(timeout)
-            try:
-                reader.fill(flags)
-            except (BlockingIOError, TimeoutError):
+            if not self._fill(flags):
                 return None
-            except OSError as exc:
-                raise Closed(f"connection {self.local_addr}: error receiving message: "
-                             f"{exc.strerror or exc}") from exc
 
     def _wait_readable(self, timeout: float) -> bool:
         if self._poll is None:
@@ -221,8 +279,15 @@ class Connection:
 
     @property
     def rx_ns(self) -> int:
-        """Kernel receive time (Unix ns) of the data last read while batching, else 0."""
-        return self._reader.rx_ns if self._batching else 0
+        """Kernel receive time (Unix ns) of the data last read, where the kernel times reads
+        (batched reads; every read on the timerfd path), else 0."""
+        return self._reader.rx_ns if self._reader.timestamps else 0
+
+    def _time_by_kernel(self) -> None:
+        """Have the kernel stamp each read with its arrival time (SO_TIMESTAMPNS)."""
+        if self._timestamp_option and not self._reader.timestamps:
+            self.sock.setsockopt(socket.SOL_SOCKET, self._timestamp_option, 1)
+            self._reader.timestamps = self._timestamp_option
 
     def batch_reads(self, on: bool) -> bool:
         """Wake only at the recv() deadline, not for each frame; time frames by the kernel.
@@ -240,11 +305,12 @@ class Connection:
         if not self._can_batch or on == self._batching:
             return self._batching
         if on:
-            self.sock.setsockopt(socket.SOL_SOCKET, self._timestamp_option, 1)
+            self._time_by_kernel()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT,
                              platform_support.BATCH_LOWAT if on else 1)
         self._batching = on
-        self._reader.timestamps = self._timestamp_option if on else 0
+        if not self._exact:  # then only batched reads are timed by the kernel
+            self._reader.timestamps = self._timestamp_option if on else 0
         if on:  # a read then brings the frames of a whole interval
             self._reader.recv_size = max(self._reader.recv_size, BATCH_RECV_SIZE)
         return on
@@ -297,9 +363,56 @@ class Connection:
             pass  # not connected any more
 
     def abort(self) -> None:
-        """Drop the TCP connection now; wakes a worker blocked in recv()."""
+        """Drop the TCP connection now; wakes a worker blocked in recv(). The timer the
+        worker waits on is closed by that worker's own abort (Context.hold's): closed by
+        another thread, its descriptor number could be reused under the worker's poll()."""
         self.wake()
         self.sock.close()
+        alarm = self._alarm
+        if alarm is not None and alarm.owner == threading.get_ident():
+            self._alarm = None
+            alarm.close()
+
+
+class _Alarm:
+    """A poll() on one socket and one timerfd: wait until the socket is readable or a
+    deadline (CLOCK_MONOTONIC ns) comes, whichever is first; exact to the wake-up latency
+    (syscalls.timerfd_arm says why not poll's own timeout). Used by one thread."""
+
+    __slots__ = ("fd", "owner", "_armed", "_poll", "_sock_fd")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.fd = syscalls.timerfd_create()
+        self.owner = threading.get_ident()
+        self._armed: int | None = None  # the deadline the timer holds (None: disarmed)
+        self._sock_fd = sock.fileno()
+        self._poll = select.poll()
+        self._poll.register(self._sock_fd, select.POLLIN)
+        self._poll.register(self.fd, select.POLLIN)
+
+    def wait(self, due_ns: int | None) -> bool:
+        """True when the socket is readable (or closed), False once `due_ns` has come.
+
+        The timer is re-armed only for a new deadline: a frame that wakes the thread
+        before its deadline costs no second timerfd_settime(). A timer that fired stays
+        readable (it is never read) until it is armed again, so asking again for a passed
+        deadline answers at once."""
+        if due_ns != self._armed:
+            syscalls.timerfd_arm(self.fd, due_ns)
+            self._armed = due_ns
+        sock_fd = self._sock_fd
+        for fd, _ in self._poll.poll():
+            if fd == sock_fd:
+                return True
+        return False
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:  # a connection dropped without its worker's abort()
+        self.close()
 
 
 class _HandshakeSocket:

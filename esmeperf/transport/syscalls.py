@@ -1,6 +1,7 @@
 """Socket calls made through libc with the GIL held, where the socket module would hand it over
 or take a detour: a send and a setsockopt matter once per message in each of thousands of
-threads, and a shutdown once per connection when a run ends, thousands in a row.
+threads, and a shutdown once per connection when a run ends, thousands in a row. Also Linux's
+timerfd, which Python 3.11's os module lacks: the exact deadline of a participant's next send.
 
 ctypes.PyDLL calls a C function without releasing the GIL. The calls here never block (a
 setsockopt; a send with MSG_DONTWAIT; a shutdown), so holding the GIL costs the other threads
@@ -15,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -97,6 +99,79 @@ def send_now(sock: socket.socket, data: bytes) -> int:
     if error.errno in _WOULD_BLOCK:
         return 0
     raise error
+
+
+class _TimerFd(NamedTuple):
+    create: Callable[[int, int], int]
+    settime: Callable[[int, int, bytes, None], int]
+    get_errno: Callable[[], int]
+
+
+def _timerfd() -> _TimerFd | None:
+    """timerfd_create() and timerfd_settime() from the C library, called with the GIL held
+    (neither blocks); None where they do not exist (anything but Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.PyDLL(None, use_errno=True)
+        create, settime = libc.timerfd_create, libc.timerfd_settime
+    except (ImportError, OSError, AttributeError, TypeError):
+        return None
+    create.argtypes = (ctypes.c_int, ctypes.c_int)
+    create.restype = ctypes.c_int
+    settime.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+    settime.restype = ctypes.c_int
+    return _TimerFd(create, settime, ctypes.get_errno)
+
+
+_TIMERFD = _timerfd()
+# <sys/timerfd.h> and <time.h> on Linux (every architecture): CLOCK_MONOTONIC is the clock of
+# time.monotonic(), so a deadline computed from it is armed as it is.
+_CLOCK_MONOTONIC = 1
+_TFD_TIMER_ABSTIME = 1
+_TFD_CLOEXEC = 0o2000000
+_TFD_NONBLOCK = 0o4000
+# struct itimerspec: it_interval (0: one shot), it_value (the absolute expiry); two timespecs.
+_ITIMERSPEC = struct.Struct("llll")
+_DISARM = _ITIMERSPEC.pack(0, 0, 0, 0)
+
+
+def timerfd_available() -> bool:
+    """Whether timerfd_create() and timerfd_settime() were found (Linux)."""
+    return _TIMERFD is not None
+
+
+def timerfd_create() -> int:
+    """A new timer descriptor on CLOCK_MONOTONIC (non-blocking, close-on-exec), disarmed."""
+    timer = _TIMERFD
+    if timer is None:
+        raise OSError(errno.ENOSYS, "timerfd is not available on this platform")
+    fd = timer.create(_CLOCK_MONOTONIC, _TFD_CLOEXEC | _TFD_NONBLOCK)
+    if fd < 0:
+        code = timer.get_errno()
+        raise OSError(code, os.strerror(code))
+    return fd
+
+
+def timerfd_arm(fd: int, due_ns: int | None) -> None:
+    """Make `fd` readable at the absolute CLOCK_MONOTONIC time `due_ns` (at once if that has
+    passed), or never (None). Re-arming clears an expiry not yet read, so the descriptor is
+    never read: it is readable exactly while its last deadline has passed.
+
+    The kernel fires a timerfd on an hrtimer with no slack. A poll() timeout or SO_RCVTIMEO
+    would not do: poll's timer may fire up to 0.1 % of the timeout late (60 ms at 60 s), and
+    SO_RCVTIMEO runs on the timer wheel, whose buckets grow to 2 s at a 60 s timeout.
+    """
+    timer = _TIMERFD
+    assert timer is not None  # callers hold an fd from timerfd_create()
+    if due_ns is None:
+        spec = _DISARM
+    else:
+        seconds, nanos = divmod(max(1, due_ns), 1_000_000_000)  # all zeros would disarm
+        spec = _ITIMERSPEC.pack(0, 0, seconds, nanos)
+    if timer.settime(fd, _TFD_TIMER_ABSTIME, spec, None) != 0:
+        code = timer.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 def shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
