@@ -13,7 +13,8 @@ ms) nor a 1 % wobble of a big one is a regression, and when it is beyond the run
   its seconds, its per-second HDR histograms added up for the latency percentiles).
 
 A change beyond the thresholds whose interval holds zero is `inconclusive`, not a regression;
-so is a worse figure when either side's generator was suspect (generator_health): its figures
+so is a worse figure when either side's generator was suspect (generator_health, or a round-trip
+tail the run gave to the generator: its attribution's source `latency`): its figures
 describe the generator as much as the target, and a regression is the target's to own; and so
 is a worse latency no bigger than LAG_FACTOR times the rise of the generator's own lag p99
 (lag.py) from base to new: the machine was busier, which slows the target as well, so the
@@ -259,8 +260,16 @@ def _values(figure: Figure, runs: Sequence[RunData]) -> list[float]:
 
 
 def suspect_runs(runs: Sequence[RunData]) -> int:
-    """How many runs the generator's health rules marked suspect."""
-    return sum(bool((r.summary.get("generator_health") or {}).get("suspect")) for r in runs)
+    """How many runs the generator's health rules marked suspect, or whose round-trip tail
+    the run itself gave to the generator (attribution source `latency`, issue 37)."""
+    return sum(_suspect(r.summary) for r in runs)
+
+
+def _suspect(summary: dict) -> bool:
+    if (summary.get("generator_health") or {}).get("suspect"):
+        return True
+    who = summary.get("attribution") or {}
+    return who.get("source") == "latency" and who.get("limited_by") == "generator"
 
 
 def generator_lag_p99(run: RunData) -> float | None:

@@ -64,11 +64,11 @@ class Progress:
         second = settled_second(settings)
         sent, delivered = m.sent.at(second), m.delivered.at(second)
         p99 = m.message_rtt.second_percentile_ms(second, 99)  # that second's, not the run's
-        p99_text = f"{p99:.1f}ms" if p99 is not None else "-"
+        p99_text = f"{p99:.1f}ms" if p99 is not None else "-"  # "(last s)" says which second
         total = f"/{settings.duration:.0f}s" if settings.duration else ""
         print(f"{elapsed:6.0f}s{total} participants {sample.participants:>6} "
               f"chats {sample.chats:>6} sent/s {sent:>6} delivered/s {delivered:>6} "
-              f"rtt p99 {p99_text:>8} errors {m.errors.total()}"
+              f"rtt p99 (last s) {p99_text:>8} errors {m.errors.total()}"
               # Batched reads see an echo up to one interval after it came, so a healthy run's
               # oldest message is about one interval old: shown from two.
               + (f" oldest unanswered {oldest.age_s:.1f}s" if oldest is not None

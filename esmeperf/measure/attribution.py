@@ -11,6 +11,13 @@ target, the generator's own health over the same window is checked:
   of the round trip);
 - `undetermined`: the generator was saturated and nothing shows the target was not slow too.
 
+A run that ended as planned with a healthy generator is judged too, on its latency alone
+(issue 37, `judge_latency`): its round-trip p99 is the generator's when most of the samples at
+or above it came in seconds in which the generator's own lag was a fair part of it, and no
+one's in particular when the target's own handling was a small part of it (the rest happened
+outside the target's handling: this machine's CPU, its scheduler, the network). Either way it
+is not called the target's, nor a run nothing limited.
+
 `REMEDY` is what the words of a generator or undetermined verdict end with.
 """
 
@@ -32,6 +39,15 @@ GENERATOR_GATE = "generator_healthy"  # --fail-on-suspect's gate
 ACHIEVED_WARN = 0.99  # achieved/intended sends below this: the headline says so
 # The target's handling at most this share of the round trip: the rest was not the target's.
 TARGET_SHARE_SMALL = 0.10
+# judge_latency: a second lagged when the generator's lag p99 in it was at least this share of
+# the run's round-trip p99 (and LAG_FLOOR_MS); the p99 is the generator's when more than
+# TAIL_IN_LAG of the samples at or above it came in such seconds.
+LAG_OF_RTT = 0.20
+LAG_FLOOR_MS = 5.0
+TAIL_IN_LAG = 0.5
+# judge_latency: a round-trip p99 over this many times the target's own handling p99 (its
+# handling under 1/OUTSIDE_FACTOR = 5 % of it) happened mostly outside the target's handling.
+OUTSIDE_FACTOR = 20.0
 
 
 @dataclass(frozen=True)
@@ -104,3 +120,47 @@ def judge_suspect(suspect: bool, share: float | None) -> str:
     if share is not None and share <= TARGET_SHARE_SMALL:
         return GENERATOR
     return UNDETERMINED
+
+
+@dataclass(frozen=True)
+class Tail:
+    """Where a run's round-trip p99 came from (the summary's `rtt_tail`): the samples at or
+    above it, and how many of them came in seconds in which the generator lagged."""
+
+    rtt_p99_ms: float
+    samples: int
+    in_lagged_seconds: int
+    lag_threshold_ms: float
+
+    @property
+    def lagged_share(self) -> float:
+        return self.in_lagged_seconds / self.samples if self.samples else 0.0
+
+
+def lag_threshold_ms(rtt_p99_ms: float) -> float:
+    """The generator lag p99 from which a second counts as lagged, for a run's round-trip p99."""
+    return max(LAG_FLOOR_MS, LAG_OF_RTT * rtt_p99_ms)
+
+
+def judge_latency(tail: Tail | None, target_p99_ms: float | None) -> Verdict | None:
+    """Who a healthy run's round-trip p99 belongs to when it is not the target's: the generator
+    (most of the tail in seconds it lagged), no one in particular (the target's own handling a
+    small part of it), or None: nothing says it was not the target's."""
+    if tail is None or not tail.samples:
+        return None
+    head = f"the round-trip p99 ({tail.rtt_p99_ms:g} ms)"
+    lagged = tail.lagged_share > TAIL_IN_LAG
+    outside = (target_p99_ms is not None and tail.rtt_p99_ms > OUTSIDE_FACTOR * target_p99_ms)
+    words = []
+    if lagged:
+        words.append(f"{tail.lagged_share:.0%} of the samples at or above it came in seconds in "
+                     f"which the generator's own lag p99 was >= {tail.lag_threshold_ms:g} ms")
+    if outside:
+        assert target_p99_ms is not None
+        words.append(f"it is {tail.rtt_p99_ms / max(target_p99_ms, 1e-3):.0f}x the target's own "
+                     f"handling p99 ({target_p99_ms:g} ms): most of it happened outside the "
+                     "target's handling (this machine's CPU and scheduler, shared by the "
+                     "generator, or the network)")
+    if not words:
+        return None
+    return Verdict(GENERATOR if lagged else UNDETERMINED, f"{head}: {'; '.join(words)}")

@@ -288,6 +288,22 @@ class LatencyRecorder:
         release(window)
         return out
 
+    def counts_at_or_above(self, bound_us: int) -> dict[int, int]:
+        """Per second, how many values were at or above `bound_us` (to the histogram's
+        precision); seconds with none are left out. Only seconds whose largest value reaches
+        the bound are read, so a run's tail costs a few histograms, not all of them."""
+        out: dict[int, int] = {}
+        for second, retired in self.intervals():
+            if retired.get_max_value() < bound_us:
+                continue
+            hist = HdrHistogram.decode(retired.encode())
+            n = sum(item.count_at_value_iterated_to for item in hist.get_recorded_iterator()
+                    if hist.get_highest_equivalent_value(item.value_iterated_to) >= bound_us)
+            release(hist)
+            if n:
+                out[second] = n
+        return out
+
     def seconds(self) -> list[int]:
         with self._settled():
             return sorted(self._live.keys() | self._retired.keys())

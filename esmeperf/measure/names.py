@@ -44,24 +44,30 @@ class Latency:
     prometheus: str | None
     help: str
     per_second: bool = True  # recorded in the second it happened (else the clock's, later)
+    whose: str = "target + network"  # whose time it is, in a few words (the table's column)
 
 
 LATENCIES = (
     Latency("message_rtt", "round trip", "message_round_trip",
-            "Participant message sent to its echo received"),
+            "Participant message sent to its echo received (the kernel's receive time where "
+            "the platform stamps reads: the generator's wake-up is not in it)"),
     # Each echo from the moment its message was due on the -smi grid (its round trip plus its
     # send lateness), each send slot skipped from its due time to when it was given up, and
     # each unconfirmed message from its due time to its participant's end: what a participant
     # lived through, coordinated omission corrected (wrk2), by arrival second.
     Latency("message_rtt_from_intended", "rtt from intended", "message_round_trip_from_intended",
             "A participant message's due time on the -smi grid to its echo received (a skipped "
-            "slot: to when it was given up)"),
+            "slot: to when it was given up): the round trip plus the send lateness",
+            whose="target + generator"),
     Latency("send_lateness", "send lateness", "send_lateness",
-            "How late each message left against its -smi schedule"),
+            "How late each message left against its -smi schedule: the generator's own timer "
+            "and scheduling error, not the target's", whose="generator"),
     Latency("generator_lag", "generator lag", "generator_lag",
-            "How late the generator's threads ran after they were due (a probe)"),
+            "How late the generator's threads ran after they were due: a probe that sleeps "
+            "10 ms at a time and measures its oversleep", whose="generator"),
     Latency("arrival_lateness", "arrival lateness", "arrival_lateness",
-            "A participant's slot on the arrival schedule to its sign-up request"),
+            "A participant's slot on the arrival schedule to its sign-up request",
+            whose="generator"),
     Latency("sign_up", "sign-up", "sign_up", "Participant sign-up request (REST)",
             per_second=False),
     Latency("chat_request", "chat request", None, "Participant chat request (REST)",
@@ -69,7 +75,8 @@ LATENCIES = (
     Latency("ws_handshake", "handshake", "ws_handshake", "Participant WebSocket handshake",
             per_second=False),
     Latency("arrival_to_chat", "arrival to chat", None,
-            "A participant's arrival to its chat id known", per_second=False),
+            "A participant's arrival to its chat id known", per_second=False,
+            whose="target + -sci pacing"),
     Latency("organizer_reply", "organizer reply", None,
             "Participant message sent to the organizer's reply received (--reply)"),
     # Each message never confirmed, at the age it had when its participant ended: the round

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..jobs.capacity import STEPS_DIR
 from ..measure.names import LATENCIES, WITH_UNCONFIRMED
-from ..results.report import LATENCY_LABELS, number, run_label, share_text
+from ..results.report import LATENCY_LABELS, number, pacing_line, run_label, share_text
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, load_run, run_name
 from ..results.summary import SUMMARY_SUFFIX
 from ..status import ExitStatus
@@ -60,7 +60,9 @@ END_WORDS = {
     "parent": "the run that owned it stopped it",
     "capacity": "the capacity search ended",
 }
-HELP = {latency.key: latency.help for latency in (*LATENCIES, WITH_UNCONFIRMED)}
+HELP = {latency.key: f"{latency.help}. Whose time: {latency.whose}."
+        for latency in (*LATENCIES, WITH_UNCONFIRMED)}
+WHOSE = {latency.key: latency.whose for latency in (*LATENCIES, WITH_UNCONFIRMED)}
 
 
 def _ms(value: Any) -> str:
@@ -107,7 +109,9 @@ def run_page(run: RunData, folder: Path, target: Path) -> Page:
                  "joined to the line); hatched red: a second the generator's own CPU was "
                  "saturated; blue: the surge.</p>",
                  *(chart(c.figure, c.key, _hovers(c, run.rows), c.heading) for c in charts))
-    page.section("latency", "Latency (ms)", _latency_table(s.get("latency") or {}, esmeperf))
+    page.section("latency", "Latency (ms)", _latency_table(s.get("latency") or {}, esmeperf)
+                 + "".join(f"<p>{esc(line.strip())}</p>"
+                           for line in pacing_line(s.get("send_interval_error"))))
     if isinstance(s.get("surge"), Mapping):
         page.section("surge", "The surge's cohorts", _surge_table(s["surge"]))
     page.section("errors", "Errors and warnings", _errors(s, run.rows))
@@ -300,9 +304,10 @@ def _latency_table(latency: Mapping[str, Any], esmeperf: bool) -> str:
         name = Cell(f"{esc(label)} <span class=\"mono sub\">{esc(key)}</span>",
                     title=HELP.get(key, ""))
         rows.append([name, num(count)] + [num(number(entry.get(k)) if count else "-")
-                                          for k, _ in PERCENTILES])
+                                          for k, _ in PERCENTILES]
+                    + [Cell(esc(WHOSE.get(key, "")), title=HELP.get(key, ""))])
     return table(["latency", Cell("count", num=True),
-                  *(Cell(h, num=True) for _, h in PERCENTILES)], rows) + (
+                  *(Cell(h, num=True) for _, h in PERCENTILES), "whose time"], rows) + (
         "<p class=\"sub\"><span class=\"screen\">Hover over a latency's name for what it "
         "measures; </span>the key is the summary's (and the .hlog's tag).</p>")
 

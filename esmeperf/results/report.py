@@ -19,6 +19,7 @@ log = logging.getLogger("esmeperf")
 # listed there (one a later version adds) is shown after these under its own name.
 LATENCY_LABELS = {latency.key: latency.label for latency in (*LATENCIES, WITH_UNCONFIRMED)
                   if latency.key != "unconfirmed"}
+WHOSE = {latency.key: latency.whose for latency in (*LATENCIES, WITH_UNCONFIRMED)}
 LATENCY_COLUMNS = ("count", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 _LABEL_WIDTH = 20
 
@@ -42,11 +43,23 @@ def _latency(latency: Mapping[str, Any]) -> list[str]:
     rows = [[number(entry.get(c)) if entry.get("count") else ("0" if c == "count" else "-")
              for c in LATENCY_COLUMNS] for _, entry in entries]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [f"{'latency (ms)':<{_LABEL_WIDTH + 2}}{_cells(header, widths)}"]
+    lines = [f"{'latency (ms)':<{_LABEL_WIDTH + 2}}{_cells(header, widths)}  whose time"]
     for (key, _), cells in zip(entries, rows, strict=True):
         label = LATENCY_LABELS.get(key, key.replace("_", " "))
-        lines.append(f"  {label:<{_LABEL_WIDTH}}{_cells(cells, widths)}")
+        lines.append(f"  {label:<{_LABEL_WIDTH}}{_cells(cells, widths)}  {WHOSE.get(key, '')}"
+                     .rstrip())
     return lines
+
+
+def pacing_line(error: Mapping[str, Any] | None) -> list[str]:
+    """The send-interval error as the embedded target's clock saw it (a ruler neither side
+    controls), or nothing when the summary has none (a real ESME)."""
+    if not isinstance(error, Mapping) or not error.get("count"):
+        return []
+    return [_line("send interval error",
+                  f"|interval - smi| p50 {number(error.get('p50_ms'))}, p99 "
+                  f"{number(error.get('p99_ms'))}, max {number(error.get('max_ms'))} ms over "
+                  f"{error['count']} intervals (the target's clock)")]
 
 
 def _line(label: str, text: str) -> str:
@@ -165,7 +178,8 @@ def render(summary: Mapping[str, Any], paths: Mapping[str, Path | str]) -> str:
     error = summary.get("first_error")
     if error:
         sections[0].append(_line("first error", f"{error.get('thread')}: {error.get('message')}"))
-    sections.append(_latency(summary.get("latency") or {}))
+    sections.append(_latency(summary.get("latency") or {})
+                    + pacing_line(summary.get("send_interval_error")))
     sections.append(_totals(summary))
     if summary.get("gates"):
         sections.append(_gates(summary["gates"]))

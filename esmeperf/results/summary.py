@@ -103,15 +103,19 @@ def run_attribution(summary: dict[str, Any]) -> dict[str, Any]:
         source, limited_by = "health", attribution.judge_suspect(True, share)
         why = "the generator was suspect: " + "; ".join(r for r in health_["reasons"]
                                                         if not r.startswith("target-bound"))
+    elif (latency := attribution.judge_latency(_tail(summary),
+                                               _target_handling_p99_ms(summary))) is not None:
+        source, limited_by, why = "latency", latency.who, latency.text
     else:
         source, limited_by = "none", "none"
         why = "the generator was healthy and no verdict named the target"
-    if limited_by == attribution.GENERATOR and share is not None and not error:
+    if limited_by == attribution.GENERATOR and share is not None and not error \
+            and source != "latency":
         why += (f"; the target's own handling p99 was {share * 100:.2g} % of the round trip's, "
                 "the rest was the generator's queueing")
     return {
         "limited_by": limited_by,
-        "source": source,  # what the verdict comes from: error, gate, health or none
+        "source": source,  # what the verdict comes from: error, gate, health, latency or none
         "why": why,
         "remedy": attribution.REMEDY if limited_by in (attribution.GENERATOR,
                                                        attribution.UNDETERMINED) else None,
@@ -119,6 +123,41 @@ def run_attribution(summary: dict[str, Any]) -> dict[str, Any]:
         "target_handling_p99_ms": _target_handling_p99_ms(summary),
         "target_share_of_rtt_p99": share,
     }
+
+
+def rtt_tail(result: Outcome, rtt_p99_ms: float | None) -> dict[str, Any] | None:
+    """The summary's `rtt_tail`: the round-trip samples at or above the run's p99, and how many
+    came in seconds in which the generator's lag p99 reached attribution.lag_threshold_ms."""
+    if not rtt_p99_ms:
+        return None
+    m = result.ctx.metrics
+    above = m.message_rtt.counts_at_or_above(max(1, int(rtt_p99_ms * 1000)))
+    threshold = attribution.lag_threshold_ms(rtt_p99_ms)
+    lagged = {second for second in above
+              if (m.generator_lag.second_percentile_ms(second, 99) or 0.0) >= threshold}
+    return {"rtt_p99_ms": rtt_p99_ms, "samples": sum(above.values()),
+            "in_lagged_seconds": sum(above[second] for second in lagged),
+            "lag_threshold_ms": threshold, "seconds": len(above), "lagged_seconds": len(lagged)}
+
+
+def _tail(summary: dict[str, Any]) -> attribution.Tail | None:
+    tail = summary.get("rtt_tail")
+    if not tail:
+        return None
+    return attribution.Tail(tail["rtt_p99_ms"], tail["samples"], tail["in_lagged_seconds"],
+                            tail["lag_threshold_ms"])
+
+
+def send_interval_error(result: Outcome) -> dict[str, Any] | None:
+    """The summary's `send_interval_error`: |interval - smi| between successive messages of
+    each participant, as the embedded target's clock saw them arrive (its /stats), in ms."""
+    stats = result.target_stats or {}
+    error = stats.get("send_interval_error_us")
+    if not isinstance(error, dict) or not error.get("count"):
+        return None
+    return {"ruler": "target", "smi_ms": stats.get("send_interval_ms"),
+            "count": error["count"],
+            **{f"{key}_ms": error[key] / 1000 for key in ("p50", "p99", "max")}}
 
 
 def honesty_warnings(summary: dict[str, Any]) -> list[str]:
@@ -191,6 +230,8 @@ def build_summary(result: Outcome) -> dict[str, Any]:
         # latency means (kernel receive time, or the clock after recv) and what CPU covers.
         "platform": platform_support.active().summary(),
     }
+    summary["send_interval_error"] = send_interval_error(result)
+    summary["rtt_tail"] = rtt_tail(result, summary["latency"]["message_rtt"].get("p99_ms"))
     summary.update(_pacing(rates, m.missed.snapshot()))
     summary["generator_health"] = generator_health(result, summary["latency"])
     if result.ctx.surge is not None:

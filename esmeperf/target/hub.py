@@ -227,8 +227,10 @@ class Hub:
         chats = sorted(mine.values(), key=lambda c: c.start_ms, reverse=True)
         return [self.chat_json(c, conn.kind == ORGANIZER) for c in chats]
 
-    def stats(self) -> dict[str, Any]:
-        """Exact counters: queued frames are written and the store flushed before counting."""
+    def stats(self, send_interval_ms: float | None = None) -> dict[str, Any]:
+        """Exact counters: queued frames are written and the store flushed before counting.
+        With the interval the client meant to send at (`send_interval_ms`, its -smi), how far
+        the intervals it kept were from it, as this process saw the frames arrive."""
         self.flush_writes()
         self.store.flush()
         c = self.counters
@@ -252,4 +254,8 @@ class Hub:
             "handshakes_refused": c.handshakes_refused,
             "handling_us": c.handling.summary(),
             "handling_by_second": c.handling_by_second.summary(),
+            "send_intervals": c.send_intervals.total,
+            **({"send_interval_ms": send_interval_ms,
+                "send_interval_error_us": c.send_intervals.error_summary(send_interval_ms)}
+               if send_interval_ms else {}),
         }

@@ -148,13 +148,16 @@ class TargetProcess:
             return False
         return b"[Errno 24]" in text or b"[Errno 23]" in text
 
-    def stats(self, timeout: float = 5.0) -> dict[str, Any]:
-        """GET /stats from the messenger port."""
+    def stats(self, timeout: float = 5.0, send_interval_ms: float | None = None
+              ) -> dict[str, Any]:
+        """GET /stats from the messenger port; with `send_interval_ms` (the client's -smi),
+        the send-interval error as the target saw it too."""
         if not self.config:
             raise TargetError("target not started")
         base = "http" + self.config["messenger_ws_url"][2:]
+        query = f"?send_interval_ms={send_interval_ms:g}" if send_interval_ms else ""
         try:
-            with urllib.request.urlopen(base + "/stats", timeout=timeout) as response:
+            with urllib.request.urlopen(base + "/stats" + query, timeout=timeout) as response:
                 result: dict[str, Any] = json.load(response)
                 return result
         except OSError as exc:

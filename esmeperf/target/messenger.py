@@ -54,7 +54,7 @@ class Messenger:
         self.sockets: set[asyncio.Transport] = set()  # every upgraded socket, for shutdown
         # --message-delay: participant messages held, oldest first, with when each is due. One
         # delay for all, so the queue is in due order and one timer at a time serves it.
-        self.held: deque[tuple[float, Conn, dict[str, Any]]] = deque()
+        self.held: deque[tuple[float, Conn, dict[str, Any], int]] = deque()
 
     # -- authorization ---------------------------------------------------------------------
     def identify(self, data: str | bytes) -> Identity | None:
@@ -178,30 +178,34 @@ class Messenger:
         participant = conn.kind == PARTICIPANT
         if participant:
             conn.sends += 1
+            if conn.last_send_ns:
+                hub.counters.send_intervals.record(started - conn.last_send_ns)
+            conn.last_send_ns = started
             if faults.error_frame_after is not None and conn.sends == faults.error_frame_after + 1:
                 hub.send(conn, INTERNAL)
                 return self._keep(conn)
             if faults.message_delay:
-                self._hold(conn, obj)
+                self._hold(conn, obj, started)
                 return self._keep(conn)
         self._store(conn, obj, started)
         return self._keep(conn)
 
-    def _hold(self, conn: Conn, obj: dict[str, Any]) -> None:
-        """--message-delay: process this frame once the delay has passed, after those before."""
+    def _hold(self, conn: Conn, obj: dict[str, Any], started: int) -> None:
+        """--message-delay: process this frame once the delay has passed, after those before.
+        The delay is the target's slowness: it counts in the frame's handling time."""
         loop = asyncio.get_running_loop()
         due = loop.time() + self.hub.faults.message_delay
         if not self.held:
             loop.call_at(due, self._release)
-        self.held.append((due, conn, obj))
+        self.held.append((due, conn, obj, started))
 
     def _release(self) -> None:
         """Process the held frames that are due; wake again for the next one."""
         loop = asyncio.get_running_loop()
         held, now = self.held, loop.time()
         while held and held[0][0] <= now:
-            _, conn, obj = held.popleft()
-            self._store(conn, obj, time.perf_counter_ns())
+            _, conn, obj, started = held.popleft()
+            self._store(conn, obj, started)
         if held:
             loop.call_at(held[0][0], self._release)
 

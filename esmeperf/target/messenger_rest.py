@@ -73,4 +73,11 @@ class MessengerRest:
     async def stats(self, request: web.Request) -> web.Response:
         if self.hub.faults.stats_delay:
             await asyncio.sleep(self.hub.faults.stats_delay)
-        return json_response(self.hub.stats())
+        interval = request.query.get("send_interval_ms")
+        try:
+            send_interval_ms = float(interval) if interval else None
+        except ValueError:
+            return error_response(400, "send_interval_ms must be a number of milliseconds")
+        if send_interval_ms is not None and not 0 < send_interval_ms < 1e9:
+            return error_response(400, "send_interval_ms must be a number of milliseconds")
+        return json_response(self.hub.stats(send_interval_ms))

@@ -97,6 +97,46 @@ class PerSecond:
         return out
 
 
+class Intervals:
+    """The times between successive send_message frames of each participant connection, as
+    this process saw them arrive: a ruler of the client's pacing that neither client controls.
+
+    Kept as a count per 10 µs step, so memory grows with the spread of the intervals, not with
+    the number of messages; `error_summary` compares them with the interval the client meant.
+    """
+
+    STEP_US = 10
+
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}
+        self.total = 0
+
+    def record(self, ns: int) -> None:
+        step = ns // (self.STEP_US * 1000)
+        counts = self._counts
+        counts[step] = counts.get(step, 0) + 1
+        self.total += 1
+
+    def error_summary(self, interval_ms: float) -> dict[str, float | int]:
+        """|interval - interval_ms| over every interval: count, p50, p99 and max in µs (each
+        to STEP_US). A slot the client skipped shows as an interval's worth of error."""
+        if not self.total:
+            return {"count": 0}
+        meant_us, step = interval_ms * 1000, self.STEP_US
+        errors = sorted((abs(key * step + step / 2 - meant_us), n)
+                        for key, n in self._counts.items())
+        out: dict[str, float | int] = {"count": self.total}
+        for name, pct in (("p50", 50), ("p99", 99)):
+            rank, seen = max(1, -(-self.total * pct // 100)), 0
+            for error, n in errors:
+                seen += n
+                if seen >= rank:
+                    out[name] = round(error)
+                    break
+        out["max"] = round(errors[-1][0])
+        return out
+
+
 class Counters:
     """Plain integer counters mutated only from the event-loop thread, so no lock is needed."""
 
@@ -114,6 +154,7 @@ class Counters:
         self.handshakes_refused = 0
         self.handling = Histogram()
         self.handling_by_second = PerSecond()
+        self.send_intervals = Intervals()
 
     def handled(self, us: int) -> None:
         """One frame handled in `us` microseconds: the run's histogram and its second's."""

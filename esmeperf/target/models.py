@@ -69,6 +69,7 @@ class Conn:
     send_limit: int
     dropped: int = 0
     sends: int = 0  # send_message frames received on this connection (fault flags count them)
+    last_send_ns: int = 0  # when the last of them arrived (CLOCK_MONOTONIC ns): the pacing ruler
     closed: bool = False
     out: list[bytes] = field(default_factory=list)  # frames queued for this loop iteration
     out_bytes: int = 0

@@ -17,7 +17,7 @@ from page_reader import Parsed
 from saved_runs import SavedRun, surge_run, write_go_run
 
 from esmeperf.cli.main import main
-from esmeperf.measure.names import LATENCIES
+from esmeperf.measure.names import LATENCIES, WITH_UNCONFIRMED
 from esmeperf.plot.command import main as plot_main
 from esmeperf.plot.html import number, write_run_report
 from esmeperf.results.series import SERIES_COLUMNS, csv_text
@@ -78,14 +78,16 @@ def test_every_latency_of_the_summary_with_its_numbers(surge, page):
     latency = surge.summary["latency"]
     rows = {row[0].split()[-1]: row[1:] for row in page.tables["latency"][1:]}
     assert page.tables["latency"][0] == ["latency", "count", "p50", "p90", "p99", "p99.9",
-                                         "max"]
+                                         "max", "whose time"]
     assert set(rows) == set(latency)
     assert {latency_.key for latency_ in LATENCIES} - {"unconfirmed"} <= set(rows)
+    whose = {latency_.key: latency_.whose for latency_ in (*LATENCIES, WITH_UNCONFIRMED)}
     for key, entry in latency.items():
         expected = [str(entry["count"])] + [
             number(entry[k]) if entry["count"] else "-"
-            for k in ("p50_ms", "p90_ms", "p99_ms", "p99.9_ms", "max_ms")]
+            for k in ("p50_ms", "p90_ms", "p99_ms", "p99.9_ms", "max_ms")] + [whose[key]]
         assert rows[key] == expected, key
+    assert whose["send_lateness"] == whose["generator_lag"] == "generator"
 
 
 def test_the_surge_cohorts_and_their_phases(surge, page):

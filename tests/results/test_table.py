@@ -14,7 +14,7 @@ import pytest
 from helpers import child_targets, load_results, outputs, write_config
 
 from esmeperf.cli.main import main
-from esmeperf.results.report import LATENCY_LABELS, render
+from esmeperf.results.report import LATENCY_LABELS, WHOSE, render
 
 
 def latency(count: int, base: float) -> dict[str, float | int]:
@@ -25,11 +25,20 @@ def latency(count: int, base: float) -> dict[str, float | int]:
 
 
 def table_rows(text: str, section: str) -> dict[str, list[str]]:
-    """The rows of one section of the table: label -> its cells (columns are 2+ spaces apart)."""
+    """The rows of one section of the table: label -> its cells (columns are 2+ spaces apart).
+    The latency section's numbers only: each row's last column (whose time it is) is checked
+    here, and the send interval error's line, a sentence, is left out."""
     block = next(b for b in text.split("\n\n") if b.startswith(section))
     rows = {}
     for line in block.splitlines()[1:]:
         label, *cells = re.split(r"\s{2,}", line.strip())
+        if section == "latency (ms)":
+            if label == "send interval error":
+                continue
+            key = next(k for k, v in LATENCY_LABELS.items() if v == label) \
+                if label in LATENCY_LABELS.values() else label.replace(" ", "_")
+            assert cells[-1] == WHOSE.get(key, cells[-1]), (label, cells)
+            cells = cells[:5]
         rows[label] = cells
     return rows
 
@@ -126,6 +135,12 @@ def test_table_numbers_equal_the_summary_json(tmp_path, target, capsys):
     for label, cells in rows.items():
         assert [float(c) for c in cells] == [shown[keys[label]][c] for c in (
             "count", "p50_ms", "p90_ms", "p99_ms", "max_ms")], label
+    ruler = summary["send_interval_error"]  # the embedded target's clock, None for another
+    assert ruler is None or (
+        f"  send interval error    |interval - smi| p50 {ruler['p50_ms']}, p99 "
+        f"{ruler['p99_ms']}, max {ruler['max_ms']} ms over {ruler['count']} intervals "
+        "(the target's clock)") in text.splitlines()
+    assert (ruler is None) == ("send interval error" not in text)
     totals = table_rows(text, "totals")
     assert totals["participants"] == [f"{summary['created_participants_count']} created of "
                                       f"{summary['participants_planned']} planned"]

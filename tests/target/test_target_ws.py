@@ -276,7 +276,7 @@ def test_stats_are_exact(target, esme: EsmeClient) -> None:
                       "messages_stored", "participant_messages_stored",
                       "organizer_messages_stored", "frames_received", "frames_delivered",
                       "frames_dropped", "handshakes_refused", "handling_us",
-                      "handling_by_second"}
+                      "handling_by_second", "send_intervals"}
     assert (s["participants"], s["chats"], s["chat_requests_total"]) == (1, 1, 1)
     assert (s["chat_requests_popped"], s["chat_requests_queued"]) == (1, 0)
     assert (s["participant_messages_stored"], s["organizer_messages_stored"]) == (25, 1)
