@@ -14,10 +14,10 @@ Every run gets a fresh embedded target (`python -m esmeperf.target` on loopback 
 a config.json naming it (the Go test's six keys: the target's seeded organizer and event), and a
 temporary directory in which ONE tool runs as a child process with the same -sci/-cpi/-smi:
 
-    go        ESME's Go test (--go-binary, else ESMEPERF_GO_TEST, else what
-              ../shared/esme-go-test/build prints). It has no duration flag: it runs until a
-              signal, so it gets SIGINT when the duration has passed since it was spawned, then
-              writes its summary and message-rate files and exits 0.
+    go        ESME's Go test, built outside this repository (--go-binary, else
+              $ESMEPERF_GO_TEST). It has no duration flag: it runs until a signal, so it
+              gets SIGINT when the duration has passed since it was spawned, then writes
+              its summary and message-rate files and exits 0.
     esmeperf  python -m esmeperf --config config.json --duration D, the whole process from
               spawn to exit (start-up, the run, the result files and the PNG). With
               --stop sigint it gets SIGINT at the same moment as the Go test instead.
@@ -60,7 +60,7 @@ Shapes (durations are the issues'; --duration-scale 0.25 or --duration 1=5s shor
        own chats count stays 0, while the target's shows the chats its organizer started.)
 
 Every goal is printed as "met" or "NOT met". Exit status 0 either way; 2 when the setup fails
-(no Go test binary and it cannot be built, a target that does not start: one line on stderr).
+(no Go test binary given, a target that does not start: one line on stderr).
 A smoke test: `python3 bench/versus_go.py --runs 1 --duration-scale 0.25`.
 """
 from __future__ import annotations
@@ -94,7 +94,6 @@ from esmeperf import __version__  # noqa: E402
 from esmeperf.config import CONFIG_KEYS, timespan  # noqa: E402
 from esmeperf.target.launcher import TargetError, TargetProcess  # noqa: E402
 
-GO_BUILD = ROOT.parent / "shared" / "esme-go-test" / "build"
 SUMMARY_GLOB = "*_performance_test_summary.json"
 GO, ESMEPERF, BASELINE = "go", "esmeperf", "baseline"
 #: After the duration: how long a tool may take to write its files and exit before SIGKILL.
@@ -345,29 +344,14 @@ def first_line(path: Path, pattern: str) -> str | None:
 # -- setup --------------------------------------------------------------------------------
 
 def find_go_binary(explicit: str | None) -> str:
-    """--go-binary, else ESMEPERF_GO_TEST, else build it (or take the cached build)."""
+    """--go-binary, else ESMEPERF_GO_TEST: ESME's Go test, built outside this repository."""
     named = explicit or os.environ.get("ESMEPERF_GO_TEST")
-    if named:
-        if not (os.path.isfile(named) and os.access(named, os.X_OK)):
-            raise SetupError(f"the Go test binary {named!r} is not an executable file")
-        return named
-    if not GO_BUILD.is_file():
-        raise SetupError(f"cannot build ESME's Go test: {GO_BUILD} not found "
-                         "(set ESMEPERF_GO_TEST or --go-binary)")
-    try:
-        proc = subprocess.run([str(GO_BUILD)], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=1800, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SetupError(f"cannot build ESME's Go test: {exc}") from None
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        raise SetupError(f"cannot build ESME's Go test: {why}")
-    path = lines[-1].strip()
-    if not os.access(path, os.X_OK):
-        raise SetupError(f"cannot build ESME's Go test: {GO_BUILD} printed {path!r}, "
-                         "which is not executable")
-    return path
+    if not named:
+        raise SetupError("needs ESME's Go performance test, built outside this repository: "
+                         "give --go-binary PATH or set ESMEPERF_GO_TEST")
+    if not (os.path.isfile(named) and os.access(named, os.X_OK)):
+        raise SetupError(f"the Go test binary {named!r} is not an executable file")
+    return named
 
 
 def raise_nofile() -> int:
@@ -798,8 +782,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="set shape N's duration, e.g. 1=5s (repeatable; wins over the "
                         "scale)")
     parser.add_argument("--go-binary", default=None, metavar="PATH",
-                        help="ESME's Go test binary (default: $ESMEPERF_GO_TEST, else built by "
-                        f"{GO_BUILD})")
+                        help="ESME's Go test, built outside this repository "
+                        "(default: $ESMEPERF_GO_TEST)")
     parser.add_argument("--stop", choices=("duration", "sigint"), default="duration",
                         help="how esmeperf stops: its own --duration (default), or SIGINT "
                         "after the duration, as the Go test")

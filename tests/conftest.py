@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import requests
@@ -67,6 +67,19 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
     folder.mkdir(exist_ok=True)
     with _machine_share(folder, item.get_closest_marker("exclusive") is not None):
         yield
+
+
+# -- tools a test needs from the machine --------------------------------------------------
+# .ci/run installs Debian's chromium and prometheus where apt-get works and names what it has in
+# ESMEPERF_REQUIRE: there, a test that would skip for want of one fails instead.
+REQUIRE_ENV = "ESMEPERF_REQUIRE"
+
+
+def skip_unless_required(tool: str, reason: str) -> NoReturn:
+    """Skip for want of `tool`, saying why; fail where ESMEPERF_REQUIRE names it."""
+    if tool in os.environ.get(REQUIRE_ENV, "").split():
+        pytest.fail(f"{reason}; {REQUIRE_ENV} requires {tool}", pytrace=False)
+    pytest.skip(reason)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

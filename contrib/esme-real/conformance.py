@@ -2,15 +2,19 @@
 """Send the same REST requests to ESME's real APIs and to esmeperf's embedded target; compare.
 
     python3 contrib/esme-real/conformance.py --real REAL.json --embedded EMBEDDED.json
-    python3 contrib/esme-real/conformance.py --start-real --start-embedded
+    python3 contrib/esme-real/conformance.py --start-real "ESME" --start-embedded
 
-REAL.json and EMBEDDED.json are config.json files in the Go test's format (esme_real.py's
---config-out or --ready-file; the embedded target's --ready-file).  --start-* starts them here and
-stops them afterwards.  Each case's status codes must be equal; an error body (status >= 400) must
-be equal as a value (its texts are fixed strings); a success body must have the same shape (keys and
-value types; RFC 3339 times and `prefix:` tokens, JWT or opaque, told apart from other strings) and
-the same values where the request determines them.  Prints a table and exits 0 when every case
-matches, 1 when one differs, 2 when a target cannot be used.
+REAL.json and EMBEDDED.json are config.json files in the Go test's format (a running ESME's;
+esme_real.py's --config-out or --ready-file; the embedded target's --ready-file).  --start-*
+starts them here and stops them afterwards: --start-real runs `esme_real.py up ESME`, ESME being
+its arguments that name ESME's APIs, built outside this repository (one shell-quoted string:
+--organizer-api DIR --participant-api PATH --participant-schema PATH).
+
+Each case's status codes must be equal; an error body (status >= 400) must be equal as a value
+(its texts are fixed strings); a success body must have the same shape (keys and value types;
+RFC 3339 times and `prefix:` tokens, JWT or opaque, told apart from other strings) and the same
+values where the request determines them.  Prints a table and exits 0 when every case matches, 1
+when one differs, 2 when a target cannot be used.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import http.client
 import json
 import re
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -800,7 +805,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     real = parser.add_mutually_exclusive_group(required=True)
     real.add_argument("--real", type=Path, metavar="CONFIG", help="config.json of the real APIs")
-    real.add_argument("--start-real", action="store_true", help="start them with esme_real.py up")
+    real.add_argument("--start-real", metavar="ESME", help="start them with esme_real.py up "
+                      "ESME: one string, e.g. '--organizer-api DIR --participant-api PATH "
+                      "--participant-schema PATH'")
     embedded = parser.add_mutually_exclusive_group(required=True)
     embedded.add_argument(
         "--embedded", type=Path, metavar="CONFIG", help="config.json of the embedded target"
@@ -811,7 +818,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=15.0, help="per request, seconds (default %(default)s)"
     )
-    parser.add_argument("--start-timeout", type=float, default=900.0, help="per --start-*, seconds")
+    parser.add_argument("--start-timeout", type=float, default=300.0,
+                        help="per --start-*, seconds (default %(default)s)")
     parser.add_argument(
         "--json", type=Path, metavar="PATH", help="also write the outcomes as JSON here"
     )
@@ -827,15 +835,12 @@ def main() -> int:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="esme-conformance-")))
         try:
             real_path = args.real
-            if args.start_real:
+            if args.start_real is not None:
                 real_path = stack.enter_context(
                     started(
                         "esme_real.py up",
-                        [
-                            sys.executable,
-                            str(HERE / "esme_real.py"),
-                            "up",
-                        ],
+                        [sys.executable, str(HERE / "esme_real.py"), "up",
+                         *shlex.split(args.start_real)],
                         scratch / "real.json",
                         args.start_timeout,
                         scratch / "esme-real.log",

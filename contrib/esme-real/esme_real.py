@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Build, start, seed and stop ESME's real organizer and participant APIs on loopback.
+"""Start, seed and stop ESME's real organizer and participant APIs, built outside this repository.
 
-    python3 contrib/esme-real/esme_real.py up [--workdir DIR] [--config-out F] [--ready-file F]
-    python3 contrib/esme-real/esme_real.py check   # up, sign-up + chat request + queue count, down
-    python3 contrib/esme-real/esme_real.py build   # only build (or reuse) the cached artefacts
+    python3 contrib/esme-real/esme_real.py up ESME [--workdir DIR] [--config-out F] [--ready-file F]
+    python3 contrib/esme-real/esme_real.py check ESME     # up, sign-up + chat request + queue, down
+    python3 contrib/esme-real/esme_real.py rest-run ESME [--out DIR] -- ESMEPERF-ARGS
     python3 contrib/esme-real/esme_real.py queue-depth --ready-file F
-    python3 contrib/esme-real/esme_real.py install # apt-get what is missing
 
-Standard library only.  Needs root: both APIs hard-code port 8080 on every interface, so each
-runs in its own network namespace that holds only a loopback interface, and a small relay (the
-`_relay` subcommand) carries 127.0.0.1:<port> in the host namespace to 127.0.0.1:8080 inside it.
-See README.md beside this file.
+ESME is what you built or deployed from ESME's public repository: `--organizer-api DIR` (the
+organizer API's built directory), `--participant-api PATH` (the participant API's binary) and
+`--participant-schema PATH` (its SQL schema, from your checkout); or, for `check` and `rest-run`,
+a running ESME's `--config config.json`.
+
+Standard library only.  Needs root to start the APIs: both hard-code port 8080 on every
+interface, so each runs in its own network namespace that holds only a loopback interface, and a
+small relay (the `_relay` subcommand) carries 127.0.0.1:<port> in the host namespace to
+127.0.0.1:8080 inside it.  See README.md beside this file.
 """
 
 from __future__ import annotations
@@ -22,12 +26,10 @@ import contextlib
 import ctypes
 import fcntl
 import functools
-import hashlib
 import http.client
 import json
 import os
 import pwd
-import re
 import secrets
 import select
 import shlex
@@ -40,7 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,18 +50,6 @@ from typing import Any
 
 PROG = "esme-real"
 HERE = Path(__file__).resolve().parent
-# contrib/esme-real -> contrib -> main -> the folder that also holds shared/ (here and in CI).
-DEFAULT_SERVICES_DIR = HERE.parents[2] / "shared" / "esme-services"
-ORGANIZER_REL = Path("js/backends/organizer-api")
-PARTICIPANT_REL = Path("go/services/participant-api")
-JWT_REL = Path("third_party/pascaldekloe-jwt-v1.12.0")
-# Set (to anything): use the cached builds or fail, never build (the tests' way: a build
-# downloads ~800 npm packages and takes a minute).
-CACHED_ONLY_ENV = "ESME_REAL_CACHED_ONLY"
-CACHE_DIR = (
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "esmeperf" / "esme-real"
-)
-GOCODE = Path("/usr/share/gocode/src")
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 MESSENGER_PLACEHOLDER = "ws://127.0.0.1:9/messenger-api-not-running"
 
@@ -73,25 +63,6 @@ RELAY_BACKLOG = 1024
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-
-APT_PACKAGES = {
-    "postgres": ["postgresql"],
-    "rabbitmq": ["rabbitmq-server"],
-    "go": [
-        "golang-go",
-        "golang-github-jackc-pgx-v4-dev",
-        "golang-github-jackc-pgconn-dev",
-        "golang-github-joho-godotenv-dev",
-        "golang-github-julienschmidt-httprouter-dev",
-        "golang-github-rabbitmq-amqp091-go-dev",
-        "golang-golang-x-crypto-dev",
-        "golang-golang-x-text-dev",
-        "golang-github-pkg-errors-dev",
-    ],
-    "node": ["nodejs", "npm"],
-    "tools": ["util-linux", "g++", "make"],  # nsenter; bcrypt's native build
-}
-
 
 class Failure(Exception):
     """A one-line reason to stop with exit code 1."""
@@ -199,269 +170,10 @@ def tail(path: Path | None, lines: int = 12) -> str:
     return "\n".join(f"    {line}" for line in text)
 
 
-def run_step(
-    argv: Sequence[str],
-    *,
-    cwd: Path,
-    log_path: Path,
-    timeout: float,
-    env: dict[str, str] | None = None,
-    what: str,
-) -> None:
-    """Run one build command with output appended to log_path; fail with one line if it fails."""
-    with log_path.open("ab") as out:
-        out.write(f"\n$ {shlex.join(argv)}   (cwd {cwd})\n".encode())
-        out.flush()
-        try:
-            result = subprocess.run(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise Failure(
-                f"{what} did not finish within {timeout:.0f} s (log: {log_path})"
-            ) from None
-        except FileNotFoundError:
-            raise Failure(f"{what}: {argv[0]} not found (try: {sys.argv[0]} install)") from None
-    if result.returncode != 0:
-        print(tail(log_path, 25), file=sys.stderr)
-        raise Failure(
-            f"{what} failed with exit code {result.returncode}: {shlex.join(argv)} "
-            f"(log: {log_path})"
-        )
-
-
-def command_output(argv: Sequence[str], timeout: float = 30.0) -> str:
-    """Return a short command's stdout, or '' when it is missing or fails."""
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return result.stdout.strip() if result.returncode == 0 else ""
-
-
-def tree_digest(root: Path, extra: Sequence[str] = ()) -> str:
-    """Hash a source tree's paths and contents (plus extra strings) into a short cache key."""
-    digest = hashlib.sha256()
-    for item in extra:
-        digest.update(item.encode() + b"\0")
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def copy_writable_tree(src: Path, dst: Path) -> None:
-    """Copy a read-only source tree so that builds can write into the copy."""
-    shutil.copytree(src, dst, dirs_exist_ok=True, symlinks=True)
-    for path in [dst, *dst.rglob("*")]:
-        if not path.is_symlink():
-            path.chmod(path.stat().st_mode | 0o200)
-
-
-@contextlib.contextmanager
-def cache_lock() -> Iterator[None]:
-    """Hold an exclusive lock on the build cache, so that two concurrent `up`s build once."""
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def require(condition: bool, message: str) -> None:
     """Fail with message unless condition holds."""
     if not condition:
         raise Failure(message)
-
-
-# --------------------------------------------------------------------------------------------------
-# Builds (cached under ~/.cache/esmeperf/esme-real)
-
-
-def build_organizer(services: Path, timeout: float) -> Path:
-    """Return a built copy of the organizer API (npm ci + its own build script), cached."""
-    src = services / ORGANIZER_REL
-    require((src / "package-lock.json").is_file(), f"organizer API source not found at {src}")
-    for tool in ("node", "npm"):
-        require(shutil.which(tool) is not None, f"{tool} not found (try: {sys.argv[0]} install)")
-    versions = [command_output(["node", "--version"]), command_output(["npm", "--version"])]
-    target = CACHE_DIR / f"organizer-api-{tree_digest(src, versions)}"
-    if (target / "dist/src/main.js").is_file():
-        return target
-    require(not os.environ.get(CACHED_ONLY_ENV),
-            f"the organizer API is not built ({CACHED_ONLY_ENV} is set): run esme_real.py build")
-    with cache_lock():
-        if (target / "dist/src/main.js").is_file():
-            return target
-        log(
-            f"building the organizer API (npm ci, node {versions[0]}, npm {versions[1]}) "
-            f"into {target}"
-        )
-        work = Path(tempfile.mkdtemp(prefix=".organizer-api-", dir=CACHE_DIR))
-        build_log = CACHE_DIR / "organizer-api-build.log"
-        build_log.write_text("")
-        try:
-            copy_writable_tree(src, work)
-            # --ignore-scripts: sqlite3 (a devDependency, used only by ESME's unit tests) would try
-            # to fetch a prebuilt binary from outside the registries; bcrypt's native module is then
-            # built from source on its own.
-            for what, argv in (
-                ("npm ci", ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]),
-                ("npm rebuild bcrypt", ["npm", "rebuild", "bcrypt"]),
-                ("npm run build", ["npm", "run", "build"]),
-            ):
-                run_step(argv, cwd=work, log_path=build_log, timeout=timeout,
-                         what=f"{what} (organizer API)")
-            require(
-                (work / "dist/src/main.js").is_file(),
-                f"npm run build left no dist/src/main.js (log: {build_log})",
-            )
-            work.rename(target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return target
-
-
-@dataclass
-class GoModule:
-    """One requirement of participant-api's go.mod and where its source comes from here."""
-
-    path: str
-    wanted: str
-    source: Path
-    package: str = ""
-    version: str = ""
-
-
-def go_requirements(go_mod: Path) -> list[tuple[str, str]]:
-    """Return (module, version) for every require line of a go.mod."""
-    return re.findall(
-        r"^\s*(?:require\s+)?([\w./-]+\.[\w./-]+)\s+(v[\w.+-]+)", go_mod.read_text(), re.M
-    )
-
-
-def go_modules(services: Path) -> list[GoModule]:
-    """Map each go.mod requirement to Debian's source package (or the shipped jwt copy)."""
-    modules = []
-    for path, wanted in go_requirements(services / PARTICIPANT_REL / "go.mod"):
-        source = services / JWT_REL if path == "github.com/pascaldekloe/jwt" else GOCODE / path
-        require(
-            source.is_dir(), f"Go module {path} not found at {source} (try: {sys.argv[0]} install)"
-        )
-        modules.append(GoModule(path, wanted, source))
-    # Which Debian package ships each module, and at which version: one dpkg-query per question.
-    debian = [m for m in modules if m.source.is_relative_to(GOCODE)]
-    probes = {m.path: next(m.source.glob("*.go"), m.source) for m in debian}
-    owners = command_output(["dpkg-query", "-S", *map(str, probes.values())])
-    by_file = {}
-    for line in owners.splitlines():
-        package, _, file = line.partition(": ")
-        by_file[file.strip()] = package.split(",")[0].split(":")[0].strip()
-    for module in debian:
-        module.package = by_file.get(str(probes[module.path]), "?")
-    packages = sorted({m.package for m in debian if m.package != "?"})
-    versions = dict(
-        line.split("\t", 1)
-        for line in command_output(
-            ["dpkg-query", "-W", "-f", "${Package}\t${Version}\n", *packages]
-        ).splitlines()
-        if "\t" in line
-    )
-    for module in modules:
-        if module.source.is_relative_to(GOCODE):
-            module.version = versions.get(module.package, "?")
-        else:
-            module.package, module.version = "shared/esme-services/" + str(JWT_REL), "v1.12.0"
-    return modules
-
-
-def write_vendor_tree(work: Path, modules: list[GoModule]) -> None:
-    """Fill work/vendor with the modules' sources and a modules.txt naming go.mod's versions.
-
-    `go build -mod=vendor` only checks that modules.txt agrees with go.mod, so modules.txt states
-    the versions go.mod asks for while the files are Debian's; README.md records which differ.
-    """
-    skip = shutil.ignore_patterns("*_test.go", "testdata", "_*", ".*")
-    lines = []
-    for module in modules:
-        dst = work / "vendor" / module.path
-        shutil.copytree(module.source, dst, ignore=skip, dirs_exist_ok=True)
-        lines += [f"# {module.path} {module.wanted}", "## explicit"]
-        for directory in sorted({p.parent for p in dst.rglob("*.go")}):
-            nested_module = directory != dst and (directory / "go.mod").exists()
-            if not nested_module:
-                lines.append(str(directory.relative_to(work / "vendor")))
-    (work / "vendor" / "modules.txt").write_text("\n".join(lines) + "\n")
-
-
-def build_participant(services: Path, timeout: float) -> Path:
-    """Return a built copy of the participant API (Debian's Go and Go module packages, vendored)."""
-    src = services / PARTICIPANT_REL
-    require((src / "go.mod").is_file(), f"participant API source not found at {src}")
-    require(shutil.which("go") is not None, f"go not found (try: {sys.argv[0]} install)")
-    modules = go_modules(services)
-    extra = [
-        command_output(["go", "version"]),
-        *(f"{m.path} {m.package} {m.version}" for m in modules),
-    ]
-    target = CACHE_DIR / f"participant-api-{tree_digest(src, extra)}"
-    if (target / "participant-api").is_file():
-        return target
-    require(not os.environ.get(CACHED_ONLY_ENV),
-            f"the participant API is not built ({CACHED_ONLY_ENV} is set): run esme_real.py build")
-    with cache_lock():
-        if (target / "participant-api").is_file():
-            return target
-        log(f"building the participant API ({extra[0]}, Debian's module packages) into {target}")
-        work = Path(tempfile.mkdtemp(prefix=".participant-api-", dir=CACHE_DIR))
-        build_log = CACHE_DIR / "participant-api-build.log"
-        build_log.write_text("")
-        try:
-            copy_writable_tree(src, work)
-            write_vendor_tree(work, modules)
-            env = {
-                **os.environ,
-                "GOFLAGS": "-mod=vendor",
-                "GOPROXY": "off",
-                "GOWORK": "off",
-                "CGO_ENABLED": "0",
-                "GO111MODULE": "on",
-            }
-            run_step(
-                ["go", "build", "-trimpath", "-o", "participant-api", "."],
-                cwd=work,
-                env=env,
-                log_path=build_log,
-                timeout=timeout,
-                what="go build (participant API)",
-            )
-            (work / "vendor-versions.json").write_text(
-                json.dumps(
-                    [
-                        {
-                            "module": m.path,
-                            "go.mod": m.wanted,
-                            "package": m.package,
-                            "version": m.version,
-                        }
-                        for m in modules
-                    ],
-                    indent=1,
-                )
-            )
-            work.rename(target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return target
 
 
 # --------------------------------------------------------------------------------------------------
@@ -800,9 +512,7 @@ class Supervisor:
                 preexec_fn=child_setup(user),
             )
         except FileNotFoundError:
-            raise Failure(
-                f"cannot start {name}: {argv[0]} not found (try: {sys.argv[0]} install)"
-            ) from None
+            raise Failure(f"cannot start {name}: {argv[0]} not found") from None
         finally:
             if log_path is not None:
                 out.close()  # type: ignore[union-attr]
@@ -910,7 +620,11 @@ def answers_http(base_url: str, path: str) -> Callable[[], bool]:
 class Options:
     """What `up` was asked for."""
 
-    services: Path
+    organizer_api: Path
+    organizer_env: Path
+    participant_api: Path
+    participant_env: Path
+    participant_schema: Path
     workdir: Path | None
     keep_workdir: bool
     config_out: Path | None
@@ -920,7 +634,6 @@ class Options:
     postgres_port: int
     amqp_port: int
     start_timeout: float
-    build_timeout: float
     organizer_email: str
     organizer_password: str | None
 
@@ -940,14 +653,10 @@ class Stack:
     # ---- lifecycle
 
     def up(self) -> dict[str, Any]:
-        """Build, start and seed everything; return the ready document."""
+        """Start and seed everything; return the ready document."""
         opts = self.options
         self._preflight()
         t0 = time.monotonic()
-        organizer_build = build_organizer(opts.services, opts.build_timeout)
-        participant_build = build_participant(opts.services, opts.build_timeout)
-        self.timings["build"] = time.monotonic() - t0
-
         self._make_workdir()
         assert self.workdir is not None
         self.ports = ports = {
@@ -958,12 +667,11 @@ class Stack:
             "erlang_dist": free_port(),
             "epmd": free_port(),
         }
-        org_env = read_env_file(opts.services / ORGANIZER_REL / ".env.dev")
-        part_env = read_env_file(opts.services / PARTICIPANT_REL / ".env.dev")
+        org_env = read_env_file(opts.organizer_env)
+        part_env = read_env_file(opts.participant_env)
         db_user, db_password = org_env["DB_USER"], org_env["DB_PASSWORD"]
         queue_user, queue_password = self._queue_credentials(part_env["QUEUE_DSN"])
 
-        t1 = time.monotonic()
         namespaces = self._start_relay(ports)
         socket_dir = self._start_postgres(ports["postgres"], db_user, db_password)
         rabbit = self._start_rabbitmq(ports, queue_user, queue_password)
@@ -974,11 +682,9 @@ class Stack:
         self._wait_postgres(socket_dir, ports["postgres"], db_user, db_password)
         self._create_databases(socket_dir, ports["postgres"], db_user, db_password)
         organizer_url = f"http://127.0.0.1:{ports['organizer']}"
-        self._start_organizer(
-            organizer_build, namespaces["organizer"], socket_dir, ports["postgres"], org_env
-        )
+        self._start_organizer(namespaces["organizer"], socket_dir, ports["postgres"], org_env)
         self._wait_rabbitmq(rabbit, amqp_url)
-        self.timings["start"] = time.monotonic() - t1
+        self.timings["start"] = time.monotonic() - t0
 
         t2 = time.monotonic()
         seed = Seeder(organizer_url, org_env, opts.organizer_email, opts.organizer_password).run()
@@ -987,7 +693,6 @@ class Stack:
         t3 = time.monotonic()
         participant_url = f"http://127.0.0.1:{ports['participant']}"
         self._start_participant(
-            participant_build,
             namespaces["participant"],
             socket_dir,
             ports["postgres"],
@@ -1083,23 +788,25 @@ class Stack:
             "must run as root: it creates network namespaces for the two APIs, which both "
             "hard-code port 8080, and runs PostgreSQL as the postgres user",
         )
+        opts = self.options
+        for path, what in (
+            (opts.organizer_api / "dist/src/main.js", "the organizer API's build"),
+            (opts.organizer_env, "the organizer API's environment (--organizer-env)"),
+            (opts.participant_env, "the participant API's environment (--participant-env)"),
+            (opts.participant_schema, "the participant API's SQL schema"),
+        ):
+            require(path.is_file(), f"{what} not found at {path}")
         require(
-            self.options.services.is_dir(),
-            f"ESME's services not found at {self.options.services} (pass --services-dir)",
+            os.access(opts.participant_api, os.X_OK) and opts.participant_api.is_file(),
+            f"the participant API's binary {opts.participant_api} is not an executable file",
         )
-        for tool in ("nsenter", "psql"):
-            require(
-                shutil.which(tool) is not None, f"{tool} not found (try: {sys.argv[0]} install)"
-            )
-        require(
-            bool(self._postgres_bin()),
-            f"PostgreSQL's initdb/postgres not found (try: {sys.argv[0]} install)",
-        )
+        for tool in ("nsenter", "psql", "node", "epmd"):
+            require(shutil.which(tool) is not None, f"{tool} not found (README.md: what it needs)")
+        require(bool(self._postgres_bin()), "PostgreSQL's initdb/postgres not found")
         require(
             (RABBITMQ_BIN / "rabbitmq-server").is_file(),
-            f"{RABBITMQ_BIN / 'rabbitmq-server'} not found (try: {sys.argv[0]} install)",
+            f"{RABBITMQ_BIN / 'rabbitmq-server'} not found",
         )
-        require(shutil.which("epmd") is not None, f"epmd not found (try: {sys.argv[0]} install)")
         try:
             pwd.getpwnam("postgres")
         except KeyError:
@@ -1418,13 +1125,12 @@ class Stack:
         ]
 
     def _start_organizer(
-        self, build: Path, netns: str, socket_dir: Path, pg_port: int, org_env: dict[str, str]
+        self, netns: str, socket_dir: Path, pg_port: int, org_env: dict[str, str]
     ) -> None:
         """Start `node dist/src/main` (its start:prod) in the organizer namespace; wait for HTTP."""
         assert self.workdir is not None
         # Configuration through the environment only: ConfigModule reads .env.production from the
-        # working directory when it exists (it does not in the build) and lets the process
-        # environment win.
+        # working directory when it exists and lets the process environment win.
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(self.workdir),
@@ -1438,7 +1144,7 @@ class Stack:
             "organizer-api",
             ["nsenter", f"--net={netns}", "node", "dist/src/main"],
             env=env,
-            cwd=build,
+            cwd=self.options.organizer_api,
             log_path=self.workdir / "logs" / "organizer-api.log",
         )
         url = f"http://127.0.0.1:{self.ports['organizer']}"
@@ -1452,7 +1158,6 @@ class Stack:
 
     def _start_participant(
         self,
-        build: Path,
         netns: str,
         socket_dir: Path,
         pg_port: int,
@@ -1465,8 +1170,11 @@ class Stack:
         assert self.workdir is not None
         env_file = self.workdir / "participant-api.env"
         # ESME's own .env.dev with the addresses of this run: RUN_DB_MIGRATION=true makes the
-        # service apply scripts/db.sql itself (from its working directory), as ESME's compose
-        # set-up does.
+        # service apply scripts/db.sql itself (from its working directory, which holds a copy of
+        # the schema given), as ESME's compose set-up does.
+        cwd = self.workdir / "participant-api"
+        (cwd / "scripts").mkdir(parents=True)
+        shutil.copyfile(self.options.participant_schema, cwd / "scripts" / "db.sql")
         write_env_file(
             env_file,
             {
@@ -1482,9 +1190,10 @@ class Stack:
         )
         child = self.supervisor.spawn(
             "participant-api",
-            ["nsenter", f"--net={netns}", str(build / "participant-api"), f"-config={env_file}"],
+            ["nsenter", f"--net={netns}", str(self.options.participant_api.resolve()),
+             f"-config={env_file}"],
             env={"PATH": os.environ.get("PATH", ""), "HOME": str(self.workdir)},
-            cwd=build,
+            cwd=cwd,
             log_path=self.workdir / "logs" / "participant-api.log",
         )
         url = f"http://127.0.0.1:{self.ports['participant']}"
@@ -1655,16 +1364,28 @@ def print_summary(ready: dict[str, Any], options: Options) -> None:
     print(f"# logs: {details['logs']}")
     timings = details["timings_s"]
     print(
-        f"# up in {timings['total']:.1f} s (build {timings['build']:.1f} s, "
-        f"start {timings['start']:.1f} s, "
+        f"# up in {timings['total']:.1f} s (start {timings['start']:.1f} s, "
         f"seed {timings['seed']:.1f} s)",
         flush=True,
     )
 
 
+def queue_count(ready: dict[str, Any]) -> int | None:
+    """The chat-request queue's message count (0 before the first request declares it); None
+    where the queue is not known (--config without --amqp-url and --queue)."""
+    details = ready.get("esme_real") or {}
+    if not details.get("amqp_url") or not details.get("chat_request_queue"):
+        return None
+    return amqp_queue_depth(details["amqp_url"], details["chat_request_queue"]) or 0
+
+
+def queue_name(ready: dict[str, Any]) -> str:
+    """The chat-request queue's name, for messages."""
+    return str((ready.get("esme_real") or {}).get("chat_request_queue"))
+
+
 def self_test(ready: dict[str, Any]) -> None:
     """Sign a participant up, send a chat request, see it in RabbitMQ; check the organizer."""
-    details = ready["esme_real"]
     status, organizer = organizer_sign_in(
         ready["organizer_api_url"], ready["organizer_email"], ready["organizer_password"]
     )
@@ -1689,7 +1410,7 @@ def self_test(ready: dict[str, Any]) -> None:
         },
     )
     require(status == 201, f"self-test: participant sign-up answered {status}: {signed_up}")
-    before = amqp_queue_depth(details["amqp_url"], details["chat_request_queue"]) or 0
+    before = queue_count(ready)
     status, answer = http_request(
         ready["participant_api_url"],
         "POST",
@@ -1698,15 +1419,18 @@ def self_test(ready: dict[str, Any]) -> None:
         token=signed_up["token"],
     )
     require(status == 200, f"self-test: POST /chat-requests answered {status}: {answer}")
-    after = amqp_queue_depth(details["amqp_url"], details["chat_request_queue"])
-    require(
-        after == before + 1,
-        f"self-test: {details['chat_request_queue']} holds {after}, expected {before + 1}",
-    )
+    after = queue_count(ready)
+    if before is None:
+        log("the chat-request queue is not counted: give --amqp-url and --queue")
+    else:
+        require(
+            after == before + 1,
+            f"self-test: {queue_name(ready)} holds {after}, expected {before + 1}",
+        )
     log(
         f"self-test passed: organizer role {profile['role']}, "
-        f"participant {signed_up['user']['id']}, "
-        f"{details['chat_request_queue']} holds {after}"
+        f"participant {signed_up['user']['id']}"
+        + ("" if after is None else f", {queue_name(ready)} holds {after}")
     )
 
 
@@ -1714,8 +1438,7 @@ def rest_run(ready: dict[str, Any], config: Path, esmeperf_args: Sequence[str],
              out: Path) -> int:
     """esmeperf --rest-only against the real APIs, then the queue's count against its own:
     every chat request esmeperf counts as filed must be a message in chats_agency_<id>."""
-    details = ready["esme_real"]
-    before = amqp_queue_depth(details["amqp_url"], details["chat_request_queue"]) or 0
+    before = queue_count(ready)
     argv = [sys.executable, "-m", "esmeperf", "--config", str(config), "--rest-only",
             "--out", str(out), *esmeperf_args]
     log("running: " + " ".join(shlex.quote(a) for a in argv))
@@ -1726,18 +1449,22 @@ def rest_run(ready: dict[str, Any], config: Path, esmeperf_args: Sequence[str],
     require(bool(summaries), f"esmeperf exited {done.returncode} and wrote no summary in {out}")
     summary = json.loads(summaries[-1].read_text())
     filed = summary["created_participants_count"]
+    if before is None:
+        log(f"chat requests: esmeperf filed {filed}; the queue is not counted: give --amqp-url "
+            "and --queue")
+        return done.returncode
     # A participant signed up whose chat request was still on its way when the run ended is
     # not counted as filed, though ESME may have queued it: at most that many more.
     signed_up = (summary.get("latency", {}).get("sign_up") or {}).get("count", filed)
     in_flight = max(0, signed_up - filed)
-    after = amqp_queue_depth(details["amqp_url"], details["chat_request_queue"]) or 0
+    after = queue_count(ready) or 0
     gained = after - before
-    log(f"chat requests: esmeperf filed {filed}, {details['chat_request_queue']} gained "
-        f"{gained} ({before} -> {after}); {in_flight} more signed up, whose request the end "
-        "may have cut short")
+    queue = queue_name(ready)
+    log(f"chat requests: esmeperf filed {filed}, {queue} gained {gained} ({before} -> {after}); "
+        f"{in_flight} more signed up, whose request the end may have cut short")
     require(filed <= gained <= filed + in_flight,
-            f"{details['chat_request_queue']} gained {gained} messages for {filed} chat requests "
-            f"esmeperf counted as filed (and {in_flight} that may have been on their way)")
+            f"{queue} gained {gained} messages for {filed} chat requests esmeperf counted as "
+            f"filed (and {in_flight} that may have been on their way)")
     return done.returncode
 
 
@@ -1760,41 +1487,64 @@ def ignore_signals_while_stopping() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def cmd_up(args: argparse.Namespace, *, check: bool) -> int:
+def running_esme(args: argparse.Namespace) -> dict[str, Any]:
+    """A running ESME's config.json (or `up`'s ready file) as a ready document; the queue to
+    count from --amqp-url and --queue, else from the ready file's own."""
+    try:
+        ready = json.loads(args.config.read_text())
+    except (OSError, ValueError) as error:
+        raise Failure(f"cannot read --config {args.config}: {error}") from None
+    details = dict(ready.get("esme_real") or {})
+    details["amqp_url"] = args.amqp_url or details.get("amqp_url")
+    details["chat_request_queue"] = args.queue or details.get("chat_request_queue")
+    return {**ready, "esme_real": details}
+
+
+def cmd_up(args: argparse.Namespace) -> int:
     """`up` (block until Ctrl-C/SIGTERM), `check` (up, self-test, down) and `rest-run` (up,
-    esmeperf --rest-only, the queue's count, down)."""
-    options = Options(
-        services=args.services_dir,
-        workdir=args.workdir,
-        keep_workdir=args.keep_workdir,
-        config_out=args.config_out,
-        ready_file=args.ready_file,
-        organizer_port=args.organizer_port,
-        participant_port=args.participant_port,
-        postgres_port=args.postgres_port,
-        amqp_port=args.amqp_port,
-        start_timeout=args.start_timeout,
-        build_timeout=args.build_timeout,
-        organizer_email=args.organizer_email,
-        organizer_password=args.organizer_password,
-    )
-    stack = Stack(options)
+    esmeperf --rest-only, the queue's count, down); `check` and `rest-run` with --config use a
+    running ESME instead and start nothing."""
+    stack: Stack | None = None
+    config_path: Path | None = None  # rest-run's config.json: --config-out, else a scratch one
     install_signal_handlers()
     failed = True
     try:
-        ready = stack.up()
+        if getattr(args, "config", None) is not None:
+            ready = running_esme(args)
+        else:
+            stack = Stack(Options(
+                organizer_api=args.organizer_api,
+                organizer_env=args.organizer_env,
+                participant_api=args.participant_api,
+                participant_env=args.participant_env,
+                participant_schema=args.participant_schema,
+                workdir=args.workdir,
+                keep_workdir=args.keep_workdir,
+                config_out=args.config_out,
+                ready_file=args.ready_file,
+                organizer_port=args.organizer_port,
+                participant_port=args.participant_port,
+                postgres_port=args.postgres_port,
+                amqp_port=args.amqp_port,
+                start_timeout=args.start_timeout,
+                organizer_email=args.organizer_email,
+                organizer_password=args.organizer_password,
+            ))
+            ready = stack.up()
         config = {k: v for k, v in ready.items() if k != "esme_real"}
-        if options.config_out is not None:
-            write_json_atomically(options.config_out, config)
-        if options.ready_file is not None:
-            write_json_atomically(options.ready_file, ready)
-        print_summary(ready, options)
-        if check:
+        if stack is not None:
+            config_path = args.config_out
+            if config_path is not None:
+                write_json_atomically(config_path, config)
+            if args.ready_file is not None:
+                write_json_atomically(args.ready_file, ready)
+            print_summary(ready, stack.options)
+        if args.command == "check":
             self_test(ready)
             failed = False
             return 0
         if args.command == "rest-run":
-            config_path, out = options.config_out, args.out  # --config-out: written above
+            out = args.out
             if config_path is None or out is None:
                 scratch = Path(tempfile.mkdtemp(prefix="esme-rest-run-"))
                 if config_path is None:
@@ -1805,6 +1555,7 @@ def cmd_up(args: argparse.Namespace, *, check: bool) -> int:
             log(f"esmeperf's files: {out}")
             failed = False
             return status
+        assert stack is not None
         if args.exit_after is not None:
             log(f"ready; stopping after {args.exit_after:g} s (--exit-after)")
             deadline = time.monotonic() + args.exit_after
@@ -1832,19 +1583,8 @@ def cmd_up(args: argparse.Namespace, *, check: bool) -> int:
         return 143
     finally:
         ignore_signals_while_stopping()
-        stack.down(failed)
-
-
-def cmd_build(args: argparse.Namespace) -> int:
-    """Build (or find cached) artefacts and print them with the Go module versions used."""
-    organizer = build_organizer(args.services_dir, args.build_timeout)
-    participant = build_participant(args.services_dir, args.build_timeout)
-    print(f"organizer API:   {organizer}/dist/src/main.js")
-    print(f"participant API: {participant}/participant-api")
-    print(f"{'module':40} {'go.mod':10} {'used':28} package")
-    for row in json.loads((participant / "vendor-versions.json").read_text()):
-        print(f"{row['module']:40} {row['go.mod']:10} {row['version']:28} {row['package']}")
-    return 0
+        if stack is not None:
+            stack.down(failed)
 
 
 def cmd_queue_depth(args: argparse.Namespace) -> int:
@@ -1863,73 +1603,37 @@ def cmd_queue_depth(args: argparse.Namespace) -> int:
     return 0
 
 
-def installed_packages(names: Sequence[str]) -> set[str]:
-    """Which of the Debian packages `names` are installed."""
-    listing = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *names],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    ).stdout
-    return {line.split()[0] for line in listing.splitlines() if line.endswith(" installed")}
-
-
-def cmd_install(_args: argparse.Namespace) -> int:
-    """apt-get install the Debian packages this needs that are not installed (none upgraded)."""
-    require(os.geteuid() == 0, "apt-get install needs root")
-    wanted = [p for group, names in APT_PACKAGES.items() if group != "node" for p in names]
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        wanted += APT_PACKAGES["node"]  # a node from elsewhere (with its own npm) is left alone
-    missing = sorted(set(wanted) - installed_packages(wanted))
-    if not missing:
-        log("all needed Debian packages are installed")
-        return 0
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-    ):
-        log(shlex.join(argv))
-        try:
-            result = subprocess.run(argv, env=env, timeout=1200, check=False)
-        except subprocess.TimeoutExpired:
-            raise Failure(f"{argv[0]} {argv[1]} did not finish within 1200 s") from None
-        require(
-            result.returncode == 0,
-            f"{shlex.join(argv[:3])} failed with exit code {result.returncode}",
-        )
-    return 0
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="esme_real.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--services-dir",
-            type=Path,
-            default=Path(os.environ.get("ESME_SERVICES_DIR", DEFAULT_SERVICES_DIR)),
-            help="ESME's services (default: %(default)s, or $ESME_SERVICES_DIR)",
-        )
-        p.add_argument(
-            "--build-timeout",
-            type=float,
-            default=900.0,
-            metavar="S",
-            help="bound on each build step (default %(default)s)",
-        )
-
     for name, text in (
-        ("up", "build, start and seed; block until Ctrl-C or SIGTERM"),
+        ("up", "start and seed; block until Ctrl-C or SIGTERM"),
         ("check", "up, then a sign-up, a chat request and a queue count, then down"),
         ("rest-run", "up, then esmeperf --rest-only with the arguments after --, then "
          "check that the queue holds every chat request esmeperf filed, then down"),
     ):
         p = sub.add_parser(name, help=text, description=text)
-        common(p)
+        built = p.add_argument_group(
+            "ESME, built outside this repository (ESME's public repository's README says how)")
+        built.add_argument("--organizer-api", type=Path, metavar="DIR",
+                           help="the organizer API's built directory (dist/src/main.js, "
+                           "node_modules/, .env.dev)")
+        built.add_argument("--organizer-env", type=Path, metavar="PATH",
+                           help="its environment (default: .env.dev in DIR)")
+        built.add_argument("--participant-api", type=Path, metavar="PATH",
+                           help="the participant API's binary")
+        built.add_argument("--participant-env", type=Path, metavar="PATH",
+                           help="its environment (default: .env.dev beside the binary)")
+        built.add_argument("--participant-schema", type=Path, metavar="PATH",
+                           help="its SQL schema (scripts/db.sql in your checkout)")
+        if name != "up":
+            running = p.add_argument_group("or a running ESME (nothing is started)")
+            running.add_argument("--config", type=Path, metavar="PATH",
+                                 help="its config.json (or up's --ready-file)")
+            running.add_argument("--amqp-url", help="its RabbitMQ, to count the chat-request "
+                                 "queue (amqp://user:password@host:port/)")
+            running.add_argument("--queue", help="the chat-request queue, chats_agency_<id>")
         p.add_argument(
             "--workdir",
             type=Path,
@@ -1981,20 +1685,37 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                 metavar="S",
                 help="stop after S seconds instead of waiting for a signal",
             )
-    p = sub.add_parser("build", help="only build (or reuse) the cached artefacts")
-    common(p)
     p = sub.add_parser("queue-depth", help="print the message count of the chat-request queue")
     p.add_argument("--ready-file", type=Path)
     p.add_argument("--amqp-url")
     p.add_argument("--queue")
     p.add_argument("--timeout", type=float, default=5.0)
-    sub.add_parser("install", help="apt-get install the Debian packages needed")
     sub.add_parser("_relay", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command in ("up", "check", "rest-run"):
+        check_esme(parser, args)
     password = getattr(args, "organizer_password", None)
     if password is not None and not 16 <= len(password) <= 128:
         parser.error("--organizer-password must have 16 to 128 characters")
     return args
+
+
+def check_esme(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Either the three built artefacts or a running ESME's --config; the env files' defaults."""
+    built = ("organizer_api", "participant_api", "participant_schema")
+    given = [name for name in built if getattr(args, name) is not None]
+    if getattr(args, "config", None) is not None:
+        if given:
+            parser.error("give ESME's built artefacts or --config, not both")
+        return
+    if len(given) < len(built):
+        parser.error("needs ESME, built outside this repository: --organizer-api DIR "
+                     "--participant-api PATH --participant-schema PATH"
+                     + ("" if args.command == "up" else ", or a running ESME's --config PATH"))
+    if args.organizer_env is None:
+        args.organizer_env = args.organizer_api / ".env.dev"
+    if args.participant_env is None:
+        args.participant_env = args.participant_api.parent / ".env.dev"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -2005,13 +1726,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return relay_command()
         if getattr(args, "esmeperf_args", None) and args.esmeperf_args[0] == "--":
             args.esmeperf_args = args.esmeperf_args[1:]
-        if args.command in ("up", "check", "rest-run"):
-            return cmd_up(args, check=args.command == "check")
-        if args.command == "build":
-            return cmd_build(args)
         if args.command == "queue-depth":
             return cmd_queue_depth(args)
-        return cmd_install(args)
+        return cmd_up(args)
     except Failure as failure:
         print(f"{PROG}: error: {failure}", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import skip_unless_required
 from helpers import child_targets, load_results, run_main, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -197,8 +198,8 @@ def prometheus(tmp_path) -> Iterator[tuple[str, int]]:
     job every second; yields its API base URL and the port esmeperf must serve on."""
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.skip("no prometheus binary on PATH (Debian: apt-get install prometheus; "
-                    ".ci/run installs it)")
+        skip_unless_required("prometheus", "no prometheus binary on PATH (.ci/run installs "
+                             "it: apt-get install prometheus)")
     target_port, web_port = free_port(), free_port()
     scrape_config = readme_scrape_config().replace("9464", str(target_port))
     scrape_config = re.sub(r"scrape_interval: \S+", "scrape_interval: 1s", scrape_config)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import skip_unless_required
 from saved_runs import SavedRun, capacity_search, copy_run, surge_run
 
 from esmeperf.compare.command import main as compare
@@ -26,9 +27,7 @@ from esmeperf.plot.command import main as plot_main
 from esmeperf.plot.html import number
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                 "(apt-get install chromium)")]
+pytestmark = pytest.mark.slow
 TIMEOUT = 30.0
 
 
@@ -162,6 +161,9 @@ class Loaded:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory):
+    if CHROMIUM is None:
+        skip_unless_required("chromium", "Debian's chromium is not installed (.ci/run installs "
+                             "it: apt-get install chromium)")
     opened = Browser(tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield opened
