@@ -1,6 +1,7 @@
 """Side by side with ESME's own Go performance test, in the same minutes (issues 13 and 30).
 
     python3 bench/versus_go.py [--runs 2] [--shapes 1,2,4] [--hold] [--hold-participants N]
+                               [--pacing]
                                [--duration-scale F] [--duration N=SPAN ...]
                                [--go-binary PATH] [--stop duration|sigint]
                                [--esmeperf-args ARGS] [--baseline REV] [--pause S]
@@ -59,6 +60,13 @@ Shapes (durations are the issues'; --duration-scale 0.25 or --duration 1=5s shor
        (The Go test asks for its chat id only after sleeping -smi, 60 s: in a shorter run its
        own chats count stays 0, while the target's shows the chats its organizer started.)
 
+5-8 (--pacing, or --shapes 5,6,7,8) -sci 10 -cpi 530 at -smi 100, 1000, 10000 and 60000 (15, 20,
+       60 and 200 s): pacing seen by a ruler neither tool controls. The embedded target times
+       the intervals between each participant connection's messages (its
+       /stats?send_interval_ms=SMI): p50, p99 and max of |interval - smi| per tool, medians
+       of the runs. Goals: esmeperf's p99 at most the Go test's; esmeperf's own send lateness
+       p99 at most 1 ms (must: 2 ms).
+
 Every goal is printed as "met" or "NOT met". Exit status 0 either way; 2 when the setup fails
 (no Go test binary given, a target that does not start: one line on stderr).
 A smoke test: `python3 bench/versus_go.py --runs 1 --duration-scale 0.25`.
@@ -115,6 +123,7 @@ class Shape:
     tools: tuple[str, ...]
     hold: bool = False  # esmeperf gets --max-participants (--hold-participants)
     arrivals: bool = False  # esmeperf gets --max-participants, the arrivals intended
+    pacing: bool = False  # the target's clock: |interval - smi| of each participant's sends
 
     def flags(self) -> list[str]:
         return ["-sci", str(self.sci), "-cpi", str(self.cpi), "-smi", str(self.smi)]
@@ -129,7 +138,17 @@ SHAPES = {
     2: Shape(2, "arrivals and memory", 1, 2, 10000, 30.0, (GO, ESMEPERF)),
     3: Shape(3, "participants held", 1, 2, 10000, 90.0, (ESMEPERF,), hold=True),
     4: Shape(4, "cost per arrival", 1, 5, 60000, 30.0, (GO, ESMEPERF), arrivals=True),
+    # Pacing (issue 37): a light load both tools carry, long enough for each to send twice at
+    # -smi (the Go test polls for its chat -smi apart first, so at 60 s it needs 3 intervals).
+    # -cpi 530, whose multiples fall on every phase of each -smi: with -cpi 500 every grid
+    # falls on the same instant of each interval, and the figure is the cost of that burst
+    # (shape 1's business), not the timer's.
+    5: Shape(5, "pacing at -smi 100", 10, 530, 100, 15.0, (GO, ESMEPERF), pacing=True),
+    6: Shape(6, "pacing at -smi 1000", 10, 530, 1000, 20.0, (GO, ESMEPERF), pacing=True),
+    7: Shape(7, "pacing at -smi 10000", 10, 530, 10000, 60.0, (GO, ESMEPERF), pacing=True),
+    8: Shape(8, "pacing at -smi 60000", 10, 530, 60000, 200.0, (GO, ESMEPERF), pacing=True),
 }
+PACING = (5, 6, 7, 8)
 
 
 @dataclass
@@ -207,6 +226,22 @@ class Run:
     def delivered_ratio(self) -> float | None:
         value = self.get("delivered_ratio")
         return float(value) if value is not None else None
+
+    def interval_error_ms(self, key: str) -> float | None:
+        """The target's |interval - smi| (key: p50, p99 or max) in ms; None without one."""
+        error = (self.target_stats or {}).get("send_interval_error_us") or {}
+        return error[key] / 1000 if error.get("count") and key in error else None
+
+    @property
+    def intervals(self) -> int:
+        error = (self.target_stats or {}).get("send_interval_error_us") or {}
+        return int(error.get("count") or 0)
+
+    @property
+    def send_lateness_p99_ms(self) -> float | None:
+        """esmeperf's own send lateness p99 (its summary); None for the Go test."""
+        late = ((self.get("latency") or {}).get("send_lateness") or {})
+        return late.get("p99_ms") if late.get("count") else None
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -438,7 +473,8 @@ def run_one(tool: str, index: int, shape: Shape, seconds: float, directory: Path
         package = options.baseline_tree if tool == BASELINE else ROOT
         _run_child(run, cmd, seconds, by_signal, package)
         try:
-            run.target_stats = target.stats()
+            run.target_stats = target.stats(send_interval_ms=shape.smi if shape.pacing
+                                            else None)
         except TargetError as exc:
             run.notes.append(f"no target /stats: {exc}")
     finally:
@@ -749,6 +785,27 @@ def report_pair_shape(shape: Shape, go: list[Run], es: list[Run]) -> list[Goal]:
     return goals
 
 
+def report_pacing(shape: Shape, go: list[Run], es: list[Run]) -> list[Goal]:
+    """The target's clock on each tool's send intervals, and esmeperf's own send lateness."""
+    for tool, runs in ((GO, go), (ESMEPERF, es)):
+        figures = ", ".join(
+            f"{key} {fmt(median([r.interval_error_ms(key) for r in runs]), '.3f', ' ms')}"
+            for key in ("p50", "p99", "max"))
+        print(f"  {tool:<8} median of {len(runs)}: |interval - smi| as the target saw it: "
+              f"{figures}, over {fmt(median([float(r.intervals) for r in runs]))} intervals")
+    error = ratio(median([r.interval_error_ms("p99") for r in es]),
+                  median([r.interval_error_ms("p99") for r in go]))
+    late = median([r.send_lateness_p99_ms for r in es])
+    goals = [pair_goal(Goal(shape.number, f"send interval error p99 at -smi {shape.smi}, "
+                            "esmeperf/Go", error, 1.0, at_most=True), go, es,
+                       lambda r: r.interval_error_ms("p99"))]
+    for limit, kind in ((1.0, "goal"), (2.0, "must")):
+        goals.append(Goal(shape.number, f"esmeperf's send lateness p99 at -smi {shape.smi}",
+                          late, limit, at_most=True, unit=" ms", spec=".3f", kind=kind))
+        print(goals[-1].line())
+    return goals
+
+
 def report_hold(runs: list[Run], wanted: int) -> list[Goal]:
     m = medians(runs)
     print(median_line(ESMEPERF, m, len(runs)))
@@ -772,8 +829,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=2, help="Go/esmeperf pairs per shape "
                         "(runs of esmeperf alone for shape 3) (default 2)")
     parser.add_argument("--shapes", default="1,2,4",
-                        help="comma list of shapes to run: 1, 2, 3, 4 (default 1,2,4)")
+                        help="comma list of shapes to run: 1 to 8 (default 1,2,4)")
     parser.add_argument("--hold", action="store_true", help="also run shape 3")
+    parser.add_argument("--pacing", action="store_true", help="also run shapes 5-8")
     parser.add_argument("--hold-participants", type=int, default=10000, metavar="N",
                         help="--max-participants in shape 3 (default 10000)")
     parser.add_argument("--duration-scale", type=float, default=1.0, metavar="F",
@@ -801,11 +859,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         numbers = {int(n) for n in args.shapes.split(",") if n.strip()}
     except ValueError:
-        parser.error(f"--shapes: expected a comma list of 1, 2, 3, 4, got {args.shapes!r}")
+        parser.error(f"--shapes: expected a comma list of 1 to 8, got {args.shapes!r}")
     if args.hold:
         numbers.add(3)
+    if args.pacing:
+        numbers.update(PACING)
     if not numbers or not numbers <= set(SHAPES):
-        parser.error(f"--shapes: expected a comma list of 1, 2, 3, 4, got {args.shapes!r}")
+        parser.error(f"--shapes: expected a comma list of 1 to 8, got {args.shapes!r}")
     args.shape_numbers = sorted(numbers)
     if args.runs < 1 or args.duration_scale <= 0 or args.hold_participants < 1:
         parser.error("--runs, --duration-scale and --hold-participants must be positive")
@@ -898,6 +958,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(run_line(run, shape), flush=True)
             if shape.hold:
                 goals += report_hold(results[ESMEPERF], args.hold_participants)
+            elif shape.pacing:
+                goals += report_pacing(shape, results[GO], results[ESMEPERF])
             else:
                 goals += report_pair_shape(shape, results[GO], results[ESMEPERF])
             if args.baseline:

@@ -21,16 +21,6 @@ from .life import EndReason, FirstError, Life
 log = logging.getLogger("esmeperf")
 
 WORKER_STACK_SIZE = 256 * 1024  # thousands of threads: keep their stacks small
-# A participant's conversation thread gets a stack of a size no other thread asks for, so
-# that it never starts on a stack glibc kept from a finished arrival: a thread's exit frees
-# its stack's pages except the 16 KiB below where it stood, and glibc hands a kept stack to a
-# new thread that asks for at most its size and at least a quarter of it. An arrival's deep
-# calls (requests, the handshake) leave 4-5 pages of 4 KiB touched there, twice the 2 pages
-# a conversation needs, and thousands of conversations would keep them for nothing.
-CONVERSATION_STACK_SIZE = WORKER_STACK_SIZE + 8 * 1024
-# threading.stack_size() is one setting for the process, read when a thread starts: every
-# start holds this lock, so none starts while a conversation's start has the size changed.
-_START = threading.Lock()
 # The GIL's forced hand-off interval while a run is on. With a thousand threads, the default
 # 5 ms makes a thread give up the GIL in the middle of handling a frame; 50 ms lets it finish
 # and block on its socket by itself. bench/cost_per_message.py: 20 s -sci 10 -cpi 20 -smi 100,
@@ -132,9 +122,8 @@ class Workers:
         # This process's recent lag and CPU: what a stall or a timeout is judged against.
         self.load = RecentLoad()
 
-    def start_thread(self, name: str, body: Callable[[], None],
-                     conversation: bool = False) -> None:
-        """Start a worker thread; `conversation`: on a fresh stack (CONVERSATION_STACK_SIZE)."""
+    def start_thread(self, name: str, body: Callable[[], None]) -> None:
+        """Start a worker thread."""
         # Daemon only so that a thread stuck past its join timeout (reported by name) cannot
         # keep the process alive; the shutdown itself always stops and joins every thread.
         thread = threading.Thread(target=self._guard, args=(name, body), name=name, daemon=True)
@@ -142,15 +131,7 @@ class Workers:
             self._threads.add(thread)
             self._idle.clear()
         try:
-            with _START:
-                if conversation:
-                    previous = threading.stack_size(CONVERSATION_STACK_SIZE)
-                    try:
-                        thread.start()
-                    finally:
-                        threading.stack_size(previous)
-                else:
-                    thread.start()
+            thread.start()
         except BaseException:
             self._forget(thread)
             raise

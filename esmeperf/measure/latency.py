@@ -51,12 +51,15 @@ def add_encoded(hist: HdrHistogram, encoded: bytes) -> None:
 
 
 def running_counts(hist: HdrHistogram) -> list[int] | None:
-    """The running total of the counts array, taken in C (not a Python loop over each of a
-    3-digit histogram's 21,504 buckets); None where the array's layout is not the one known."""
+    """The running total of the counts array up to the largest value's bucket (past it, the
+    total), taken in C (not a Python loop over each of a 3-digit histogram's 21,504 buckets);
+    None where the array's layout is not the one known."""
     counts = hist.counts
     if sys.byteorder != "little" or memoryview(counts).format not in ("<Q", "Q"):
         return None
-    return list(itertools.accumulate(memoryview(counts).cast("B").cast("Q")))
+    # A second's histogram holds values up to tens of ms: a third of the buckets or fewer.
+    end = min(len(counts), hist._counts_index_for(hist.get_max_value()) + 1)  # noqa: SLF001
+    return list(itertools.accumulate(memoryview(counts).cast("B").cast("Q")[:end]))
 
 
 def percentile_values(hist: HdrHistogram, pcts: list[float]) -> dict[float, int]:

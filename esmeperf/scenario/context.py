@@ -56,10 +56,9 @@ class ConnectionRegistry:
 
 
 class StartThread(Protocol):
-    """Workers.start_thread: start a named worker thread (`conversation`: on a fresh stack)."""
+    """Workers.start_thread: start a named worker thread."""
 
-    def __call__(self, name: str, body: Callable[[], None],
-                 conversation: bool = False) -> None: ...
+    def __call__(self, name: str, body: Callable[[], None]) -> None: ...
 
 
 @dataclass

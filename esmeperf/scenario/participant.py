@@ -8,6 +8,7 @@ from ..config import BATCH_MAX_MS
 from ..errors import ChatWaitTimeout, ServerErrorFrame
 from ..measure.names import Count, CountFamily
 from ..measure.schedule import schedule_of, take
+from ..system import threadstack
 from ..transport import protocol
 from ..transport.connection import Connection
 from .context import Context
@@ -95,12 +96,12 @@ class Participant:
         self._head = self._prefix = self._marker = ""
 
     def run(self) -> None:
-        """Arrive: sign up, ask for help, connect; then hand the connection to a new thread.
+        """Arrive (sign up, ask for help, connect), then chat until the stop: one thread.
 
-        The conversation runs for the rest of the run in a thread of its own, on a fresh stack
-        (workers.CONVERSATION_STACK_SIZE): the arrival's deep calls (requests, the handshake)
-        leave 4-5 pages of touched stack and some thread-local memory behind, and thousands of
-        participants would keep them for nothing. One worker still has one thread at a time.
+        The arrival's deep calls (requests, the handshake) leave pages of touched stack behind
+        that the conversation, a page or two from the top, never uses again: they are given
+        back before it starts (system/threadstack.py), so thousands of participants do not
+        keep them for nothing.
         """
         ctx = self.ctx
         token = self._register()
@@ -111,18 +112,8 @@ class Participant:
                                ctx.settings.handshake_timeout, newline=False,
                                recv_size=PARTICIPANT_RECV_SIZE)
         ctx.metrics.ws_handshake.record(0, time.monotonic() - started)
-        self.conn = conn  # handed to the conversation's thread (_hold)
-        try:
-            ctx.start_thread(self.name, self._hold, conversation=True)
-        except BaseException:
-            self.conn = None
-            conn.abort()  # no thread will hold it
-            raise
-
-    def _hold(self) -> None:
-        conn, self.conn = self.conn, None
-        assert conn is not None
-        self.ctx.hold(conn, self._converse)
+        threadstack.shed()
+        ctx.hold(conn, self._converse)
 
     def _converse(self, conn: Connection) -> None:
         """Find the chat, then chat until the stop."""

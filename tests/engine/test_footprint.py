@@ -1,67 +1,102 @@
-"""What each of thousands of participant threads keeps: a stack of its own.
+"""What each of thousands of participants keeps: one OS thread (issue 38), whose interpreter
+frame pages the arrival's deep calls touched are given back before it chats.
 
 The memory this saves is measured side by side with ESME's Go test in bench/versus_go.py
-(shape 2's RSS per participant); the test holds the mechanism to what it promises.
+(shape 2's RSS per participant); the tests hold the mechanisms to what they promise.
 """
 
 from __future__ import annotations
 
-import ctypes
 import sys
 import threading
 
 import pytest
+import requests
 
-from esmeperf.config import Credentials, Settings, Target
-from esmeperf.engine.life import Life
-from esmeperf.engine.workers import (
-    CONVERSATION_STACK_SIZE,
-    WORKER_STACK_SIZE,
-    Workers,
-    worker_thread_settings,
-)
+from esmeperf.cli.main import main
+from esmeperf.system import threadstack
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="reads /proc/self/maps and glibc's pthread_self()")
+linux_cpython_311 = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or sys.version_info[:2] != (3, 11),
+    reason="the interpreter frame chunk's layout is CPython 3.11's; mincore: Linux")
 
 
-def own_stack_size() -> int:
-    """The size of the mapping that holds this thread's stack (glibc keeps the thread's
-    descriptor at its top), from /proc/self/maps."""
-    libc = ctypes.CDLL(None)
-    libc.pthread_self.restype = ctypes.c_void_p
-    address = libc.pthread_self()
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            start, end = (int(part, 16) for part in line.split()[0].split("-"))
-            if start <= address < end:
-                return end - start
-    raise AssertionError(f"no mapping holds the thread descriptor at {address:#x}")
+def in_a_thread(body):
+    """body() in a fresh thread of a small stack, as a participant runs; its result."""
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(body()), name="footprint")
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive() and len(out) == 1
+    return out[0]
 
 
-@linux_only
-def test_conversations_start_on_a_stack_size_no_other_thread_asks_for() -> None:
-    """So glibc never gives a conversation the stack a finished arrival left pages in; the
-    size is set back for the threads that start after it."""
-    target = Target(event_id=1, messenger_ws_url="ws://127.0.0.1:9",
-                    organizer_api_url="http://127.0.0.1:9", participant_api_url="http://127.0.0.1:9",
-                    organizers=(Credentials("organizer@example.com", "secret"),))
-    workers = Workers(Life(), target, Settings(), stamp=0)
-    sizes: dict[str, int] = {}
+def deep(n: int) -> None:
+    """A call chain as an arrival's: many frames, then requests' own (a refused connection)."""
+    if n:
+        deep(n - 1)
+        return
+    with pytest.raises(requests.ConnectionError):
+        requests.get("http://127.0.0.1:9/", timeout=5)
 
-    def measure(name: str) -> None:
-        sizes[name] = own_stack_size()
 
-    with worker_thread_settings():
-        workers.start_thread("arrival", lambda: measure("arrival"))
-        workers.start_thread("conversation", lambda: measure("conversation"), conversation=True)
-        workers.start_thread("after", lambda: measure("after"))
-        workers.join(10.0)
-        assert threading.stack_size() == WORKER_STACK_SIZE
-    assert workers.life.first_error is None and not workers.alive()
-    # The conversation's stack is never an arrival's: glibc hands a kept stack only to a thread
-    # asking for no more than its size. The others ask for the small size, and get it or a
-    # kept conversation's stack (of this process's earlier runs), never more.
-    assert sizes["conversation"] == CONVERSATION_STACK_SIZE
-    assert sizes["arrival"] in (WORKER_STACK_SIZE, CONVERSATION_STACK_SIZE)
-    assert sizes["after"] in (WORKER_STACK_SIZE, CONVERSATION_STACK_SIZE)
+@linux_cpython_311
+def test_the_frame_pages_an_arrival_touched_are_given_back():
+    def body() -> tuple[int | None, ...]:
+        before = threadstack.frames_resident_bytes()
+        deep(40)
+        touched = threadstack.frames_resident_bytes()
+        shed = threadstack.shed()
+        after = threadstack.frames_resident_bytes()
+        deep(40)  # the pages come back, zeroed, when a call goes that deep again
+        again = threadstack.frames_resident_bytes()
+        return before, touched, shed, after, again
+
+    before, touched, shed, after, again = in_a_thread(body)
+    assert before is not None and touched is not None and after is not None
+    assert touched > before and shed > 0
+    assert after <= before + 4096 < touched
+    assert again == touched
+
+
+def test_shedding_is_harmless_where_it_cannot_be_done():
+    """Called anywhere (the main thread, a deep frame), it gives back nothing it must not:
+    the calls after it work as before."""
+    def body() -> int:
+        freed = threadstack.shed()
+        deep(5)
+        return freed
+
+    assert in_a_thread(body) >= 0
+    assert threadstack.shed() >= 0
+    deep(3)
+
+
+def test_one_thread_per_participant(tmp_path, monkeypatch):
+    """Each participant, arrival and conversation, runs on one thread from start to end: no
+    second thread per participant for its conversation."""
+    from esmeperf.scenario import participant
+
+    seen: dict[str, set[int]] = {}
+    lock = threading.Lock()
+    original = participant.Participant._converse
+
+    def converse(self, conn):  # the conversation: which thread holds it
+        with lock:
+            seen.setdefault(self.name, set()).add(threading.get_ident())
+        return original(self, conn)
+
+    register = participant.Participant._register
+
+    def arrive(self):  # the arrival: which thread signs up
+        with lock:
+            seen.setdefault(self.name, set()).add(threading.get_ident())
+        return register(self)
+
+    monkeypatch.setattr(participant.Participant, "_converse", converse)
+    monkeypatch.setattr(participant.Participant, "_register", arrive)
+    assert main(["-q", "--no-plot", "--no-report", "--out", str(tmp_path), "-sci", "10",
+                 "-cpi", "50", "-smi", "200", "--max-participants", "12",
+                 "--duration", "2s"]) == 0
+    assert len(seen) == 12 and all(len(idents) == 1 for idents in seen.values()), seen
+    assert [t.name for t in threading.enumerate() if t.name.startswith("participant-")] == []
