@@ -785,9 +785,11 @@ def report_pair_shape(shape: Shape, go: list[Run], es: list[Run]) -> list[Goal]:
     return goals
 
 
-def report_pacing(shape: Shape, go: list[Run], es: list[Run]) -> list[Goal]:
-    """The target's clock on each tool's send intervals, and esmeperf's own send lateness."""
-    for tool, runs in ((GO, go), (ESMEPERF, es)):
+def report_pacing(shape: Shape, go: list[Run], es: list[Run],
+                  base: list[Run] | None = None) -> list[Goal]:
+    """The target's clock on each tool's send intervals, and esmeperf's own send lateness
+    (with --baseline, the baseline's too, for reference: no goal)."""
+    for tool, runs in ((GO, go), (ESMEPERF, es), *(((BASELINE, base),) if base else ())):
         figures = ", ".join(
             f"{key} {fmt(median([r.interval_error_ms(key) for r in runs]), '.3f', ' ms')}"
             for key in ("p50", "p99", "max"))
@@ -959,7 +961,8 @@ def main(argv: list[str] | None = None) -> int:
             if shape.hold:
                 goals += report_hold(results[ESMEPERF], args.hold_participants)
             elif shape.pacing:
-                goals += report_pacing(shape, results[GO], results[ESMEPERF])
+                goals += report_pacing(shape, results[GO], results[ESMEPERF],
+                                       results.get(BASELINE))
             else:
                 goals += report_pair_shape(shape, results[GO], results[ESMEPERF])
             if args.baseline:

@@ -393,8 +393,18 @@ def setup_logging(debug: bool, quiet: bool = False) -> None:
     log.addHandler(handler)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run esmeperf; return the exit status (see EXIT_STATUS_HELP)."""
+def command() -> int:
+    """The command line's esmeperf (`python -m esmeperf`, bin/esmeperf): main(), then a single
+    run's figures drawn in this process's place once its memory is no longer needed
+    (plot/child.py); returns the exit status where nothing is left to draw."""
+    from ..plot import child
+
+    return child.exec_pending(main(draw_last=True))
+
+
+def main(argv: Sequence[str] | None = None, draw_last: bool = False) -> int:
+    """Run esmeperf; return the exit status (see EXIT_STATUS_HELP). `draw_last`: a single
+    run's figures wait for plot.child.exec_pending() (command())."""
     parser = get_parser()
     try:
         args = parser.parse_args(attach_dash_values(parser, sys.argv[1:] if argv is None
@@ -410,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lifecycle = Lifecycle()
         try:
             with lifecycle.installed():
-                return _job(args, lifecycle)
+                return _job(args, lifecycle, draw_last)
         except KeyboardInterrupt:  # checking, or the target or cluster starting: nothing ran
             print("esmeperf: interrupted before the run started", file=sys.stderr)
             return ExitStatus.INTERRUPTED
@@ -432,7 +442,7 @@ def _find_capacity(args: argparse.Namespace, settings: Settings, job: Job, runs:
         step, job, on_result)), start_chats=args.start_chats or START_CHATS)
 
 
-def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
+def _job(args: argparse.Namespace, lifecycle: Lifecycle, draw_last: bool = False) -> int:
     """Check the flags and the config, then run the job (a sweep when intervals are lists)."""
     try:
         resolve_arrivals(args)
@@ -497,6 +507,10 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle) -> int:
 
             plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
             return run_sweep(plan, lambda s: run_job(s, job), settings.out_dir)
+        if draw_last:
+            from ..plot import child
+
+            child.defer()
         return run_job(settings, job)
     finally:
         if live is not None:

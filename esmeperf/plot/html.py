@@ -22,10 +22,9 @@ from ..jobs.capacity import STEPS_DIR
 from ..measure.names import LATENCIES, WITH_UNCONFIRMED
 from ..results.report import LATENCY_LABELS, number, pacing_line, run_label, share_text
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, load_run, run_name
-from ..results.summary import SUMMARY_SUFFIX
+from ..results.summary import REPORT_SUFFIX, SUMMARY_SUFFIX
 from ..status import ExitStatus
 from .page import (
-    REPORT_SUFFIX,
     Cell,
     Hover,
     Page,

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-REPORT_SUFFIX = "_performance_test_report.html"
 
 STYLE = """
 :root { color-scheme: light; --ok: #1b7f3b; --bad: #b3261e; --warn: #8a5a00; --line: #d0d4d9;

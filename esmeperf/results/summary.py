@@ -27,6 +27,7 @@ RATES_SUFFIX = "_performance_test_message_rates.json"
 SERIES_SUFFIX = "_performance_test_series.csv"
 PLOT_SUFFIX = "_performance_test_rates.png"
 HLOG_SUFFIX = "_performance_test_latency.hlog"
+REPORT_SUFFIX = "_performance_test_report.html"
 
 
 def steady_rate(rates: dict[int, int]) -> float:
