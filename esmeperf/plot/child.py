@@ -28,12 +28,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..results.summary import REPORT_SUFFIX, SUMMARY_SUFFIX
+from ..status import ExitStatus
 
 log = logging.getLogger("esmeperf")
 
@@ -129,10 +131,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--html", action="store_true")
     parser.add_argument("--exit-status", type=int, default=None)
     args = parser.parse_args(argv)
-    if args.exit_status is not None:  # in place of the run's process: its logs' words
-        prefix, listed = "esmeperf: ", False
-    else:
-        prefix, listed = "", True
+    if args.exit_status is None:
+        return _draw(args, prefix="", listed=True)
+    # In place of the run's process: its logs' words, and a signal's end (130) as the run's
+    # own would be, in one line, without a traceback. SIGTERM counts as Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        _draw(args, prefix="esmeperf: ", listed=False)
+    except KeyboardInterrupt:
+        print("esmeperf: interrupted while drawing the figures; the results are written",
+              file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+    return args.exit_status
+
+
+def _draw(args: argparse.Namespace, prefix: str, listed: bool) -> int:
+    """Draw what `args` ask for; 1 when anything failed, else 0."""
     from ..results.rundata import load_run
     from .command import title_of
     from .figures import plot_run
@@ -156,8 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - reported, as the plot's
             print(f"{prefix}could not write the HTML report: {exc}", file=sys.stderr)
             failed = True
-    if args.exit_status is not None:
-        return args.exit_status
     return 1 if failed else 0
 
 

@@ -98,10 +98,10 @@ class Participant:
     def run(self) -> None:
         """Arrive (sign up, ask for help, connect), then chat until the stop: one thread.
 
-        The arrival's deep calls (requests, the handshake) leave pages of touched stack behind
-        that the conversation, a page or two from the top, never uses again: they are given
-        back before it starts (system/threadstack.py), so thousands of participants do not
-        keep them for nothing.
+        The arrival's deep calls (requests, the handshake) leave pages of the interpreter's
+        frame stack touched that the conversation, a few frames deep, never uses again: they
+        are given back before it starts (system/threadstack.py), so thousands of participants
+        do not keep them for nothing.
         """
         ctx = self.ctx
         token = self._register()
