@@ -205,7 +205,8 @@ class Connection:
     def _recv_exact(self, due: float | None) -> str | None:
         """recv_until on a timerfd: one wake-up at `due`, or one per frame (when not batching),
         and a close from the server wakes the thread at once (FIN is readable whatever
-        SO_RCVLOWAT says). Every read is MSG_DONTWAIT: the waiting is poll()'s."""
+        SO_RCVLOWAT says). Every read is MSG_DONTWAIT, with the GIL kept (syscalls.read_now):
+        the waiting is poll()'s, the one hand-off of the GIL per wake-up."""
         alarm = self._alarm
         if alarm is None:  # made by the thread that waits, on its first wait
             alarm = self._alarm = _Alarm(self.sock)
@@ -221,7 +222,11 @@ class Connection:
                 if not self._batching:
                     return None
                 at_due = True  # take what came below the low-water mark, once
-            self._fill(socket.MSG_DONTWAIT)
+            try:
+                self._reader.fill_now()
+            except OSError as exc:
+                raise Closed(f"connection {self.local_addr}: error receiving message: "
+                             f"{exc.strerror or exc}") from exc
 
     def _recv_timeout(self, due: float | None) -> str | None:
         """recv_until on the socket's receive timeout (no timerfd here, or --portable)."""

@@ -15,6 +15,7 @@ import struct
 from collections.abc import Callable
 
 from ..system import platform_support
+from . import syscalls
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
@@ -101,6 +102,24 @@ class FrameReader:
             del self._buf[: self._pos]
             self._pos = 0
         self._buf += data
+
+    def fill_now(self) -> bool:
+        """Read what the socket has without waiting (below SO_RCVLOWAT too) and without letting
+        the GIL go (syscalls.read_now); False when it had nothing yet."""
+        got = syscalls.read_now(self._sock, self.recv_size, self.timestamps)
+        if got is None:
+            return False
+        data, stamp = got
+        if not data:
+            raise ConnectionResetError("connection closed without a close frame")
+        if stamp:
+            self.rx_ns = stamp
+        self.reads += 1
+        if self._pos >= _COMPACT_AT or self._pos == len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+        return True
 
     def feed(self, data: bytes) -> None:
         """Bytes already read from the socket by someone else (the handshake)."""

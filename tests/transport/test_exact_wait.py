@@ -121,7 +121,9 @@ def test_batched_reads_take_what_came_at_the_due_time(mechanism, pair):
         assert time.monotonic() >= due  # held to its due time, not woken by the frames
         reads = conn.reads
         assert conn.recv_until(due) == "two" and conn.reads == reads  # from the same read
-        assert conn.rx_ns > 0  # the kernel's receive time
+        # The kernel's receive time (the first packets a socket gets after asking for
+        # timestamps may come unstamped: then 0, and the caller reads its clock).
+        assert conn.rx_ns == 0 or time.time_ns() - 10**10 < conn.rx_ns <= time.time_ns()
     finally:
         conn.abort()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -91,3 +92,65 @@ def test_shutdown_wakes_a_blocked_reader(path: str) -> None:
         assert not reader.is_alive() and got == [b""]
     with pytest.raises(OSError):
         syscalls.shutdown(left)
+
+
+@pytest.fixture(params=["libc", "socket module"])
+def reader_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """read_now() through libc's recvmsg with the GIL held (Linux), or the socket module's."""
+    if request.param == "libc":
+        if sys.platform.startswith("linux"):
+            assert syscalls.read_now_available(), "libc's recvmsg not found on Linux"
+        elif not syscalls.read_now_available():
+            pytest.skip("no C library recvmsg here")
+    else:
+        monkeypatch.setattr(syscalls, "_READER", None)
+    return request.param
+
+
+def test_read_now_takes_what_is_there_and_never_waits(reader_path):
+    """Nothing yet: None at once; then the bytes there (at most `size`), stamped with their
+    arrival time where asked; the peer's FIN: empty."""
+    option = platform_support.detected().timestamp_option or 0
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=5)
+        server, _ = listener.accept()
+    with client, server:
+        client.settimeout(None)
+        if option:
+            client.setsockopt(socket.SOL_SOCKET, option, 1)
+        assert syscalls.read_now(client, 100, option) is None
+        sent_ns = time.time_ns()
+        server.sendall(b"hello, world")
+        got = None
+        for _ in range(1000):  # loopback delivers at once; the loop is a bound, not a wait
+            got = syscalls.read_now(client, 5, option)
+            if got is not None:
+                break
+        assert got is not None
+        data, stamp = got
+        assert bytes(data) == b"hello"
+        rest = syscalls.read_now(client, 100, 0)
+        assert rest is not None and bytes(rest[0]) == b", world"
+        # Linux turns timestamps on through deferred work the first time a socket asks: the
+        # first packets may come unstamped (platform_support's probe). Later ones are not.
+        stamps, pause = [stamp], threading.Event()
+        for _ in range(200 if option else 0):
+            if any(stamps):
+                break
+            pause.wait(0.01)  # a bound on the tries, for the deferred work to run
+            server.sendall(b"x")
+            for _ in range(1000):
+                got = syscalls.read_now(client, 100, option)
+                if got is not None:
+                    break
+            assert got is not None and bytes(got[0]) == b"x"
+            stamps.append(got[1])
+        if option:
+            assert any(sent_ns - 1_000_000_000 < s <= time.time_ns() for s in stamps), stamps
+            assert all(s == 0 or s > sent_ns - 1_000_000_000 for s in stamps), stamps
+        server.shutdown(socket.SHUT_WR)
+        for _ in range(1000):
+            got = syscalls.read_now(client, 100, 0)
+            if got is not None:
+                break
+        assert got is not None and bytes(got[0]) == b""
