@@ -78,6 +78,21 @@ def percentile_values(hist: HdrHistogram, pcts: list[float]) -> dict[float, int]
     return out
 
 
+def count_at_or_above(hist: HdrHistogram, bound_us: int) -> int:
+    """How many values fall in buckets that reach `bound_us` (their highest equivalent value
+    at or above it): the running count from C, not an iteration over the buckets."""
+    total = hist.get_total_count()
+    if not total or hist.get_max_value() < bound_us:
+        return 0
+    index = hist._counts_index_for(bound_us)  # noqa: SLF001 - the bucket holding the bound
+    running = running_counts(hist)
+    if running is None:  # not the layout known here: hdrhistogram's own iterator
+        return sum(item.count_at_value_iterated_to for item in hist.get_recorded_iterator()
+                   if hist.get_highest_equivalent_value(item.value_iterated_to) >= bound_us)
+    below = running[min(index, len(running)) - 1] if index > 0 else 0
+    return total - below
+
+
 def _clamp(us: int) -> int:
     return min(max(us, _LOWEST_US), _HIGHEST_US)
 
@@ -300,8 +315,7 @@ class LatencyRecorder:
             if retired.get_max_value() < bound_us:
                 continue
             hist = HdrHistogram.decode(retired.encode())
-            n = sum(item.count_at_value_iterated_to for item in hist.get_recorded_iterator()
-                    if hist.get_highest_equivalent_value(item.value_iterated_to) >= bound_us)
+            n = count_at_or_above(hist, bound_us)
             release(hist)
             if n:
                 out[second] = n
