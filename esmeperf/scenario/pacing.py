@@ -23,7 +23,7 @@ def run_paced(ctx: Context, conn: Connection, interval: float,
     an error: see Context.hold); the slots a whole interval overdue when the stop is seen (a
     thread kept from running) count as skipped too.
 
-    The wait for the next slot ends at the slot itself (Connection.recv_until: a timerfd
+    The wait for the next slot ends at the slot itself (Connection.recv_until: ppoll()
     where the platform has one), not at a receive timeout the kernel rounds up.
     """
     start = time.monotonic() + offset

@@ -1,7 +1,7 @@
 """Which OS mechanisms this process uses: each found by trying it once, each with a fallback.
 
 esmeperf's fast paths lean on Linux: reads held back by SO_RCVLOWAT until their deadline
-("batched reads") and timed by the kernel (SO_TIMESTAMPNS), exact deadlines from a timerfd,
+("batched reads") and timed by the kernel (SO_TIMESTAMPNS), exact deadlines from ppoll(),
 receive deadlines as SO_RCVTIMEO,
 MSG_DONTWAIT, getrusage, /proc, setsid and faulthandler on SIGUSR1. Each is detected here by
 using it (a socket option read back, a loopback pair whose reads must behave as on Linux), not
@@ -57,7 +57,7 @@ class Mechanisms:
     timestamp_option: int | None  # SO_TIMESTAMPNS where batched reads are on, else None
     batched_reads: bool  # SO_RCVLOWAT holds a read to its deadline, as on Linux
     kernel_deadlines: bool  # SO_RCVTIMEO/SO_SNDTIMEO timevals, poll(); else socket timeouts
-    timerfd: bool  # waits end at a timerfd's exact deadline (Linux); else at the receive timeout
+    exact_waits: bool  # waits end at their due time (ppoll, Linux); else at the receive timeout
     dontwait: int  # socket.MSG_DONTWAIT, 0 where missing
     getrusage: bool  # this process's CPU from resource.getrusage; else time.process_time()
     proc_stat: bool  # another process's CPU from /proc/PID/stat; else unknown
@@ -76,7 +76,7 @@ class Mechanisms:
             "portable": self.portable,
             "receive_time": "kernel" if self.batched_reads else "clock",
             "batched_reads": self.batched_reads,
-            "recv_deadlines": ("timerfd" if self.timerfd else "SO_RCVTIMEO"
+            "recv_deadlines": ("ppoll" if self.exact_waits else "SO_RCVTIMEO"
                                if self.kernel_deadlines else "socket timeout"),
             "cpu": "getrusage" if self.getrusage else "process_time",
             "target_cpu": "/proc" if self.proc_stat else "none",
@@ -140,28 +140,23 @@ def _kernel_deadlines() -> bool:
     return True
 
 
-def _timerfd_works() -> bool:
-    """A timerfd armed 2 ms ahead wakes a poll() on it no sooner (syscalls.timerfd_arm): the
-    exact deadlines a paced worker waits for. A few ms, once a process."""
+def _exact_waits_work() -> bool:
+    """A wait for a due time 2 ms ahead, on a socket that gets nothing, ends no sooner
+    (syscalls.ExactWait, ppoll() through libc). A few ms, once a process."""
     from ..transport import syscalls  # a leaf module (libc calls), imported late: no cycle
 
-    if not syscalls.timerfd_available() or not hasattr(select, "poll"):
+    if not syscalls.ppoll_available():
         return False
     try:
-        fd = syscalls.timerfd_create()
-    except OSError:
+        left, right = socket.socketpair()
+    except (OSError, AttributeError):
         return False
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        due = time.monotonic_ns() + 2_000_000
-        syscalls.timerfd_arm(fd, due)
-        fired = bool(poller.poll(1000))
-        return fired and time.monotonic_ns() >= due
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    with left, right:
+        try:
+            due = time.monotonic_ns() + 2_000_000
+            return not syscalls.ExactWait(left).wait(due) and time.monotonic_ns() >= due
+        except OSError:
+            return False
 
 
 def _timestamp_candidate() -> int | None:
@@ -259,7 +254,7 @@ def detected() -> Mechanisms:
         timestamp_option=option if batched else None,
         batched_reads=batched,
         kernel_deadlines=deadlines,
-        timerfd=deadlines and _timerfd_works(),
+        exact_waits=deadlines and _exact_waits_work(),
         dontwait=getattr(socket, "MSG_DONTWAIT", 0),
         getrusage=getrusage,
         proc_stat=_proc_stat_works(),
@@ -275,7 +270,7 @@ def detected() -> Mechanisms:
 def fallbacks() -> Mechanisms:
     """Every portable fallback (what --portable uses), whatever this platform offers."""
     return replace(detected(), portable=True, timestamp_option=None, batched_reads=False,
-                   kernel_deadlines=False, timerfd=False, dontwait=0, getrusage=False,
+                   kernel_deadlines=False, exact_waits=False, dontwait=0, getrusage=False,
                    proc_stat=False, rlimits=False, session=_new_session(portable=True),
                    thread_dump=_thread_dump(portable=True))
 

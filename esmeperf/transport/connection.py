@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import select
 import socket
 import ssl
@@ -73,8 +72,8 @@ class Connection:
         # Python's socket timeouts (a poll() per call), as for TLS.
         self._kernel = self._plain and mechanisms.kernel_deadlines
         self._can_batch = self._kernel and mechanisms.batched_reads
-        self._exact = self._kernel and mechanisms.timerfd  # waits end on a timerfd (_Alarm)
-        self._alarm: _Alarm | None = None  # the waiting thread's own, made at its first wait
+        self._exact = self._kernel and mechanisms.exact_waits  # waits end at their due time
+        self._waiter: syscalls.ExactWait | None = None  # made at the first wait
         self._timestamp_option = mechanisms.timestamp_option or 0
         self._dontwait = mechanisms.dontwait
         self._send_timeout = send_timeout
@@ -166,10 +165,10 @@ class Connection:
         """The next text or binary message as text, or None once time.monotonic() reaches
         `due` (None: no deadline).
 
-        Where the platform has a timerfd (Linux) the wait ends at `due` itself, to the
-        scheduler's wake-up latency: the thread sleeps in one poll() on the socket and a timer
-        armed for `due` (_Alarm). Elsewhere it ends at the receive timeout's, which SO_RCVTIMEO
-        rounds up to the kernel's timer wheel (tens of ms at 1 s, 2 s at 60 s).
+        Where the platform has ppoll() (Linux) the wait ends at `due` itself, to the
+        scheduler's wake-up latency (syscalls.ExactWait). Elsewhere it ends at the receive
+        timeout's, which SO_RCVTIMEO rounds up to the kernel's timer wheel (tens of ms at 1 s,
+        2 s at 60 s).
         """
         if self._exact:
             return self._recv_exact(due)
@@ -203,13 +202,13 @@ class Connection:
         return True
 
     def _recv_exact(self, due: float | None) -> str | None:
-        """recv_until on a timerfd: one wake-up at `due`, or one per frame (when not batching),
-        and a close from the server wakes the thread at once (FIN is readable whatever
-        SO_RCVLOWAT says). Every read is MSG_DONTWAIT, with the GIL kept (syscalls.read_now):
-        the waiting is poll()'s, the one hand-off of the GIL per wake-up."""
-        alarm = self._alarm
-        if alarm is None:  # made by the thread that waits, on its first wait
-            alarm = self._alarm = _Alarm(self.sock)
+        """recv_until with exact waits (syscalls.ExactWait): one wake-up at `due`, or one per
+        frame (when not batching), and a close from the server wakes the thread at once (FIN
+        is readable whatever SO_RCVLOWAT says). Every read is MSG_DONTWAIT, with the GIL kept
+        (syscalls.read_now): the waiting is ppoll()'s, the one hand-off of the GIL."""
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = syscalls.ExactWait(self.sock)
         due_ns = None if due is None else int(due * 1e9)
         at_due = False
         while True:
@@ -218,7 +217,7 @@ class Connection:
                 return message
             if due is None and self._batching:
                 self.batch_reads(False)  # no deadline to wake at: read frames as they come
-            if not alarm.wait(due_ns):
+            if not waiter.wait(due_ns):
                 if not self._batching:
                     return None
                 at_due = True  # take what came below the low-water mark, once
@@ -229,7 +228,7 @@ class Connection:
                              f"{exc.strerror or exc}") from exc
 
     def _recv_timeout(self, due: float | None) -> str | None:
-        """recv_until on the socket's receive timeout (no timerfd here, or --portable)."""
+        """recv_until on the socket's receive timeout (no ppoll() here, or --portable)."""
         reader = self._reader
         timeout = None if due is None else max(0.0, due - time.monotonic())
         while True:
@@ -285,7 +284,7 @@ class Connection:
     @property
     def rx_ns(self) -> int:
         """Kernel receive time (Unix ns) of the data last read, where the kernel times reads
-        (batched reads; every read on the timerfd path), else 0."""
+        (batched reads; every read on the exact-wait path), else 0."""
         return self._reader.rx_ns if self._reader.timestamps else 0
 
     def _time_by_kernel(self) -> None:
@@ -368,56 +367,9 @@ class Connection:
             pass  # not connected any more
 
     def abort(self) -> None:
-        """Drop the TCP connection now; wakes a worker blocked in recv(). The timer the
-        worker waits on is closed by that worker's own abort (Context.hold's): closed by
-        another thread, its descriptor number could be reused under the worker's poll()."""
+        """Drop the TCP connection now; wakes a worker blocked in recv()."""
         self.wake()
         self.sock.close()
-        alarm = self._alarm
-        if alarm is not None and alarm.owner == threading.get_ident():
-            self._alarm = None
-            alarm.close()
-
-
-class _Alarm:
-    """A poll() on one socket and one timerfd: wait until the socket is readable or a
-    deadline (CLOCK_MONOTONIC ns) comes, whichever is first; exact to the wake-up latency
-    (syscalls.timerfd_arm says why not poll's own timeout). Used by one thread."""
-
-    __slots__ = ("fd", "owner", "_armed", "_poll", "_sock_fd")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.fd = syscalls.timerfd_create()
-        self.owner = threading.get_ident()
-        self._armed: int | None = None  # the deadline the timer holds (None: disarmed)
-        self._sock_fd = sock.fileno()
-        self._poll = select.poll()
-        self._poll.register(self._sock_fd, select.POLLIN)
-        self._poll.register(self.fd, select.POLLIN)
-
-    def wait(self, due_ns: int | None) -> bool:
-        """True when the socket is readable (or closed), False once `due_ns` has come.
-
-        The timer is re-armed only for a new deadline: a frame that wakes the thread
-        before its deadline costs no second timerfd_settime(). A timer that fired stays
-        readable (it is never read) until it is armed again, so asking again for a passed
-        deadline answers at once."""
-        if due_ns != self._armed:
-            syscalls.timerfd_arm(self.fd, due_ns)
-            self._armed = due_ns
-        sock_fd = self._sock_fd
-        for fd, _ in self._poll.poll():
-            if fd == sock_fd:
-                return True
-        return False
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __del__(self) -> None:  # a connection dropped without its worker's abort()
-        self.close()
 
 
 class _HandshakeSocket:

@@ -1,7 +1,8 @@
 """Socket calls made through libc with the GIL held, where the socket module would hand it over
 or take a detour: a send and a setsockopt matter once per message in each of thousands of
-threads, and a shutdown once per connection when a run ends, thousands in a row. Also Linux's
-timerfd, which Python 3.11's os module lacks: the exact deadline of a participant's next send.
+threads, and a shutdown once per connection when a run ends, thousands in a row. Also ppoll()
+with a nanosecond timeout (select.poll() counts in milliseconds): the exact deadline of a
+participant's next send.
 
 ctypes.PyDLL calls a C function without releasing the GIL. The calls here never block (a
 setsockopt; a send with MSG_DONTWAIT; a shutdown), so holding the GIL costs the other threads
@@ -19,8 +20,9 @@ import os
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 
@@ -104,77 +106,91 @@ def send_now(sock: socket.socket, data: bytes) -> int:
     raise error
 
 
-class _TimerFd(NamedTuple):
-    create: Callable[[int, int], int]
-    settime: Callable[[int, int, bytes, None], int]
-    get_errno: Callable[[], int]
+class _PollFd(ctypes.Structure):
+    _fields_ = (("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short))
 
 
-def _timerfd() -> _TimerFd | None:
-    """timerfd_create() and timerfd_settime() from the C library, called with the GIL held
-    (neither blocks); None where they do not exist (anything but Linux)."""
+class _Timespec(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+
+def _ppoll() -> Callable[..., int] | None:
+    """ppoll() from the C library, called with the GIL released (it blocks); None where it
+    does not exist."""
     try:
-        import ctypes
-
-        libc = ctypes.PyDLL(None, use_errno=True)
-        create, settime = libc.timerfd_create, libc.timerfd_settime
-    except (ImportError, OSError, AttributeError, TypeError):
+        ppoll = ctypes.CDLL(None, use_errno=True).ppoll
+    except (OSError, AttributeError):
         return None
-    create.argtypes = (ctypes.c_int, ctypes.c_int)
-    create.restype = ctypes.c_int
-    settime.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
-    settime.restype = ctypes.c_int
-    return _TimerFd(create, settime, ctypes.get_errno)
+    ppoll.argtypes = (ctypes.POINTER(_PollFd), ctypes.c_ulong, ctypes.POINTER(_Timespec),
+                      ctypes.c_void_p)
+    ppoll.restype = ctypes.c_int
+    return ppoll
 
 
-_TIMERFD = _timerfd()
-# <sys/timerfd.h> and <time.h> on Linux (every architecture): CLOCK_MONOTONIC is the clock of
-# time.monotonic(), so a deadline computed from it is armed as it is.
-_CLOCK_MONOTONIC = 1
-_TFD_TIMER_ABSTIME = 1
-_TFD_CLOEXEC = 0o2000000
-_TFD_NONBLOCK = 0o4000
-# struct itimerspec: it_interval (0: one shot), it_value (the absolute expiry); two timespecs.
-_ITIMERSPEC = struct.Struct("llll")
-_DISARM = _ITIMERSPEC.pack(0, 0, 0, 0)
+_PPOLL = _ppoll()
+_POLLIN = 0x001
+# How late the kernel lets a poll() timeout end (fs/select.c, select_estimate_accuracy): a
+# thousandth of the timeout, at least the thread's timer slack (50 us unless changed), at most
+# 100 ms. Measured here (KVM, HZ=250), a ppoll() ends up to about twice that plus the wake-up
+# late: 0.4-0.8 ms at 200 ms, 1-2 ms at 500 ms, 6-8.5 ms at 5 s.
+_SLACK_MIN_NS, _SLACK_MAX_NS = 50_000, 100_000_000
+# A wait this long or longer ends in two steps: a ppoll() that stops short of the due time by
+# twice the slack and a millisecond, then one for the rest (or a sleep, below 2 ms). Shorter
+# ones take one ppoll(), ended early by the slack. Messages at -smi 250 or more are rare enough
+# that their second wake-up costs little.
+_TWO_STEPS_NS = 250_000_000
+_SHORT_OF_DUE_NS = 1_000_000
+_SLEEP_BELOW_NS = 2_000_000
 
 
-def timerfd_available() -> bool:
-    """Whether timerfd_create() and timerfd_settime() were found (Linux)."""
-    return _TIMERFD is not None
+def ppoll_available() -> bool:
+    """Whether exact waits (ExactWait) can be had: libc's ppoll() was found."""
+    return _PPOLL is not None
 
 
-def timerfd_create() -> int:
-    """A new timer descriptor on CLOCK_MONOTONIC (non-blocking, close-on-exec), disarmed."""
-    timer = _TIMERFD
-    if timer is None:
-        raise OSError(errno.ENOSYS, "timerfd is not available on this platform")
-    fd = timer.create(_CLOCK_MONOTONIC, _TFD_CLOEXEC | _TFD_NONBLOCK)
-    if fd < 0:
-        code = timer.get_errno()
-        raise OSError(code, os.strerror(code))
-    return fd
+class ExactWait:
+    """Wait until one socket is readable or a CLOCK_MONOTONIC due time comes, ending no later
+    than that time and as close to it as the scheduler wakes a thread: one ppoll() with a
+    nanosecond timeout, shortened by the slack the kernel may add to it. No descriptor of its
+    own (a timerfd would be one more per participant, and the open-files limit is the count of
+    participants a process can hold), and nothing rounded to the timer wheel's buckets as
+    SO_RCVTIMEO is (about 30 ms at 1 s, 250 ms at 10 s, 2 s at 60 s). A long wait takes two
+    wake-ups (_TWO_STEPS_NS), the last of them a short wait that ends at the due time; during a
+    final sleep under 2 ms the socket is not watched. Used by one thread at a time."""
 
+    __slots__ = ("_fds", "_timeout")
 
-def timerfd_arm(fd: int, due_ns: int | None) -> None:
-    """Make `fd` readable at the absolute CLOCK_MONOTONIC time `due_ns` (at once if that has
-    passed), or never (None). Re-arming clears an expiry not yet read, so the descriptor is
-    never read: it is readable exactly while its last deadline has passed.
+    def __init__(self, sock: socket.socket) -> None:
+        self._fds = _PollFd(sock.fileno(), _POLLIN, 0)
+        self._timeout = _Timespec(0, 0)
 
-    The kernel fires a timerfd on an hrtimer with no slack. A poll() timeout or SO_RCVTIMEO
-    would not do: poll's timer may fire up to 0.1 % of the timeout late (60 ms at 60 s), and
-    SO_RCVTIMEO runs on the timer wheel, whose buckets grow to 2 s at a 60 s timeout.
-    """
-    timer = _TIMERFD
-    assert timer is not None  # callers hold an fd from timerfd_create()
-    if due_ns is None:
-        spec = _DISARM
-    else:
-        seconds, nanos = divmod(max(1, due_ns), 1_000_000_000)  # all zeros would disarm
-        spec = _ITIMERSPEC.pack(0, 0, seconds, nanos)
-    if timer.settime(fd, _TFD_TIMER_ABSTIME, spec, None) != 0:
-        code = timer.get_errno()
-        raise OSError(code, os.strerror(code))
+    def wait(self, due_ns: int | None) -> bool:
+        """True once the socket is readable (or closed), False once `due_ns` has come."""
+        ppoll = _PPOLL
+        assert ppoll is not None  # ppoll_available() was asked first
+        fds, timeout = self._fds, self._timeout
+        while True:
+            if due_ns is None:
+                limit = None
+            else:
+                remaining = due_ns - time.monotonic_ns()
+                if remaining <= 0:
+                    return False
+                if remaining < _SLEEP_BELOW_NS:
+                    time.sleep(remaining / 1e9)  # clock_nanosleep: late by the timer slack
+                    return False
+                slack = min(max(remaining // 1000, _SLACK_MIN_NS), _SLACK_MAX_NS)
+                if remaining >= _TWO_STEPS_NS:
+                    slack = 2 * slack + _SHORT_OF_DUE_NS
+                timeout.tv_sec, timeout.tv_nsec = divmod(remaining - slack, 1_000_000_000)
+                limit = ctypes.byref(timeout)
+            fds.revents = 0
+            ready = ppoll(ctypes.byref(fds), 1, limit, None)
+            if ready > 0:
+                return True
+            if ready < 0 and ctypes.get_errno() != errno.EINTR:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
 
 
 class _IoVec(ctypes.Structure):
@@ -188,90 +204,74 @@ class _MsgHdr(ctypes.Structure):  # struct msghdr as glibc lays it out
                 ("msg_flags", ctypes.c_int))
 
 
-class _Reader(NamedTuple):
-    recvmsg: Callable[[int, Any, int], int]
-    get_errno: Callable[[], int]
-    msg: _MsgHdr
-    iov: _IoVec
-    data: Any  # ctypes char array: the bytes read
-    control: Any  # ctypes char array: their control messages
-
-
-#: The most one read_now() takes.
-READ_NOW_MAX = 65536
-# One control message's room: a struct timespec behind its header (CMSG_SPACE(16) on Linux).
-_CONTROL_SPACE = 32
+_CONTROL_SPACE = 32  # one control message: a struct timespec behind its header (CMSG_SPACE)
 _CMSG_HEADER = struct.Struct("@Qii")  # cmsg_len (size_t), cmsg_level, cmsg_type
 _TIMESPEC = struct.Struct("@qq")
 
 
-def _reader() -> _Reader | None:
-    """recvmsg() from the C library with one buffer for the whole process, called with the
-    GIL held: only the thread holding the GIL touches the buffer, from the call to the copy
-    out. None where it is missing, or not on Linux (msghdr's layout is glibc's)."""
+def _recvmsg() -> Callable[..., int] | None:
+    """recvmsg() from the C library, called with the GIL held (it is given MSG_DONTWAIT and
+    never blocks); None where it is missing, or not on Linux (msghdr's layout is glibc's)."""
     if not sys.platform.startswith("linux") or struct.calcsize("P") != 8:
         return None
     try:
-        libc = ctypes.PyDLL(None, use_errno=True)
-        recvmsg = libc.recvmsg
+        recvmsg = ctypes.PyDLL(None, use_errno=True).recvmsg
     except (OSError, AttributeError):
         return None
     recvmsg.argtypes = (ctypes.c_int, ctypes.POINTER(_MsgHdr), ctypes.c_int)
     recvmsg.restype = ctypes.c_ssize_t
-    data = ctypes.create_string_buffer(READ_NOW_MAX)
-    control = ctypes.create_string_buffer(_CONTROL_SPACE)
-    iov = _IoVec(ctypes.cast(data, ctypes.c_void_p), READ_NOW_MAX)
-    msg = _MsgHdr(None, 0, ctypes.pointer(iov), 1, ctypes.cast(control, ctypes.c_void_p), 0, 0)
-    return _Reader(recvmsg, ctypes.get_errno, msg, iov, data, control)
+    return recvmsg
 
 
-_READER = _reader()
+_RECVMSG = _recvmsg()
 
 
 def read_now_available() -> bool:
     """Whether read_now() reads through libc with the GIL held (else the socket module's)."""
-    return _READER is not None
+    return _RECVMSG is not None
 
 
 def read_now(sock: socket.socket, size: int, timestamp_option: int = 0
-             ) -> tuple[memoryview, int] | None:
+             ) -> tuple[bytes, int] | None:
     """What the socket holds, up to `size` bytes, without waiting and without letting the GIL
-    go: (the bytes, valid until the next call, to be copied at once; the kernel's receive
-    time of the last of them in Unix ns, or 0 without `timestamp_option`, SO_TIMESTAMPNS as
-    platform_support found it). None when there is nothing yet; b'' at the peer's FIN;
-    OSError otherwise.
+    go: (the bytes; the kernel's receive time of the last of them in Unix ns, or 0 without
+    `timestamp_option`, SO_TIMESTAMPNS as platform_support found it, or when the kernel did
+    not stamp them). None when there is nothing yet; b'' at the peer's FIN; OSError otherwise.
 
     socket.recv() with MSG_DONTWAIT lets the GIL go around a call that cannot block: with
     hundreds of threads waiting for the GIL, one takes it and this thread waits to get it
-    back, a context switch or two per message for nothing.
+    back, a context switch or two per message for nothing. The buffers are the call's own:
+    the GIL may pass to another thread between any two lines here, so nothing is shared.
     """
-    reader = _READER
-    if reader is None:
+    recvmsg = _RECVMSG
+    if recvmsg is None:
         return _read_now_portable(sock, size, timestamp_option)
-    msg = reader.msg
-    reader.iov.iov_len = min(size, READ_NOW_MAX)
-    msg.msg_controllen = _CONTROL_SPACE if timestamp_option else 0
-    msg.msg_flags = 0
-    got = reader.recvmsg(sock.fileno(), ctypes.byref(msg), _DONTWAIT)
+    data = ctypes.create_string_buffer(size)
+    control = ctypes.create_string_buffer(_CONTROL_SPACE) if timestamp_option else None
+    iov = _IoVec(ctypes.addressof(data), size)
+    msg = _MsgHdr(None, 0, ctypes.pointer(iov), 1,
+                  None if control is None else ctypes.addressof(control),
+                  _CONTROL_SPACE if control is not None else 0, 0)
+    got = recvmsg(sock.fileno(), ctypes.byref(msg), _DONTWAIT)
     if got < 0:
-        code = reader.get_errno()
+        code = ctypes.get_errno()
         if code in _WOULD_BLOCK:
             return None
         raise OSError(code, os.strerror(code))
     stamp = 0
-    if timestamp_option and msg.msg_controllen >= _CONTROL_SPACE:
-        length, level, kind = _CMSG_HEADER.unpack_from(reader.control)
+    if control is not None and msg.msg_controllen >= _CONTROL_SPACE:
+        length, level, kind = _CMSG_HEADER.unpack_from(control)
         if level == socket.SOL_SOCKET and kind == timestamp_option and length >= 32:
-            seconds, nanos = _TIMESPEC.unpack_from(reader.control, _CMSG_HEADER.size)
+            seconds, nanos = _TIMESPEC.unpack_from(control, _CMSG_HEADER.size)
             stamp = seconds * 1_000_000_000 + nanos
-    return memoryview(reader.data)[:got], stamp
+    return ctypes.string_at(data, got), stamp
 
 
 def _read_now_portable(sock: socket.socket, size: int, timestamp_option: int
-                       ) -> tuple[memoryview, int] | None:
+                       ) -> tuple[bytes, int] | None:
     try:
         if not timestamp_option:
-            return memoryview(sock.recv(size, _DONTWAIT)), 0
+            return sock.recv(size, _DONTWAIT), 0
         data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(_TIMESPEC.size), _DONTWAIT)
     except BlockingIOError:
         return None
@@ -280,7 +280,7 @@ def _read_now_portable(sock: socket.socket, size: int, timestamp_option: int
         if level == socket.SOL_SOCKET and kind == timestamp_option:
             seconds, nanos = _TIMESPEC.unpack_from(value)
             stamp = seconds * 1_000_000_000 + nanos
-    return memoryview(data), stamp
+    return data, stamp
 
 
 def shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:

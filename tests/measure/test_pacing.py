@@ -20,7 +20,7 @@ from esmeperf.measure import attribution
 from esmeperf.target.metrics import Intervals
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="timerfd, and libc's usleep through ctypes: Linux")
+                                reason="ppoll, and libc's usleep through ctypes: Linux")
 
 
 @linux_only
@@ -31,7 +31,7 @@ def test_sends_leave_on_time_at_a_long_interval(tmp_path):
     assert main(["-q", "--no-plot", "--out", str(tmp_path), "-sci", "10", "-cpi", "50",
                  "-smi", "3000", "--max-participants", "40", "--duration", "10s"]) == 0
     summary, _ = load_results(tmp_path)
-    assert summary["platform"]["recv_deadlines"] == "timerfd"
+    assert summary["platform"]["recv_deadlines"] == "ppoll"
     late = summary["latency"]["send_lateness"]
     assert late["count"] >= 80 and late["p99_ms"] < 20, late
     ruler = summary["send_interval_error"]

@@ -1,7 +1,7 @@
 """Connection.recv_until on a real loopback TCP pair (issue 37): the wait for a due time ends at
 that time, not at a receive timeout the kernel's timer wheel rounds up; a frame or a close from
 the server still wakes the waiter at once; each waiter's timer descriptor is its own and closed
-with its connection. Each runs on the timerfd path and on the receive-timeout fallback."""
+with its connection. Each runs on the exact (ppoll) path and on the receive-timeout fallback."""
 
 from __future__ import annotations
 
@@ -20,19 +20,19 @@ from esmeperf.transport import wsframe
 from esmeperf.transport.connection import Closed, Connection
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="timerfd and /proc/self/fd: Linux")
+                                reason="ppoll and /proc/self/fd: Linux")
 
 
-@pytest.fixture(params=["timerfd", "receive timeout"])
+@pytest.fixture(params=["ppoll", "receive timeout"])
 def mechanism(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The connection's waits on a timerfd (as runs on Linux use them) or on the fallback."""
-    if request.param == "timerfd":
+    """The connection's exact waits (ppoll, as runs on Linux use them) or the fallback."""
+    if request.param == "ppoll":
         if sys.platform.startswith("linux"):
-            assert platform_support.detected().timerfd, "no timerfd found on Linux"
-        elif not platform_support.detected().timerfd:
-            pytest.skip("no timerfd on this platform")
+            assert platform_support.detected().exact_waits, "no ppoll found on Linux"
+        elif not platform_support.detected().exact_waits:
+            pytest.skip("no ppoll on this platform")
     else:
-        without = dataclasses.replace(platform_support.detected(), timerfd=False)
+        without = dataclasses.replace(platform_support.detected(), exact_waits=False)
         monkeypatch.setattr(platform_support, "detected", lambda: without)
     yield request.param
 
@@ -56,7 +56,7 @@ def server_frame(text: str, opcode: int = wsframe.OP_TEXT) -> bytes:
 
 def test_the_wait_ends_at_the_due_time(mechanism, pair):
     """No frame: None, at the due time and not before it. The bound is the fallback's worst
-    (a jiffy or two at 0.25 s); the timerfd's own is checked by the pacing tests' runs."""
+    (a jiffy or two at 0.25 s); the exact path's own is checked by the pacing tests' runs."""
     client, _ = pair
     conn = Connection(client, "ws://127.0.0.1/connect", send_timeout=5.0)
     try:
@@ -129,22 +129,36 @@ def test_batched_reads_take_what_came_at_the_due_time(mechanism, pair):
 
 
 @linux_only
-def test_each_waiter_closes_its_own_timer(pair):
-    """A timer descriptor per waiting connection, closed by its own abort: a run of
-    thousands of participants leaves none behind."""
-    if not platform_support.detected().timerfd:
-        pytest.skip("no timerfd here")
+def test_an_exact_wait_takes_no_descriptor_of_its_own(pair):
+    """A participant holds its socket and nothing more: the open-files limit is the count of
+    participants a process can hold."""
+    if not platform_support.detected().exact_waits:
+        pytest.skip("no exact waits here")
 
     def descriptors() -> int:
         return len(os.listdir("/proc/self/fd"))
 
+    client, server = pair
+    conn = Connection(client, "ws://127.0.0.1/connect", send_timeout=5.0)
     before = descriptors()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        for _ in range(20):
-            client = socket.create_connection(listener.getsockname(), timeout=5)
-            server, _ = listener.accept()
-            with server:
-                conn = Connection(client, "ws://127.0.0.1/connect", send_timeout=5.0)
-                assert conn.recv_until(time.monotonic()) is None
-                conn.abort()
-    assert descriptors() <= before
+    for ahead in (0.0, 0.002, 0.01):
+        assert conn.recv_until(time.monotonic() + ahead) is None
+        assert descriptors() == before
+    conn.abort()
+
+
+@linux_only
+def test_a_long_wait_ends_at_its_due_time_not_before():
+    """A wait of 1.5 s, which the timer wheel would end 30-60 ms late and poll()'s own
+    timeout up to 1.5 ms late: here it ends at its due time, and never before it."""
+    if not platform_support.detected().exact_waits:
+        pytest.skip("no exact waits here")
+    from esmeperf.transport import syscalls
+
+    left, right = socket.socketpair()
+    with left, right:
+        waiter = syscalls.ExactWait(left)
+        due = time.monotonic_ns() + 1_500_000_000
+        assert waiter.wait(due) is False
+        late_ns = time.monotonic_ns() - due
+        assert 0 <= late_ns < 20_000_000  # a bound for a busy machine, not a timing

@@ -103,7 +103,7 @@ def reader_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         elif not syscalls.read_now_available():
             pytest.skip("no C library recvmsg here")
     else:
-        monkeypatch.setattr(syscalls, "_READER", None)
+        monkeypatch.setattr(syscalls, "_RECVMSG", None)
     return request.param
 
 
