@@ -135,12 +135,13 @@ _POLLIN = 0x001
 # late: 0.4-0.8 ms at 200 ms, 1-2 ms at 500 ms, 6-8.5 ms at 5 s.
 _SLACK_MIN_NS, _SLACK_MAX_NS = 50_000, 100_000_000
 # A wait this long or longer ends in two steps: a ppoll() that stops short of the due time by
-# twice the slack and a millisecond, then one for the rest (or a sleep, below 2 ms). Shorter
-# ones take one ppoll(), ended early by the slack. Messages at -smi 250 or more are rare enough
-# that their second wake-up costs little.
+# twice the slack and a millisecond, then one for the rest, late by at most the slack of a
+# wait of a few ms (50 us) and the wake-up. A shorter one is a single ppoll(), late by its own
+# slack (at most 0.25 ms) and the wake-up: ending it early instead would take a second wake-up
+# for every message at -smi 100. Messages at -smi 250 or more are rare enough that their
+# second wake-up costs little.
 _TWO_STEPS_NS = 250_000_000
 _SHORT_OF_DUE_NS = 1_000_000
-_SLEEP_BELOW_NS = 2_000_000
 
 
 def ppoll_available() -> bool:
@@ -149,14 +150,14 @@ def ppoll_available() -> bool:
 
 
 class ExactWait:
-    """Wait until one socket is readable or a CLOCK_MONOTONIC due time comes, ending no later
-    than that time and as close to it as the scheduler wakes a thread: one ppoll() with a
-    nanosecond timeout, shortened by the slack the kernel may add to it. No descriptor of its
+    """Wait until one socket is readable or a CLOCK_MONOTONIC due time comes, ending as close
+    to that time as the kernel's timer slack and the scheduler allow: one ppoll() with a
+    nanosecond timeout. No descriptor of its
     own (a timerfd would be one more per participant, and the open-files limit is the count of
     participants a process can hold), and nothing rounded to the timer wheel's buckets as
     SO_RCVTIMEO is (about 30 ms at 1 s, 250 ms at 10 s, 2 s at 60 s). A long wait takes two
-    wake-ups (_TWO_STEPS_NS), the last of them a short wait that ends at the due time; during a
-    final sleep under 2 ms the socket is not watched. Used by one thread at a time."""
+    wake-ups (_TWO_STEPS_NS), the last of them a short wait that ends at the due time. Used by
+    one thread at a time."""
 
     __slots__ = ("_fds", "_timeout")
 
@@ -176,13 +177,10 @@ class ExactWait:
                 remaining = due_ns - time.monotonic_ns()
                 if remaining <= 0:
                     return False
-                if remaining < _SLEEP_BELOW_NS:
-                    time.sleep(remaining / 1e9)  # clock_nanosleep: late by the timer slack
-                    return False
-                slack = min(max(remaining // 1000, _SLACK_MIN_NS), _SLACK_MAX_NS)
-                if remaining >= _TWO_STEPS_NS:
-                    slack = 2 * slack + _SHORT_OF_DUE_NS
-                timeout.tv_sec, timeout.tv_nsec = divmod(remaining - slack, 1_000_000_000)
+                if remaining >= _TWO_STEPS_NS:  # the first step: short of the due time
+                    slack = min(max(remaining // 1000, _SLACK_MIN_NS), _SLACK_MAX_NS)
+                    remaining -= 2 * slack + _SHORT_OF_DUE_NS
+                timeout.tv_sec, timeout.tv_nsec = divmod(remaining, 1_000_000_000)
                 limit = ctypes.byref(timeout)
             fds.revents = 0
             ready = ppoll(ctypes.byref(fds), 1, limit, None)
