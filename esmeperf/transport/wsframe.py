@@ -109,11 +109,9 @@ class FrameReader:
         got = syscalls.read_now(self._sock, self.recv_size, self.timestamps)
         if got is None:
             return False
-        data, stamp = got
+        data, self.rx_ns = got  # 0 for a read the kernel did not stamp: the caller's clock
         if not data:
             raise ConnectionResetError("connection closed without a close frame")
-        if stamp:
-            self.rx_ns = stamp
         self.reads += 1
         if self._pos >= _COMPACT_AT or self._pos == len(self._buf):
             del self._buf[: self._pos]
