@@ -48,6 +48,9 @@ TAIL_IN_LAG = 0.5
 # judge_latency: a round-trip p99 over this many times the target's own handling p99 (its
 # handling under 1/OUTSIDE_FACTOR = 5 % of it) happened mostly outside the target's handling.
 OUTSIDE_FACTOR = 20.0
+# judge_latency: the target's own handling p99 at least this share of the round trip's p99
+# accounts for the tail: then no lag beside it makes it the generator's.
+TARGET_OWNS = 0.5
 
 
 @dataclass(frozen=True)
@@ -145,10 +148,13 @@ def lag_threshold_ms(rtt_p99_ms: float) -> float:
 def judge_latency(tail: Tail | None, target_p99_ms: float | None) -> Verdict | None:
     """Who a healthy run's round-trip p99 belongs to when it is not the target's: the generator
     (most of the tail in seconds it lagged), no one in particular (the target's own handling a
-    small part of it), or None: nothing says it was not the target's."""
+    small part of it), or None: nothing says it was not the target's, or the target's own
+    handling accounts for it (TARGET_OWNS), whatever the generator's lag beside it."""
     if tail is None or not tail.samples:
         return None
     head = f"the round-trip p99 ({tail.rtt_p99_ms:g} ms)"
+    if target_p99_ms is not None and target_p99_ms >= TARGET_OWNS * tail.rtt_p99_ms:
+        return None  # the target's own handling accounts for it
     lagged = tail.lagged_share > TAIL_IN_LAG
     outside = (target_p99_ms is not None and tail.rtt_p99_ms > OUTSIDE_FACTOR * target_p99_ms)
     words = []

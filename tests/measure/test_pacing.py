@@ -82,6 +82,8 @@ def test_a_round_trip_mostly_outside_the_targets_handling_is_not_called_the_targ
 
 def test_a_tail_the_target_accounts_for_names_no_one():
     assert attribution.judge_latency(tail(100, 10), target_p99_ms=10.0) is None
+    # A target holding every message 25 ms: its handling is the tail, lag or not beside it.
+    assert attribution.judge_latency(tail(100, 100), target_p99_ms=25.0) is None
     assert attribution.judge_latency(tail(100, 10), target_p99_ms=None) is None  # real ESME
     assert attribution.judge_latency(tail(0, 0), target_p99_ms=0.1) is None
     assert attribution.judge_latency(None, target_p99_ms=0.1) is None
