@@ -95,13 +95,7 @@ class FrameReader:
                     self.rx_ns = seconds * 1_000_000_000 + nanos
         else:
             data = self._sock.recv(self.recv_size, flags)
-        if not data:
-            raise ConnectionResetError("connection closed without a close frame")
-        self.reads += 1
-        if self._pos >= _COMPACT_AT or self._pos == len(self._buf):
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        self._append(data)
 
     def fill_now(self) -> bool:
         """Read what the socket has without waiting (below SO_RCVLOWAT too) and without letting
@@ -110,6 +104,11 @@ class FrameReader:
         if got is None:
             return False
         data, self.rx_ns = got  # 0 for a read the kernel did not stamp: the caller's clock
+        self._append(data)
+        return True
+
+    def _append(self, data: bytes) -> None:
+        """A read's bytes behind what is buffered; b'' is the peer's FIN."""
         if not data:
             raise ConnectionResetError("connection closed without a close frame")
         self.reads += 1
@@ -117,7 +116,6 @@ class FrameReader:
             del self._buf[: self._pos]
             self._pos = 0
         self._buf += data
-        return True
 
     def feed(self, data: bytes) -> None:
         """Bytes already read from the socket by someone else (the handshake)."""
