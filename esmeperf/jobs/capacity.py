@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..measure import attribution, health
+from ..results.rundata import STEPS_DIR
 from ..results.summary import write_summary
 from ..status import ExitStatus
 from ..system import openfiles
@@ -57,7 +58,6 @@ DEFAULT_MAX_P99_MS = 1000.0
 DEFAULT_BUDGET_S = 600.0
 RESOLUTION = 0.10  # bisect until the bracket is within 10 % of the passing side
 CAPACITY_PLOT_SUFFIX = "_performance_test_capacity.png"
-STEPS_DIR = "capacity"
 
 
 @dataclass

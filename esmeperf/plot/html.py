@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..jobs.capacity import STEPS_DIR
 from ..measure.names import LATENCIES, WITH_UNCONFIRMED
 from ..results.report import LATENCY_LABELS, number, pacing_line, run_label, share_text
-from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, load_run, run_name
+from ..results.rundata import (
+    CAPACITY_STEP_DIR,
+    STEPS_DIR,
+    SWEEP_RUN_DIR,
+    RunData,
+    RunFileError,
+    load_run,
+    run_name,
+)
 from ..results.summary import REPORT_SUFFIX, SUMMARY_SUFFIX
 from ..status import ExitStatus
 from .page import (
@@ -623,7 +629,7 @@ def write_reports(path: Path, out: Path | None = None) -> list[Path]:
     if kind == "capacity":
         folder = path if path.is_dir() else path.parent
         for step in sorted((folder / STEPS_DIR).glob("*")):
-            if step.is_dir() and re.fullmatch(r"\d+_chats\d+", step.name):
+            if step.is_dir() and CAPACITY_STEP_DIR.fullmatch(step.name):
                 try:
                     written.append(write_run_report(step))
                 except RunFileError:

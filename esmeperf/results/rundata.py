@@ -20,6 +20,9 @@ _GO_UNIT_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1, "µs": 1e-3, "us
                "ns": 1e-6}
 # A sweep's run directory, as sweep.matrix names it: its name says the run's parameters.
 SWEEP_RUN_DIR = re.compile(r"\d{2,}_sci[^_]+_cpi[^_]+_smi[^_]+_r\d+")
+# A capacity search's steps: STEPS_DIR/<NN>_chats<N>/ in its output directory.
+STEPS_DIR = "capacity"
+CAPACITY_STEP_DIR = re.compile(r"\d+_chats\d+")
 _INTERVALS = {"sci": "start_chat_interval", "cpi": "create_participant_interval",
               "smi": "send_message_interval"}
 

@@ -76,3 +76,14 @@ def test_the_command_line_draws_in_place_of_the_run(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     listed = {line.split()[0]: line.split()[-1] for line in done.stdout.splitlines()[-6:]}
     assert listed["plot"] == str(png) and Path(listed["report"]).is_file()
+
+
+def test_the_report_pages_import_no_job():
+    """plot/html.py reads a capacity search's steps by the run-directory names in
+    results/rundata.py, not jobs/capacity.py's: the import cycle between them is gone."""
+    code = ("import sys, esmeperf.plot.html; "
+            "print(sorted(m for m in sys.modules if m.startswith('esmeperf.jobs')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
