@@ -66,10 +66,6 @@ def defer() -> None:
     _pending = []
 
 
-def deferred() -> bool:
-    return _pending is not None
-
-
 def exec_pending(status: int) -> int:
     """Replace this process with the drawing deferred, which exits with `status`; without
     any, return `status`. Called last, by the command line alone."""

@@ -166,7 +166,7 @@ def _timestamp_candidate() -> int | None:
     return option
 
 
-def _stamp(ancillary: list[tuple[int, int, bytes]], option: int) -> int:
+def kernel_stamp(ancillary: list[tuple[int, int, bytes]], option: int) -> int:
     """The receive time (Unix ns) a control message of type `option` holds, else 0."""
     for level, kind, value in ancillary:
         if level == socket.SOL_SOCKET and kind == option and len(value) >= TIMESPEC.size:
@@ -205,7 +205,7 @@ def _batched_reads_work(option: int) -> bool:
                     woke = time.time_ns()
                     if data != b"probe" or woke - sent < held_ns:
                         return False  # not held to the deadline, or not returned after it
-                    stamp = _stamp(ancillary, option)
+                    stamp = kernel_stamp(ancillary, option)
                     if stamp:
                         if not sent - 1_000_000_000 < stamp < woke - held_ns // 2:
                             return False  # not the arrival time

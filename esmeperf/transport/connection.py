@@ -190,9 +190,12 @@ class Connection:
                          f"closed by server{_close_status(payload)}")
         return payload.decode("utf-8", "replace")
 
-    def _fill(self, flags: int) -> bool:
-        """Read what the socket has into the frame reader; False when it had nothing."""
+    def _fill(self, flags: int | None) -> bool:
+        """Read what the socket has into the frame reader; False when it had nothing. `flags`
+        None: without waiting and with the GIL kept (FrameReader.fill_now)."""
         try:
+            if flags is None:
+                return self._reader.fill_now()
             self._reader.fill(flags)
         except (BlockingIOError, TimeoutError):
             return False
@@ -221,11 +224,7 @@ class Connection:
                 if not self._batching:
                     return None
                 at_due = True  # take what came below the low-water mark, once
-            try:
-                self._reader.fill_now()
-            except OSError as exc:
-                raise Closed(f"connection {self.local_addr}: error receiving message: "
-                             f"{exc.strerror or exc}") from exc
+            self._fill(None)
 
     def _recv_timeout(self, due: float | None) -> str | None:
         """recv_until on the socket's receive timeout (no ppoll() here, or --portable)."""

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from ..system import platform_support
+
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 
 
@@ -186,8 +188,8 @@ class ExactWait:
             ready = ppoll(ctypes.byref(fds), 1, limit, None)
             if ready > 0:
                 return True
-            if ready < 0 and ctypes.get_errno() != errno.EINTR:
-                code = ctypes.get_errno()
+            code = ctypes.get_errno() if ready < 0 else errno.EINTR
+            if code != errno.EINTR:  # a signal: wait again for what is left
                 raise OSError(code, os.strerror(code))
 
 
@@ -204,7 +206,7 @@ class _MsgHdr(ctypes.Structure):  # struct msghdr as glibc lays it out
 
 _CONTROL_SPACE = 32  # one control message: a struct timespec behind its header (CMSG_SPACE)
 _CMSG_HEADER = struct.Struct("@Qii")  # cmsg_len (size_t), cmsg_level, cmsg_type
-_TIMESPEC = struct.Struct("@qq")
+_TIMESPEC = platform_support.TIMESPEC
 
 
 def _recvmsg() -> Callable[..., int] | None:
@@ -273,12 +275,7 @@ def _read_now_portable(sock: socket.socket, size: int, timestamp_option: int
         data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(_TIMESPEC.size), _DONTWAIT)
     except BlockingIOError:
         return None
-    stamp = 0
-    for level, kind, value in ancillary:
-        if level == socket.SOL_SOCKET and kind == timestamp_option:
-            seconds, nanos = _TIMESPEC.unpack_from(value)
-            stamp = seconds * 1_000_000_000 + nanos
-    return data, stamp
+    return data, platform_support.kernel_stamp(ancillary, timestamp_option)
 
 
 def shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:

@@ -89,10 +89,7 @@ class FrameReader:
         caller takes the receive time from its clock right after this returns."""
         if self.timestamps:
             data, ancillary, _, _ = self._sock.recvmsg(self.recv_size, _CMSG_SPACE, flags)
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == self.timestamps:
-                    seconds, nanos = _TIMESPEC.unpack_from(value)
-                    self.rx_ns = seconds * 1_000_000_000 + nanos
+            self.rx_ns = platform_support.kernel_stamp(ancillary, self.timestamps) or self.rx_ns
         else:
             data = self._sock.recv(self.recv_size, flags)
         self._append(data)
