@@ -114,7 +114,9 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
             if local_workers is not None:
                 self._local = distributed.LocalCluster(
                     n_workers=local_workers, threads_per_worker=1, processes=True,
-                    host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+                    # The scheduler serves HTTP whatever the dashboard says; on an ephemeral
+                    # loopback port it never collides with another cluster (Dask's default 8787).
+                    host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
                 self.client = distributed.Client(self._local, timeout=30)
             else:
                 _probe(scheduler or "")

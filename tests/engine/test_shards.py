@@ -87,3 +87,24 @@ def test_clock_skew_past_a_second_is_a_warning():
     assert clock_warnings(shards) == [
         "the clock of Dask worker tcp://10.0.0.3:4000 is -1.250 s off this client's "
         "(+/- 0.002 s): its per-second counts fall in other seconds than the client's"]
+
+
+def test_a_local_cluster_keeps_off_dasks_default_port():
+    """Dask's scheduler serves HTTP on 8787 unless told otherwise. A LocalCluster made here serves
+    it on an ephemeral loopback port, so two runs (or a user's own cluster) never collide: CI saw
+    one run's cluster refuse to start because another test's held 8787."""
+    pytest.importorskip("distributed")
+    import socket
+
+    from esmeperf.engine.dask import DaskCluster
+
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8787))  # a cluster that wanted 8787 would have to move
+    except OSError:
+        pass  # already taken elsewhere: the cluster must not want it either way
+    with holder, DaskCluster(local_workers=1) as cluster:
+        port = cluster.client.scheduler_info()["services"]["dashboard"]
+        assert port != 8787
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # it listens on loopback
