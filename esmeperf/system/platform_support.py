@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import syscalls
+
 ENV = "ESMEPERF_PORTABLE"  # "1": every fallback (the environment carries it to shards)
 
 # CPython's socket module has no SO_TIMESTAMPNS (3.11-3.13), so getattr alone would turn
@@ -39,10 +41,10 @@ ENV = "ESMEPERF_PORTABLE"  # "1": every fallback (the environment carries it to 
 # else, kept only if a loopback read returns a control message of exactly that type holding a
 # timespec of the arrival (sparc and parisc number it differently: the probe then fails).
 _LINUX_GENERIC_SO_TIMESTAMPNS = 35
-# struct timeval and timespec as Linux lays them out (macOS's timeval too, on little-endian
+# struct timeval as Linux lays it out (macOS's timeval too, on little-endian
 # 64-bit): used only where the probes below read them back as written.
 TIMEVAL = struct.Struct("ll")
-TIMESPEC = struct.Struct("ll")
+TIMESPEC = syscalls.TIMESPEC
 # A batched read's low-water mark: above anything that arrives between two sends (and
 # anything the probe below sends). transport/connection.py sets it.
 BATCH_LOWAT = 1 << 20
@@ -143,8 +145,6 @@ def _kernel_deadlines() -> bool:
 def _exact_waits_work() -> bool:
     """A wait for a due time 2 ms ahead, on a socket that gets nothing, ends no sooner
     (syscalls.ExactWait, ppoll() through libc). A few ms, once a process."""
-    from ..transport import syscalls  # a leaf module (libc calls), imported late: no cycle
-
     if not syscalls.ppoll_available():
         return False
     try:
@@ -164,15 +164,6 @@ def _timestamp_candidate() -> int | None:
     if option is None and sys.platform.startswith("linux"):
         option = _LINUX_GENERIC_SO_TIMESTAMPNS
     return option
-
-
-def kernel_stamp(ancillary: list[tuple[int, int, bytes]], option: int) -> int:
-    """The receive time (Unix ns) a control message of type `option` holds, else 0."""
-    for level, kind, value in ancillary:
-        if level == socket.SOL_SOCKET and kind == option and len(value) >= TIMESPEC.size:
-            seconds, nanos = TIMESPEC.unpack_from(value)
-            return int(seconds * 1_000_000_000 + nanos)
-    return 0
 
 
 def _batched_reads_work(option: int) -> bool:
@@ -205,7 +196,7 @@ def _batched_reads_work(option: int) -> bool:
                     woke = time.time_ns()
                     if data != b"probe" or woke - sent < held_ns:
                         return False  # not held to the deadline, or not returned after it
-                    stamp = kernel_stamp(ancillary, option)
+                    stamp = syscalls.kernel_stamp(ancillary, option)
                     if stamp:
                         if not sent - 1_000_000_000 < stamp < woke - held_ns // 2:
                             return False  # not the arrival time

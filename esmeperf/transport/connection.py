@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import websocket
 
 from ..errors import WebSocketFailure
-from ..system import platform_support
-from . import protocol, syscalls, wsframe
+from ..system import platform_support, syscalls
+from . import protocol, wsframe
 
 
 class CloseCode(IntEnum):

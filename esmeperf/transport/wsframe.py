@@ -14,8 +14,7 @@ import socket
 import struct
 from collections.abc import Callable
 
-from ..system import platform_support
-from . import syscalls
+from ..system import syscalls
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
@@ -23,7 +22,7 @@ _CONTROL = OP_CLOSE
 _OPCODES = frozenset({OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG})
 MAX_MESSAGE = 16 << 20  # no ESME frame comes near; a peer sending more is broken
 RECV_SIZE = 65536  # the most one read takes; a participant's reads ask for less
-_TIMESPEC = platform_support.TIMESPEC
+_TIMESPEC = syscalls.TIMESPEC
 # Room for one timestamp's control message; Windows has no recvmsg() (nor timestamps to read).
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 _COMPACT_AT = 1 << 20  # drop consumed bytes from the buffer once this many piled up
@@ -89,7 +88,7 @@ class FrameReader:
         caller takes the receive time from its clock right after this returns."""
         if self.timestamps:
             data, ancillary, _, _ = self._sock.recvmsg(self.recv_size, _CMSG_SPACE, flags)
-            self.rx_ns = platform_support.kernel_stamp(ancillary, self.timestamps) or self.rx_ns
+            self.rx_ns = syscalls.kernel_stamp(ancillary, self.timestamps) or self.rx_ns
         else:
             data = self._sock.recv(self.recv_size, flags)
         self._append(data)

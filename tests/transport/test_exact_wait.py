@@ -153,7 +153,7 @@ def test_a_long_wait_ends_at_its_due_time_not_before():
     timeout up to 1.5 ms late: here it ends at its due time, and never before it."""
     if not platform_support.detected().exact_waits:
         pytest.skip("no exact waits here")
-    from esmeperf.transport import syscalls
+    from esmeperf.system import syscalls
 
     left, right = socket.socketpair()
     with left, right:

@@ -1,4 +1,4 @@
-"""The socket calls made through libc with the GIL held (esmeperf/transport/syscalls.py), on real
+"""The socket calls made through libc with the GIL held (esmeperf/system/syscalls.py), on real
 socket pairs; each runs twice, through libc and through the socket module's stand-ins."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from esmeperf.system import platform_support
-from esmeperf.transport import connection, syscalls
+from esmeperf.system import platform_support, syscalls
+from esmeperf.transport import connection
 
 
 @pytest.fixture(params=["libc", "socket module"])

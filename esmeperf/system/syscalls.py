@@ -24,9 +24,19 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ..system import platform_support
-
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
+# struct timespec as Linux lays it out (and macOS, on little-endian 64-bit): a kernel receive
+# timestamp's control message, read back only where platform_support's probe found it so.
+TIMESPEC = struct.Struct("ll")
+
+
+def kernel_stamp(ancillary: list[tuple[int, int, bytes]], option: int) -> int:
+    """The receive time (Unix ns) a control message of type `option` holds, else 0."""
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == option and len(value) >= TIMESPEC.size:
+            seconds, nanos = TIMESPEC.unpack_from(value)
+            return int(seconds * 1_000_000_000 + nanos)
+    return 0
 
 
 class _Libc(NamedTuple):
@@ -206,7 +216,7 @@ class _MsgHdr(ctypes.Structure):  # struct msghdr as glibc lays it out
 
 _CONTROL_SPACE = 32  # one control message: a struct timespec behind its header (CMSG_SPACE)
 _CMSG_HEADER = struct.Struct("@Qii")  # cmsg_len (size_t), cmsg_level, cmsg_type
-_TIMESPEC = platform_support.TIMESPEC
+_TIMESPEC = TIMESPEC
 
 
 def _recvmsg() -> Callable[..., int] | None:
@@ -275,7 +285,7 @@ def _read_now_portable(sock: socket.socket, size: int, timestamp_option: int
         data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(_TIMESPEC.size), _DONTWAIT)
     except BlockingIOError:
         return None
-    return data, platform_support.kernel_stamp(ancillary, timestamp_option)
+    return data, kernel_stamp(ancillary, timestamp_option)
 
 
 def shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
