@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,14 +196,30 @@ def _caret(line: str, column: int, width: int = 76) -> str:
     return f"  {shown}\n  {' ' * indent}^"
 
 
-@dataclass(frozen=True)
-class Gates:
-    """Pass/fail thresholds checked when the run ends (exit status 3 on failure)."""
+class Gates(Mapping[str, Any]):
+    """The limits of the gates a run set, by each gate's key (esmeperf/verdict/gates.py defines
+    the gates): `Gates(max_p99_ms=50, fail_on_suspect=True)`. A gate not set (None, False) is
+    absent. Checked when the run ends (exit status 3 on a failure), and over a sliding window
+    with --abort-on-fail."""
 
-    max_p99_ms: float | None = None
-    min_delivered_ratio: float | None = None
-    min_rate: float | None = None
-    fail_on_suspect: bool = False  # --fail-on-suspect: a suspect generator fails the run
+    def __init__(self, **limits: Any) -> None:
+        self._limits = {key: value for key, value in limits.items()
+                        if value is not None and value is not False}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._limits[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._limits)
+
+    def __len__(self) -> int:
+        return len(self._limits)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._limits.items()))
+
+    def __repr__(self) -> str:
+        return f"Gates({', '.join(f'{k}={v!r}' for k, v in self._limits.items())})"
 
 
 @dataclass(frozen=True)
@@ -214,6 +231,7 @@ class Settings:
     smi: float = 1000
     log_ws: bool = False
     duration: float | None = None
+    duration_source: str | None = None  # "--duration", or "--stages": their total
     max_participants: int | None = None
     out_dir: Path = Path(".")
     summary_export: Path | None = None  # a fixed path for the summary JSON, besides out_dir's
@@ -247,9 +265,10 @@ class Settings:
         """The settings as written into the summary."""
         return {
             "sci_ms": self.sci,
-            "cpi_ms": self.cpi,
+            "cpi_ms": None if self.stages else self.cpi,  # --stages replaces -cpi's grid
             "smi_ms": self.smi,
             "duration_s": self.duration,
+            "duration_source": self.duration_source,
             "max_participants": self.max_participants,
             "organizers": self.organizers,
             "processes": self.processes,
@@ -263,7 +282,7 @@ class Settings:
             "stages": [list(stage) for stage in self.stages] or None,
             "surge_s": list(self.surge) if self.surge else None,
             "abort_on_fail": self.abort_on_fail,
-            "gates": {k: v for k, v in vars(self.gates).items() if v not in (None, False)},
+            "gates": dict(self.gates),
         }
 
 

@@ -23,6 +23,7 @@ from ..jobs.job import Dask, Job, run_job
 from ..status import EXIT_STATUS_HELP, ExitStatus
 from ..system import openfiles, platform_support
 from ..usage import Parser
+from ..verdict.gates import GATES
 
 log = logging.getLogger("esmeperf")
 
@@ -235,16 +236,13 @@ def get_parser() -> argparse.ArgumentParser:
                           "stops the run as an error, end reason 'stall' (default 10; "
                           "0 turns the check off)")
     gates = parser.add_argument_group("gates (exit status 3 when one fails)")
-    gates.add_argument("--max-p99", type=_positive_float, default=None, metavar="MS",
-                       help="message round-trip p99 must be at most MS")
-    gates.add_argument("--min-delivered-ratio", type=_positive_float, default=None,
-                       metavar="R", help="delivered/sent must be at least R (e.g. 0.99)")
-    gates.add_argument("--min-rate", type=_positive_float, default=None, metavar="N",
-                       help="steady-state messages/s (second half of the run) at least N")
-    gates.add_argument("--fail-on-suspect", action="store_true",
-                       help="a run whose generator was suspect (generator_health: its CPU, lag, "
-                       "send or arrival lateness) fails: its latencies describe the generator "
-                       "as much as the target")
+    for gate in GATES:  # each gate's flag, from its one definition (verdict/gates.py)
+        if gate.switch:
+            gates.add_argument(gate.flag, dest=gate.limit_key, action="store_true",
+                               help=gate.help)
+        else:
+            gates.add_argument(gate.flag, dest=gate.limit_key, type=gate.parse, default=None,
+                               metavar=gate.metavar, help=gate.help)
     gates.add_argument("--abort-on-fail", action="store_true",
                        help="also check the gates once a second over the last 10 s of the run; "
                        "a breach stops it as the first error does (files written, end reason "
@@ -278,20 +276,22 @@ def resolve_arrivals(args: argparse.Namespace) -> None:
             raise ConfigError("give -cpi or --stages, not both (--stages replaces -cpi's grid)")
         if args.duration is None:
             args.duration = sum(duration for duration, _ in args.stages)
+            args.duration_source = "--stages"
     if args.cpi is None:
         args.cpi = [1000.0]
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    if args.min_delivered_ratio is not None and args.min_delivered_ratio > 1:
-        raise ConfigError("--min-delivered-ratio must be between 0 and 1")
-    if args.abort_on_fail and args.max_p99 is None and args.min_delivered_ratio is None \
-            and args.min_rate is None and not args.fail_on_suspect:
-        raise ConfigError("--abort-on-fail needs a gate: --max-p99, --min-delivered-ratio, "
-                          "--min-rate or --fail-on-suspect")
+    limits = Gates(**{gate.limit_key: getattr(args, gate.limit_key) for gate in GATES})
+    if args.abort_on_fail and not limits:
+        raise ConfigError("--abort-on-fail needs a gate: "
+                          + ", ".join(gate.flag for gate in GATES[:-1])
+                          + f" or {GATES[-1].flag}")
     return Settings(
         sci=args.sci[0], cpi=args.cpi[0], smi=args.smi[0], log_ws=args.log_ws,
         duration=args.duration, max_participants=args.max_participants, out_dir=args.out,
+        duration_source=getattr(args, "duration_source", None)
+        or ("--duration" if args.duration is not None else None),
         summary_export=args.summary_export,
         http_timeout=args.http_timeout, handshake_timeout=args.handshake_timeout,
         chat_timeout=args.chat_timeout, echo_timeout=args.echo_timeout,
@@ -299,8 +299,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         stages=args.stages or (), surge=args.surge, abort_on_fail=args.abort_on_fail,
         organizers=args.organizers,
         processes=args.processes, reply=args.reply, rest_only=args.rest_only,
-        gates=Gates(args.max_p99, args.min_delivered_ratio, args.min_rate,
-                    args.fail_on_suspect),
+        gates=limits,
         quiet=args.quiet, debug=args.debug, plot=args.plot, html_report=args.html_report,
     )
 

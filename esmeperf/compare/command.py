@@ -19,8 +19,18 @@ from ..plot.page import Cell, Hover, Page, esc, link, num, table
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, load_run
 from ..results.summary import RATES_SUFFIX, SUMMARY_SUFFIX
 from ..usage import Parser
+from ..verdict import words
 from . import noise as run_noise
-from .rules import Comparison, Noise, Row, Threshold, Thresholds, compare, suspect_runs
+from .rules import (
+    Comparison,
+    Noise,
+    Row,
+    Threshold,
+    Thresholds,
+    compare,
+    suspect,
+    suspect_runs,
+)
 
 OK, REGRESSION, USAGE, INCONCLUSIVE = 0, 3, 2, 4
 Compared = tuple[str, Comparison, list[RunData], list[RunData]]  # label, result, base, new
@@ -212,6 +222,7 @@ def report(args: argparse.Namespace, base: list[RunData], new: list[RunData],
         comparisons.append((label, comparison, left, right))
         lines += ["", f"{label or 'runs'}: {len(left)} base, {len(right)} new run(s)",
                   "noise: " + noise_rule(comparison, thresholds, noise)]
+        lines += side_lines(left, right)
         lines += ["", *render_table(comparison, noise.confidence)]
         lines += [f"note: {note}" for note in suspect_notes(left, right)]
         regressed += [(label, row) for row in comparison.regressions]
@@ -237,6 +248,23 @@ def noise_rule(comparison: Comparison, thresholds: Thresholds, noise: Noise) -> 
                 f"({run_noise.BLOCK_S} s blocks, {run_noise.RESAMPLES} draws) excludes 0")
     return (f"single runs without a noise estimate (fewer than {run_noise.MIN_SECONDS} whole "
             f"seconds, or no .hlog): a change counts beyond the thresholds ({rules})")
+
+
+def side_lines(base: list[RunData], new: list[RunData]) -> list[str]:
+    """Each side's runs as their own tables gave them: the generator's health and the steady
+    rate (the summary's), so a suspect side or a rate read otherwise is in plain sight."""
+    lines = []
+    for what, runs in (("base", base), ("new", new)):
+        cells = []
+        for run in runs:
+            health = run.summary.get("generator_health")
+            state = ("n/a" if not isinstance(health, dict) else
+                     words.suspect_words(suspect(run.summary)))
+            rate = run.summary.get("steady_rate")
+            cells.append(f"{run.folder or run.stem}: generator {state}, steady rate "
+                         + (f"{rate:.1f} msg/s" if isinstance(rate, int | float) else "n/a"))
+        lines.append(f"{what}: " + "; ".join(cells))
+    return lines
 
 
 def suspect_notes(base: list[RunData], new: list[RunData]) -> list[str]:
@@ -344,11 +372,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-STATUS_WORDS = {OK: "nothing regressed", REGRESSION: "something regressed",
-                INCONCLUSIVE: "nothing regressed, but something was inconclusive (worse, within "
-                "the noise or with a suspect generator)"}
-
-
 def comparison_page(args: argparse.Namespace, comparisons: list[Compared], verdict: str,
                     status: int, names: tuple[str, str], thresholds: Thresholds,
                     noise: Noise) -> Page:
@@ -363,7 +386,9 @@ def comparison_page(args: argparse.Namespace, comparisons: list[Compared], verdi
     tone = {OK: "ok", REGRESSION: "bad", INCONCLUSIVE: "warn"}[status]
     page.add(f'<section id="answer" class="answer {tone}"><p class="big">'
              f"{esc(verdict[0].upper() + verdict[1:])}</p><p>Exit status {status}: "
-             f"{esc(STATUS_WORDS[status])}.</p></section>")
+             f"{esc(words.status_words(status, 'esmeperf-compare'))}.</p>"
+             + "".join(f"<p>{esc(line)}</p>" for _, _, base, new in comparisons
+                       for line in side_lines(base, new)) + "</section>")
     out_dir = args.html.resolve().parent
     sides = []
     for what, path in (("base", args.base), ("new", args.new)):

@@ -208,10 +208,16 @@ def judge(row: Row, threshold: Threshold, interval: tuple[float, float] | None,
         row.verdict, row.why = NA, "not in both"
         return
     worse = change > 0 if row.figure.higher_is_worse else change < 0
+    beyond_noise = interval is not None and not interval[0] <= 0 <= interval[1]
+    if not worse and change and beyond_noise:
+        # An improvement the runs' noise cannot explain is one, however small: the thresholds
+        # guard against calling noise a regression, not against seeing a real gain.
+        row.verdict, row.why = BETTER, "beyond the runs' noise"
+        return
     if not threshold.exceeded(base, change):
         row.verdict = SAME
         return
-    if interval is not None and interval[0] <= 0 <= interval[1]:
+    if interval is not None and not beyond_noise:
         row.verdict, row.why = (INCONCLUSIVE if worse else SAME), "within the runs' noise"
         return
     if worse and suspect:
@@ -262,10 +268,11 @@ def _values(figure: Figure, runs: Sequence[RunData]) -> list[float]:
 def suspect_runs(runs: Sequence[RunData]) -> int:
     """How many runs the generator's health rules marked suspect, or whose round-trip tail
     the run itself gave to the generator (attribution source `latency`, issue 37)."""
-    return sum(_suspect(r.summary) for r in runs)
+    return sum(suspect(r.summary) for r in runs)
 
 
-def _suspect(summary: dict) -> bool:
+def suspect(summary: dict) -> bool:
+    """Whether one run's generator was suspect, or its round-trip tail its own."""
     if (summary.get("generator_health") or {}).get("suspect"):
         return True
     who = summary.get("attribution") or {}

@@ -20,8 +20,6 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..status import ExitStatus
-
 log = logging.getLogger("esmeperf")
 
 
@@ -123,15 +121,3 @@ class Life:
             if self.reason is None:
                 return ""
             return " ".join(filter(None, (self.reason.value, self.detail)))
-
-    def status(self) -> ExitStatus:
-        """The exit status the end implies (a failed end-of-run gate may make an OK a 3)."""
-        with self._lock:
-            reason, error = self.reason, self.first_error
-        if error is not None:
-            return ExitStatus.ERROR
-        if reason is EndReason.SIGNAL:
-            return ExitStatus.INTERRUPTED
-        if reason is EndReason.GATE:
-            return ExitStatus.THRESHOLD
-        return ExitStatus.OK

@@ -28,7 +28,6 @@ from ..measure.stats import Metrics
 from ..scenario.context import Context
 from ..scenario.organizer import Organizer
 from ..scenario.participant import Spawner
-from ..status import ExitStatus
 from ..system import openfiles
 from . import gatewatch
 from .life import EndReason, FirstError, Life, State
@@ -55,6 +54,11 @@ class EmbeddedTarget(Protocol):
     @property
     def returncode(self) -> int | None: ...
 
+    def ran_out_of_files(self) -> bool: ...
+
+    def stats(self, timeout: float = ..., send_interval_ms: float | None = ...
+              ) -> dict[str, Any]: ...
+
 
 @dataclass
 class Outcome:
@@ -68,7 +72,6 @@ class Outcome:
     organizer_started_ns: int
     participants_started_ns: int
     end_reason: str
-    status: ExitStatus
     ctx: Context
     samples: dict[int, Sample]
     first_error: FirstError | None = None
@@ -91,7 +94,7 @@ class Outcome:
 
     def seal(self) -> None:
         """Take the shards' final reports (a late one merged until now), their threads left,
-        errors after the stop and CPU into the outcome; call once, just before the files."""
+        errors after the stop and CPU into the outcome (Engine.run() does, once)."""
         if self.shard_group is None:
             return
         reports = self.shard_group.seal()
@@ -156,17 +159,43 @@ class Engine:
             participants_started_ns = self._load(organizers, samples)
             stopped_ns = time.time_ns()
             self._shutdown()
-        return Outcome(
+        outcome = Outcome(
             run_id=self.run_id, target=self.target, settings=settings, started_ns=started_ns,
             stopped_ns=stopped_ns,
             organizer_started_ns=min((o.time_started_ns for o in organizers
                                       if o.time_started_ns), default=started_ns),
             participants_started_ns=participants_started_ns or started_ns,
-            end_reason=self.life.end_text(), status=self.life.status(), ctx=self.ctx,
+            end_reason=self.life.end_text(), ctx=self.ctx,
             samples=samples, first_error=self.life.first_error,
             late_errors=self.life.late_errors, threads_alive=self.workers.alive(),
             sent=self.metrics.sent.snapshot(), gates=self._gate_breaches,
             cpu_s=cpu_seconds() - cpu_before, shard_group=self._shards)
+        self._finish(outcome)
+        return outcome
+
+    def _finish(self, outcome: Outcome) -> None:
+        """What the run's end still owes its outcome, so no caller edits it afterwards: the
+        embedded target's part (its death or its open files named in the first error, else
+        its /stats), then the shards' final reports (a late one merged up to here)."""
+        embedded, error = self._embedded, outcome.first_error
+        if embedded is not None and embedded.returncode is not None and error is not None:
+            # Name the root cause: the workers only saw their sockets die.
+            error.message += f" (the embedded target had exited with status " \
+                             f"{embedded.returncode})"
+        elif embedded is not None and error is not None and embedded.ran_out_of_files():
+            error.message = openfiles.with_target_out_of_files(error.message)
+        elif embedded is not None:
+            log.info("reading the target's /stats")
+            try:
+                stats = embedded.stats(send_interval_ms=self.settings.smi)
+                # Per second, for the series beside the round trip; the summary keeps the rest.
+                outcome.target_handling = {
+                    int(second): figures for second, figures in
+                    (stats.pop("handling_by_second", None) or {}).items()}
+                outcome.target_stats = stats
+            except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal
+                log.warning("could not read the target's /stats: %s", exc)
+        outcome.seal()
 
     # -- loading ----------------------------------------------------------------------------
 

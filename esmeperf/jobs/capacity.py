@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from ..results.rundata import STEPS_DIR
 from ..results.summary import write_summary
 from ..status import ExitStatus
 from ..system import openfiles
+from ..verdict import decide, gates
 
 if TYPE_CHECKING:
     from ..engine.run import Outcome
@@ -136,9 +138,10 @@ def judge(step: Step, max_p99_ms: float) -> Step:
     failed = []
     if step.made < MIN_RATE_RATIO * step.due or not step.due:
         failed.append(f"sends made {step.made} < {MIN_RATE_RATIO:g} x {step.due} due")
-    if step.delivered_ratio is None or step.delivered_ratio < MIN_DELIVERED:
+    # The rules of the gates --min-delivered-ratio and --max-p99 (verdict/gates.py).
+    if not gates.by_key("min_delivered_ratio").passes(step.delivered_ratio, MIN_DELIVERED):
         failed.append(f"delivered {step.delivered_ratio} < {MIN_DELIVERED:g}")
-    if step.p99_ms is None or step.p99_ms > max_p99_ms:
+    if not gates.by_key("max_p99_ms").passes(step.p99_ms, max_p99_ms):
         failed.append(f"rtt p99 {step.p99_ms} ms > {max_p99_ms:g} ms")
     if step.errors or step.exit_status not in (ExitStatus.OK, ExitStatus.THRESHOLD):
         failed.append(f"errors {step.errors}, exit status {step.exit_status}")
@@ -222,7 +225,7 @@ class Search:
         self.run_step = run_step
         self.budget_s = budget_s
         self.max_chats = max_chats
-        self.max_p99_ms = base.gates.max_p99_ms or DEFAULT_MAX_P99_MS
+        self.max_p99_ms = base.gates.get("max_p99_ms") or DEFAULT_MAX_P99_MS
         self.steps: list[Step] = []
         self.started = time.monotonic()
         self.start_chats = start_chats
@@ -351,6 +354,10 @@ def find_capacity(base: Settings, run_step: StepRunner, start_chats: int = START
     capacity = search.result()
     summary = _base_summary(base.out_dir, capacity)
     summary["capacity"] = capacity
+    # The search's own verdict, not its knee step's (verdict/decide.py).
+    verdict = decide.decide_search(capacity)
+    summary["exit_status"] = verdict.status
+    summary["verdict"] = verdict.as_dict()
     stamp = int(time.time())
     path = base.out_dir / f"{stamp}_performance_test_summary.json"
     write_summary(summary, path)  # atomic, with the umask, as every run's summary
@@ -370,9 +377,9 @@ def find_capacity(base: Settings, run_step: StepRunner, start_chats: int = START
         except Exception as exc:  # noqa: BLE001 - a report failure must not hide the result
             log.error("could not write the capacity report: %s", exc)
     print(render(capacity, paths))
-    if any(step.exit_status == ExitStatus.INTERRUPTED for step in search.steps):
-        return ExitStatus.INTERRUPTED
-    return ExitStatus.OK
+    # The search ends with one line on stderr, as a run does.
+    print(decide.search_line(capacity, verdict), file=sys.stderr)
+    return verdict.status
 
 
 def _base_summary(out_dir: Path, capacity: dict[str, Any]) -> dict[str, Any]:
@@ -395,20 +402,7 @@ def _base_summary(out_dir: Path, capacity: dict[str, Any]) -> dict[str, Any]:
 
 def render(capacity: dict[str, Any], paths: dict[str, Path]) -> str:
     """The search as a table for stdout; its first line says who limited it, in words."""
-    best, limited_by = capacity["highest_passing_chats"], capacity["limited_by"]
-    passing = (f"{best} chats, {capacity['highest_passing_rate']:g} messages/s" if best
-               else "")
-    if limited_by == "target":
-        head = (f"capacity: knee {capacity['knee_chats']} chats, {capacity['knee_rate']:g} "
-                "messages/s; limited by the target" if capacity["knee_chats"] else
-                "capacity: no knee named; limited by the target: it failed the first step")
-    elif limited_by == "generator":
-        head = ("capacity: no knee named; limited by the generator, not the target"
-                + (f"; the highest step that passed held {passing}" if best else ""))
-    else:
-        head = ((f"capacity: at least {passing} (a lower bound)" if best
-                 else "capacity: nothing measured")
-                + "; limited by none: no step failed before the search ended")
+    head = f"capacity: {decide.search_words(capacity)}"
     lines = [head,
              f"  {capacity['note']}",
              f"  {'step':<22}{'chats':>7}{'intended/s':>12}{'achieved/s':>12}{'made/due':>14}"

@@ -9,14 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config import Settings, Target
 from ..engine.signals import Lifecycle
 from ..errors import ConfigError, EsmePerfError, TargetStartError
-from ..measure.attribution import ACHIEVED_WARN, GENERATOR, REMEDY, UNDETERMINED
 from ..status import ExitStatus
-from ..system import openfiles
+from ..verdict.decide import decide, final_line
 
 if TYPE_CHECKING:
     from ..engine.run import Outcome
@@ -91,33 +90,11 @@ def _run(settings: Settings, job: Job, launcher: ShardLauncher | None,
                         launcher=launcher, embedded=embedded)
         if job.live is not None:  # scrapes read this run's measurements from now on
             job.live.attach(engine.run_id, engine.metrics, settings, engine.life.stopped)
-        result = engine.run()
-        if embedded is not None and embedded.returncode is not None and result.first_error:
-            # Name the root cause: the workers only saw their sockets die.
-            result.first_error.message += (
-                f" (the embedded target had exited with status {embedded.returncode})")
-        elif embedded is not None and result.first_error and embedded.ran_out_of_files():
-            result.first_error.message = openfiles.with_target_out_of_files(
-                result.first_error.message)
-        elif embedded is not None:
-            log.info("reading the target's /stats")
-            try:
-                stats = embedded.stats(send_interval_ms=settings.smi)
-                # Per second, for the series beside the round trip; the summary keeps the rest.
-                result.target_handling = {int(second): figures for second, figures in
-                                          (stats.pop("handling_by_second", None) or {}).items()}
-                result.target_stats = stats
-            except Exception as exc:  # noqa: BLE001 - stats are a bonus, never fatal
-                log.warning("could not read the target's /stats: %s", exc)
-        result.seal()  # the shards' final reports: a late one is merged up to here
+        result = engine.run()  # finished: the target's part and the shards' reports in it
         if on_result is not None:
             on_result(result)
         # The lifecycle holds any signal from the end of the run to here (FINISHING).
-        status = _report(result, job.live)
-        if job.lifecycle.held:
-            log.warning("stopped by %s after writing the results", job.lifecycle.held[0])
-            return ExitStatus.INTERRUPTED
-        return status
+        return _report(result, job)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -139,19 +116,23 @@ def _start_embedded(settings: Settings, target_args: list[str]) -> TargetProcess
     return process
 
 
-def _report(result: Outcome, live: Endpoint | None = None) -> int:
+def _report(result: Outcome, job: Job) -> int:
+    """Write the run's files, show its table and final line; return its exit status. The
+    verdict (verdict/decide.py) is the summary's: a signal held while the files were written
+    is in it, and the summary is written again if one came after it was first written."""
     from ..plot.child import draw
     from ..results import report
-    from ..results.summary import PLOT_SUFFIX, build_summary, write_results, write_summary
+    from ..results.summary import (
+        PLOT_SUFFIX,
+        build_summary,
+        with_verdict,
+        write_results,
+        write_summary,
+    )
 
-    summary = build_summary(result)
-    status = result.status
-    failed = [g for g in summary["gates"] if not g["passed"]]
-    if status == ExitStatus.OK and failed:
-        status = ExitStatus.THRESHOLD
-    summary["exit_status"] = int(status)
-    if live is not None:  # the verdicts, served until the job ends
-        live.finish(summary)
+    summary = build_summary(result, _held(job))
+    if job.live is not None:  # the verdicts, served until the job ends
+        job.live.finish(summary)
     stamp = int(time.time())
     out_dir = result.settings.out_dir
     log.info("writing the results")
@@ -167,50 +148,26 @@ def _report(result: Outcome, live: Endpoint | None = None) -> int:
     # never loads into this one, which measured (plot/child.py).
     paths.update(draw(paths["summary"], out_dir / f"{stamp}{PLOT_SUFFIX}"
                       if result.settings.plot else None, result.settings.html_report))
+    if _held(job) != summary["verdict"]["held_signal"]:  # a signal while they were written
+        write_summary(with_verdict(summary, _held(job)), paths["summary"])
     export = result.settings.summary_export
     if export is not None:
         try:
             paths["summary_export"] = write_summary(summary, export)
         except OSError as exc:  # checked before the run; the summary is in --out all the same
             log.error("cannot write --summary-export %s (%s)", export, exc)
+    verdict = decide(summary)
+    if verdict.held:
+        log.warning("stopped by %s after writing the results", verdict.held)
     # The table (stdout) lists the files; the logs (stderr) end with the final line.
     if result.settings.report:
         report.show(summary, paths)
-        print(final_line(summary, failed), file=sys.stderr)
+        print(final_line(summary, verdict), file=sys.stderr)
     if result.first_error is not None and result.settings.debug:
         print(result.first_error.traceback, file=sys.stderr, end="")
-    return int(status)
+    return verdict.status
 
 
-def final_line(summary: dict[str, Any], failed: list[dict[str, Any]]) -> str:
-    """The one line every run ends with: what ran, what failed, and who limited it."""
-    rtt = summary["latency"]["message_rtt"]
-    p99 = f", rtt p99 {rtt['p99_ms']:g} ms" if rtt.get("count") else ""
-    ratio = summary["delivered_ratio"]
-    sent, missed = summary["messages_sent"], summary.get("messages_missed") or 0
-    achieved = summary.get("achieved_ratio")
-    due = (f" of {sent + missed} due ({achieved:.2f})"
-           if achieved is not None and achieved < ACHIEVED_WARN else "")
-    text = (f"esmeperf: ended by {summary['end_reason']}: "
-            f"{summary['created_participants_count']} participants, "
-            f"{summary['chats_count']} chats, {sent} sent{due}, "
-            f"{summary['messages_delivered']} delivered"
-            + (f" ({ratio:.4f})" if ratio is not None else "") + p99)
-    error = summary["first_error"]
-    if error:
-        text += f"; error: {error['thread']}: {error['message']}"
-    for gate in failed:
-        text += f"; gate {gate['gate']} failed: {gate['measured']} vs {gate['limit']}"
-    verdict = summary.get("attribution") or {}
-    who = verdict.get("limited_by")
-    if who in (GENERATOR, UNDETERMINED) and verdict.get("source") == "latency":
-        # A healthy generator whose latency figures are still not the target's (issue 37).
-        text += ("; rtt limited by the generator, not the target" if who == GENERATOR else
-                 "; rtt mostly outside the target's own handling: not the target's alone")
-    elif who in (GENERATOR, UNDETERMINED) and not (error and error.get("attribution")):
-        # A judged error says it in its own words; anything else gets the verdict here.
-        text += ("; generator SUSPECT: " + ("the generator limited this run, not the target"
-                                            if who == GENERATOR else
-                                            "these figures may describe it, not the target")
-                 + f": {REMEDY}")
-    return text
+def _held(job: Job) -> str | None:
+    """The first signal held since the run ended (engine/signals.py), if any."""
+    return job.lifecycle.held[0] if job.lifecycle.held else None

@@ -17,6 +17,7 @@ from ..plot.html import SWEEP_REPORT, write_sweep_report
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, go_duration_ms, load_run
 from ..results.summary import PLOT_SUFFIX
 from ..status import ExitStatus
+from ..verdict import decide
 
 log = logging.getLogger("esmeperf")
 
@@ -24,9 +25,6 @@ STABLE_PLOT = "rates.png"  # a link to each run's PNG, a name that does not chan
 REPORT = "report.md"
 SCATTER = "scatter.png"
 
-# Worst first: the sweep's exit status is the most serious of its runs'.
-_SEVERITY = (ExitStatus.INTERRUPTED, ExitStatus.USAGE, ExitStatus.ERROR, ExitStatus.THRESHOLD,
-             ExitStatus.OK)
 
 
 def matrix(settings: Settings, scis: Sequence[float], cpis: Sequence[float],
@@ -93,7 +91,7 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
             log.error("run in %s left no readable results: %s", settings.out_dir, exc)
     for path in write_report(loaded, out_dir, html=all(s.html_report for s in runs)):
         log.info("report: %s", path)
-    return next((int(s) for s in _SEVERITY if s in statuses), int(ExitStatus.OK))
+    return decide.worst(statuses)  # the most serious of its runs' statuses
 
 
 def write_report(runs: Sequence[RunData], out_dir: Path, html: bool = True) -> list[Path]:

@@ -2,8 +2,10 @@
 
 `--stages D:R[,D:R...]` is k6's ramping-arrival-rate: over each stage's duration D the rate
 ramps linearly from the previous stage's end rate (0 before the first) to R arrivals a second.
-Arrival k comes when the integral of the rate reaches k, so the schedule is exact and open:
-a slow sign-up delays no one. Example: 5s:10,10s:10,5s:0 is 25 + 100 + 25 = 150 arrivals.
+A stage of `0s` is a sudden step: the rate is R from that instant. Arrival k comes when the
+integral of the rate reaches k, so the schedule is exact and open: a slow sign-up delays no
+one. Example: 5s:10,10s:10,5s:0 is 25 + 100 + 25 = 150 arrivals; 0s:10,10s:10 is 100, at 10
+a second from the start.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ def parse_stages(text: str) -> tuple[Stage, ...]:
             raise ValueError(f"expected arrivals per second after ':', got {rate!r}") from None
         if not 0 <= value < math.inf:
             raise ValueError(f"a rate must be 0 or more arrivals per second, got {rate!r}")
-        stages.append((timespan(duration), value))
+        step = duration.strip() in ("0", "0s", "0ms", "0m", "0h")  # a sudden step to `value`
+        stages.append((0.0 if step else timespan(duration), value))
     if not any(rate for _, rate in stages):
         raise ValueError("every stage has rate 0: no participant would arrive")
+    if not any(duration for duration, _ in stages):
+        raise ValueError("every stage lasts 0 s: give one a duration, e.g. 0s:10,30s:10")
     return tuple(stages)
 
 
@@ -55,6 +60,9 @@ class Schedule:
             return max(0, math.floor(t / self.cpi_s + 1e-9))
         total, start, rate = 0.0, 0.0, 0.0
         for duration, end_rate in self.stages:
+            if not duration:  # a step: the rate changes at once
+                rate = end_rate
+                continue
             span = min(max(t - start, 0.0), duration)
             total += rate * span + (end_rate - rate) * span * span / (2 * duration)
             start, rate = start + duration, end_rate
@@ -72,6 +80,9 @@ class Schedule:
                 k += 1
         k, done, start, rate = 1, 0.0, 0.0, 0.0
         for duration, end_rate in self.stages:
+            if not duration:  # a step: the rate changes at once
+                rate = end_rate
+                continue
             slope = (end_rate - rate) / duration
             area = rate * duration + slope * duration * duration / 2
             while k <= done + area + 1e-9:

@@ -29,7 +29,8 @@ from ..results.rundata import (
     run_name,
 )
 from ..results.summary import REPORT_SUFFIX, SUMMARY_SUFFIX
-from ..status import ExitStatus
+from ..verdict import words
+from ..verdict.decide import decide, search_words
 from .page import (
     Cell,
     Hover,
@@ -50,21 +51,6 @@ if TYPE_CHECKING:
 SWEEP_REPORT = "report.html"
 PERCENTILES = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"),
                ("p99.9_ms", "p99.9"), ("max_ms", "max"))
-EXIT_WORDS: dict[int, str] = {
-    ExitStatus.OK: "the run ended as planned and every gate passed",
-    ExitStatus.ERROR: "the run was stopped by its first error",
-    ExitStatus.THRESHOLD: "the run ended but a gate failed (or --abort-on-fail stopped it)",
-    ExitStatus.INTERRUPTED: "the run was interrupted by SIGINT or SIGTERM",
-}
-END_WORDS = {
-    "duration": "it ran for its --duration",
-    "error": "the first error in a worker stopped it",
-    "stall": "a request went unanswered past --stall-timeout (its first error)",
-    "gate": "--abort-on-fail stopped it: a gate failed over the last 10 s",
-    "signal": "a signal stopped it",
-    "parent": "the run that owned it stopped it",
-    "capacity": "the capacity search ended",
-}
 HELP = {latency.key: f"{latency.help}. Whose time: {latency.whose}."
         for latency in (*LATENCIES, WITH_UNCONFIRMED)}
 WHOSE = {latency.key: latency.whose for latency in (*LATENCIES, WITH_UNCONFIRMED)}
@@ -139,14 +125,16 @@ def _answer(s: Mapping[str, Any], esmeperf: bool) -> str:
     tone = "bad" if bad else "warn" if suspect else "ok" if esmeperf else ""
     parts = []
     if esmeperf:
-        words = EXIT_WORDS.get(status, "") if isinstance(status, int) else ""
+        said = words.status_words(status if isinstance(status, int) else None)
         reason = str(s.get("end_reason") or "")
-        why = END_WORDS.get(reason.split()[0] if reason else "", "")
-        duration = (s.get("settings") or {}).get("duration_s")
-        if reason == "duration" and duration:
-            why += f" ({duration:g} s)"
+        if "latency" in s and "generator_health" in s:  # a run's summary: its one verdict
+            verdict = decide(s)
+            status, said, why = verdict.status, verdict.words, verdict.ended
+        else:  # a capacity search's, or a summary of an older version
+            why = (s.get("verdict") or {}).get("ended") or words.ended_words(
+                reason, s.get("settings"))
         but = "; but the generator was SUSPECT (below)" if suspect else ""
-        parts.append(f'<p class="big">Exit status {esc(status)}: {esc(words)}{but}.</p>'
+        parts.append(f'<p class="big">Exit status {esc(status)}: {esc(said)}{but}.</p>'
                      f"<p>Ended by <b>{esc(reason)}</b>: {esc(why or reason)}.</p>")
     else:
         parts.append('<p class="big">ESME\'s Go test output: its files record no exit status '
@@ -158,10 +146,10 @@ def _answer(s: Mapping[str, Any], esmeperf: bool) -> str:
                      '<a href="#errors">Errors</a>)</p>')
     parts.append(figures(_headline(s)))
     if health is not None:
-        verdict = ('<span class="warn-text">SUSPECT</span>: the generator may have limited '
-                   "this run" if suspect else '<span class="ok-text">ok</span>')
+        state = ('<span class="warn-text">SUSPECT</span>: the generator may have limited '
+                 "this run" if suspect else '<span class="ok-text">ok</span>')
         reasons = "".join(f"<li>{esc(r)}</li>" for r in health.get("reasons") or [])
-        parts.append(f"<p><b>Generator health</b>: {verdict}</p>"
+        parts.append(f"<p><b>Generator health</b>: {state}</p>"
                      + (f'<ul class="reasons">{reasons}</ul>' if reasons else ""))
     who = s.get("attribution")
     if isinstance(who, Mapping):
@@ -530,18 +518,8 @@ def capacity_page(summary: Mapping[str, Any], folder: Path, target: Path) -> Pag
 
     capacity = summary["capacity"]
     limited = capacity.get("limited_by")
-    if capacity.get("knee_chats") is not None:
-        head = (f"Knee: {capacity['knee_chats']} chats, {capacity['knee_rate']:g} messages/s; "
-                "limited by the target")
-    elif limited == "generator":
-        head = "No knee named: limited by the generator, not the target"
-    elif limited == "target":
-        head = "No knee named: the target failed the first step"
-    elif capacity.get("highest_passing_chats") is not None:
-        head = (f"At least {capacity['highest_passing_chats']} chats, "
-                f"{capacity['highest_passing_rate']:g} messages/s: a lower bound, not a knee")
-    else:
-        head = "Nothing measured"
+    found = search_words(capacity)
+    head = found[:1].upper() + found[1:]
     tone = "warn" if limited == "generator" else "ok"
     page = Page(f"esmeperf capacity search, smi {capacity.get('smi_ms', 0):g} ms",
                 subtitle=esc(str(folder.resolve())))
@@ -576,7 +554,8 @@ def capacity_page(summary: Mapping[str, Any], folder: Path, target: Path) -> Pag
     steps = capacity.get("steps") or []
     if steps:
         fig = capacity_figure(dict(capacity))
-        page.section("knee", "The knee", chart(fig, "capacity", [Hover(
+        heading = "The knee" if capacity.get("knee_chats") else "The steps (no knee named)"
+        page.section("knee", heading, chart(fig, "capacity", [Hover(
             fig.axes[0], [f"{s['folder']}: {s['chats']} chats, {s['achieved_rate']:g} of "
                           f"{s['intended_rate']:g} msg/s, rtt p99 {number(s['rtt_p99_ms'])} "
                           f"ms: {s['verdict']}" for s in steps],

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..measure.names import LATENCIES, WITH_UNCONFIRMED
+from ..verdict import words
+from ..verdict.decide import decide
 
 log = logging.getLogger("esmeperf")
 
@@ -78,9 +80,8 @@ def _totals(summary: Mapping[str, Any]) -> list[str]:
     achieved = summary.get("achieved_ratio")
     due = ""
     if isinstance(sent, int) and isinstance(missed, int) and missed:
-        ratio_text = f"{achieved:.3f}" if isinstance(achieved, int | float) else "-"
-        due = (f" of {sent + missed} due (achieved {ratio_text}; {missed} slots skipped, each "
-               "late by a whole interval)")
+        due = (f" of {sent + missed} due (achieved {words.ratio(achieved)}; {missed} slots "
+               "skipped, each late by a whole interval)")
     intended = summary.get("intended_rate")
     return [
         "totals",
@@ -89,7 +90,7 @@ def _totals(summary: Mapping[str, Any]) -> list[str]:
         _line("chats", number(summary.get("chats_count"))),
         _line("messages sent", number(sent) + due),
         _line("delivered", number(summary.get("messages_delivered"))
-              + ("" if ratio is None else f" (ratio {number(ratio)})")),
+              + ("" if ratio is None else f" (ratio {words.ratio(ratio)})")),
         _line("steady rate", f"{_rate(summary.get('steady_rate'))} messages/s"
               + ("" if intended is None or not missed else
                  f" (intended {_rate(intended)})")),
@@ -105,8 +106,10 @@ def _gates(gates: list[Mapping[str, Any]]) -> list[str]:
     lines = ["gates"]
     for gate in gates:
         verdict = "pass" if gate.get("passed") else "FAIL"
+        what = f" ({gate['words']})" if gate.get("words") else ""
         lines.append(_line(str(gate.get("gate")), f"{verdict}  measured "
-                           f"{number(gate.get('measured'))}, limit {number(gate.get('limit'))}"))
+                           f"{words.measured(gate.get('measured'))}, limit "
+                           f"{words.measured(gate.get('limit'))}{what}"))
     return lines
 
 
@@ -170,10 +173,12 @@ def render(summary: Mapping[str, Any], paths: Mapping[str, Path | str]) -> str:
     """The summary as a few aligned sections: the run, latencies, totals, gates, the
     generator's health (when the summary has it) and the files written."""
     health = summary.get("generator_health")
-    suspect = isinstance(health, Mapping) and health.get("suspect")
+    verdict = decide(summary) if "latency" in summary else None
     head = (f"esmeperf: {run_label(summary.get('settings') or {})}: ended by "
-            f"{summary.get('end_reason')}, exit status {summary.get('exit_status')}"
-            + (", generator SUSPECT" if suspect else ""))
+            f"{summary.get('end_reason')}, exit status {summary.get('exit_status')}")
+    if verdict is not None:
+        head += (f" ({verdict.words})"
+                 + (", generator SUSPECT" if verdict.suspect else ""))
     sections = [[head]]
     error = summary.get("first_error")
     if error:

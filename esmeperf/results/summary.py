@@ -16,6 +16,7 @@ from ..measure import attribution, health
 from ..measure.names import Count
 from ..measure.schedule import planned, shortest_interval_ms
 from ..system import platform_support
+from ..verdict import decide, gates
 from . import gofmt
 from .series import SERIES_COLUMNS, csv_text, read_series, series_rows  # noqa: F401 re-export
 
@@ -39,93 +40,6 @@ def steady_rate(rates: dict[int, int]) -> float:
     return sum(rates.get(s, 0) for s in half) / len(half) if half else 0.0
 
 
-def check_gates(result: Outcome, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each configured gate with its measured value and whether it passed; a failed one also
-    with who it names (attribution.py), judged against the generator's health over the run."""
-    gates = result.settings.gates
-    out = []
-    p99 = summary["latency"]["message_rtt"].get("p99_ms")
-    if gates.max_p99_ms is not None:
-        ok = p99 is not None and p99 <= gates.max_p99_ms
-        out.append({"gate": "max_p99_ms", "limit": gates.max_p99_ms, "measured": p99,
-                    "passed": ok})
-    if gates.min_delivered_ratio is not None:
-        ratio = summary["delivered_ratio"]
-        out.append({"gate": "min_delivered_ratio", "limit": gates.min_delivered_ratio,
-                    "measured": ratio, "passed": ratio is not None
-                    and ratio >= gates.min_delivered_ratio})
-    if gates.min_rate is not None:
-        rate = summary["steady_rate"]
-        out.append({"gate": "min_rate", "limit": gates.min_rate, "measured": rate,
-                    "passed": rate >= gates.min_rate})
-    suspect = bool(summary["generator_health"]["suspect"])
-    who = attribution.judge_suspect(suspect, _target_share(summary))
-    for gate in out:
-        if not gate["passed"]:
-            gate["attribution"] = who
-    if gates.fail_on_suspect:
-        out.append({"gate": attribution.GENERATOR_GATE, "limit": "ok",
-                    "measured": "SUSPECT" if suspect else "ok", "passed": not suspect,
-                    **({"attribution": attribution.GENERATOR} if suspect else {})})
-    return out
-
-
-def _target_share(summary: dict[str, Any]) -> float | None:
-    return attribution.target_share(_target_handling_p99_ms(summary),
-                                    summary["latency"]["message_rtt"].get("p99_ms"))
-
-
-def _target_handling_p99_ms(summary: dict[str, Any]) -> float | None:
-    """The embedded target's own frame handling p99 over the run (its /stats), in ms."""
-    handling = (summary.get("target_stats") or {}).get("handling_us") or {}
-    return handling["p99"] / 1000 if isinstance(handling.get("p99"), int | float) else None
-
-
-def run_attribution(summary: dict[str, Any]) -> dict[str, Any]:
-    """The summary's `attribution`: who limited the run, when a verdict names someone.
-
-    The first error's own attribution (a stall, a timeout), else a failed gate's, else, when
-    the generator was suspect, the generator's or no telling (its latencies describe it);
-    `none` when the generator was healthy and no verdict named the target. With the embedded
-    target, its own frame handling p99 beside the round trip's says how much of it was its.
-    """
-    share = _target_share(summary)
-    error = summary["first_error"] or {}
-    failed = [g for g in summary["gates"] if not g["passed"] and g.get("attribution")]
-    health_ = summary["generator_health"]
-    if error.get("attribution"):
-        source, limited_by = "error", error["attribution"]
-        why = f"{error['thread']}: {error['message']}"
-    elif failed:
-        gate = failed[0]
-        source, limited_by = "gate", gate["attribution"]
-        why = f"gate {gate['gate']} failed (measured {gate['measured']}, limit {gate['limit']})"
-    elif health_["suspect"]:
-        source, limited_by = "health", attribution.judge_suspect(True, share)
-        why = "the generator was suspect: " + "; ".join(r for r in health_["reasons"]
-                                                        if not r.startswith("target-bound"))
-    elif (latency := attribution.judge_latency(_tail(summary),
-                                               _target_handling_p99_ms(summary))) is not None:
-        source, limited_by, why = "latency", latency.who, latency.text
-    else:
-        source, limited_by = "none", "none"
-        why = "the generator was healthy and no verdict named the target"
-    if limited_by == attribution.GENERATOR and share is not None and not error \
-            and source != "latency":
-        why += (f"; the target's own handling p99 was {share * 100:.2g} % of the round trip's, "
-                "the rest was the generator's queueing")
-    return {
-        "limited_by": limited_by,
-        "source": source,  # what the verdict comes from: error, gate, health, latency or none
-        "why": why,
-        "remedy": attribution.REMEDY if limited_by in (attribution.GENERATOR,
-                                                       attribution.UNDETERMINED) else None,
-        "message_rtt_p99_ms": summary["latency"]["message_rtt"].get("p99_ms"),
-        "target_handling_p99_ms": _target_handling_p99_ms(summary),
-        "target_share_of_rtt_p99": share,
-    }
-
-
 def rtt_tail(result: Outcome, rtt_p99_ms: float | None) -> dict[str, Any] | None:
     """The summary's `rtt_tail`: the round-trip samples at or above the run's p99, and how many
     came in seconds in which the generator's lag p99 reached attribution.lag_threshold_ms."""
@@ -139,14 +53,6 @@ def rtt_tail(result: Outcome, rtt_p99_ms: float | None) -> dict[str, Any] | None
     return {"rtt_p99_ms": rtt_p99_ms, "samples": sum(above.values()),
             "in_lagged_seconds": sum(above[second] for second in lagged),
             "lag_threshold_ms": threshold, "seconds": len(above), "lagged_seconds": len(lagged)}
-
-
-def _tail(summary: dict[str, Any]) -> attribution.Tail | None:
-    tail = summary.get("rtt_tail")
-    if not tail:
-        return None
-    return attribution.Tail(tail["rtt_p99_ms"], tail["samples"], tail["in_lagged_seconds"],
-                            tail["lag_threshold_ms"])
 
 
 def send_interval_error(result: Outcome) -> dict[str, Any] | None:
@@ -178,8 +84,9 @@ def honesty_warnings(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-def build_summary(result: Outcome) -> dict[str, Any]:
-    """The summary: the Go test's keys first, in its order and formats, then ours."""
+def build_summary(result: Outcome, held: str | None = None) -> dict[str, Any]:
+    """The summary: the Go test's keys first, in its order and formats, then ours, and the
+    verdict (`held`: a signal that came while the run's files were being written)."""
     s, m = result.settings, result.ctx.metrics
     counts = m.counts()
     rates = result.sent
@@ -205,7 +112,7 @@ def build_summary(result: Outcome) -> dict[str, Any]:
         "participants_planned": participants_planned(result),
         "run_id": result.run_id,
         "end_reason": result.end_reason,
-        "exit_status": int(result.status),
+        "exit_status": None,  # the verdict's, below
         "first_error": result.first_error.as_dict() if result.first_error else None,
         "errors_after_stop": result.late_errors,
         "threads_alive_after_join": result.threads_alive,
@@ -236,12 +143,20 @@ def build_summary(result: Outcome) -> dict[str, Any]:
     summary.update(_pacing(rates, m.missed.snapshot()))
     summary["generator_health"] = generator_health(result, summary["latency"])
     if result.ctx.surge is not None:
-        summary["surge"] = result.ctx.surge.summary(s.gates.max_p99_ms)
-    gates = check_gates(result, summary) + result.gates  # + --abort-on-fail's breach
-    summary["gates"] = gates
-    summary["attribution"] = run_attribution(summary)
+        summary["surge"] = result.ctx.surge.summary(s.gates.get("max_p99_ms"))
+    # The gates over the whole run, then --abort-on-fail's breach over its window.
+    summary["gates"] = gates.judge_run(s.gates, summary) + result.gates
+    summary["attribution"] = decide.attribute(summary)
     summary["warnings"] += honesty_warnings(summary)
     summary["warnings"] += [shard["missing"] for shard in result.shards if shard.get("lost")]
+    return with_verdict(summary, held)
+
+
+def with_verdict(summary: dict[str, Any], held: str | None = None) -> dict[str, Any]:
+    """The summary with its verdict (verdict/decide.py): its exit status and the words."""
+    verdict = decide.decide(summary, held)
+    summary["exit_status"] = verdict.status
+    summary["verdict"] = verdict.as_dict()
     return summary
 
 

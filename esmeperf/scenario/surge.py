@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..measure.latency import LatencyRecorder
+from ..verdict import gates
 
 COHORTS = PHASES = ("before", "during", "after")
 # The chats open before the surge endured it when, while it lasted, they kept this share of
@@ -199,7 +200,8 @@ def endured(cell: dict[str, Any], max_p99_ms: float) -> bool | None:
     """Did the open chats keep working during the surge? None: they sent nothing then."""
     if not cell["sent"]:
         return None
-    p99 = cell["rtt"].get("p99_ms")
-    return (cell["delivered_ratio"] is not None
-            and cell["delivered_ratio"] >= ENDURED_MIN_DELIVERED
-            and p99 is not None and p99 <= max_p99_ms)
+    # The rules of the gates --min-delivered-ratio and --max-p99 (verdict/gates.py), over the
+    # cell's messages.
+    return (gates.by_key("min_delivered_ratio").passes(cell["delivered_ratio"],
+                                                       ENDURED_MIN_DELIVERED)
+            and gates.by_key("max_p99_ms").passes(cell["rtt"].get("p99_ms"), max_p99_ms))

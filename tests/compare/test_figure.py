@@ -51,7 +51,14 @@ def test_compare_html_puts_the_verdict_first_and_every_row(surge, tmp_path, caps
     assert out.rstrip().endswith(f"verdict: no regression\nhtml: {page_path}")
     page = Parsed(page_path.read_text())
     assert page.order[:2] == ["answer", "runs"]
-    assert page.text("answer") == ("Verdict: no regression Exit status 0: nothing regressed.")
+    # Each side as its own table gave it: the generator's health and the steady rate.
+    health = "SUSPECT" if surge.summary["generator_health"]["suspect"] else "ok"
+    rate = f"steady rate {surge.summary['steady_rate']:.1f} msg/s"
+    assert page.text("answer") == (
+        "Verdict: no regression Exit status 0: nothing regressed. "
+        f"base: {surge.folder.name}: generator {health}, {rate} "
+        f"new: again: generator {health}, {rate}")
+    assert f"base: {surge.folder.name}: generator {health}, {rate}" in out.splitlines()
     rows = page.tables["set0"]
     assert rows[0][:4] == ["figure", "base", "new", "change"]
     p99 = surge.summary["latency"]["message_rtt"]["p99_ms"]

@@ -35,7 +35,10 @@ def test_the_window_judges_only_its_own_seconds():
         metrics.message_rtt.record(1000 + WINDOW_S, 3.0)
     settings = judged(max_p99_ms=10, min_delivered_ratio=0.99, min_rate=95)
     assert breach(metrics, settings, 1000 + WINDOW_S - 1) is None
+    # The first gate it breaks, in the gates' order (verdict/gates.py): the slow second's p99.
     failed = breach(metrics, settings, 1000 + WINDOW_S)
+    assert failed is not None and failed["gate"] == "max_p99_ms"
+    failed = breach(metrics, judged(min_rate=95), 1000 + WINDOW_S)
     assert failed is not None and failed["gate"] == "min_rate"  # 9 seconds of sends in it
     failed = breach(metrics, judged(max_p99_ms=10), 1000 + WINDOW_S)
     assert failed is not None and failed["gate"] == "max_p99_ms" and failed["measured"] > 10

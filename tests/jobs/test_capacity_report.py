@@ -30,7 +30,7 @@ def test_the_search_writes_its_report_and_plot_html_writes_every_steps(tmp_path,
     answer = page.text("answer")
     steps = page.tables["steps"][1:]
     knee = max(int(row[1]) for row in steps if row[7] == "pass")
-    assert answer.startswith(f"Knee: {knee} chats, {knee * 10:g} messages/s; limited by the "
+    assert answer.startswith(f"Knee {knee} chats, {knee * 10:g} messages/s; limited by the "
                              "target.")
     assert [row[0] for row in steps] == sorted(p.name for p in (tmp_path / "capacity").iterdir())
     assert {row[7] for row in steps} == {"pass", "FAIL"}

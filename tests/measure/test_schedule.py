@@ -44,7 +44,8 @@ def test_shards_split_the_schedule_exactly():
 @pytest.mark.parametrize(("text", "words"), [
     ("5s", "expected DURATION:RATE"),
     ("5s:-1", "a rate must be 0 or more"),
-    ("0s:5", "positive time span"),
+    ("0s:5", "every stage lasts 0 s"),
+    ("-1s:5", "positive time span"),
     ("5s:0,2s:0", "every stage has rate 0"),
 ])
 def test_bad_stages_are_one_line(tmp_path, capsys, text, words):

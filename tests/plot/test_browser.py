@@ -206,7 +206,7 @@ def expected_text(kind: str, surge: SavedRun) -> list[str]:
         return ["01_sci10_cpi1000_smi250_r1", "02_sci10_cpi1000_smi250_r2",
                 number(s["delivered_ratio"]), number(rtt["p99_ms"])]
     if kind == "capacity":
-        return ["Knee: 40 chats, 400 messages/s; limited by the target", "01_chats16",
+        return ["Knee 40 chats, 400 messages/s; limited by the target", "01_chats16",
                 "rtt p99 1800.0 ms > 1000 ms"]
     return ["Verdict: no regression", f"round trip p99 (ms) {rtt['p99_ms']:.3f}"]
 

@@ -54,7 +54,8 @@ def test_the_answer_comes_first_then_the_issues_order(surge, page):
     s = surge.summary
     answer = page.text("answer")
     assert answer.startswith("Exit status 0: the run ended as planned and every gate passed")
-    assert "Ended by duration: it ran for its --duration (4 s)." in answer
+    # A --stages run without --duration ends with its stages, and says so (issue 39).
+    assert "Ended by duration: it ran its --stages to their end (4 s)." in answer
     health = "SUSPECT" if s["generator_health"]["suspect"] else "ok"
     assert f"Generator health: {health}" in answer
     for reason in s["generator_health"]["reasons"]:

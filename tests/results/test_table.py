@@ -71,7 +71,8 @@ def test_render_shows_every_latency_totals_gates_health_and_files():
     text = render(SUMMARY, {"summary": Path("out/1_performance_test_summary.json"),
                             "summary_export": Path("last.json")})
     assert text.splitlines()[0] == ("esmeperf: sci 10 cpi 20 smi 100 ms: ended by duration, "
-                                    "exit status 3, generator SUSPECT")
+                                    "exit status 3 (the run ended but a gate failed), "
+                                    "generator SUSPECT")
     rows = table_rows(text, "latency (ms)")
     # The well-known ones first, in a fixed order; a new key after them, under its own name;
     # the organizer reply is left out: it measured nothing (no --reply).
@@ -81,10 +82,10 @@ def test_render_shows_every_latency_totals_gates_health_and_files():
     assert rows["round trip"] == ["98760", "1.25", "2.5", "3.75", "6.25"]
     totals = table_rows(text, "totals")
     assert totals["participants"] == ["1109 created of 1500 planned"]
-    assert totals["delivered"] == ["98760 (ratio 0.999949)"]
+    assert totals["delivered"] == ["98760 (ratio 0.9999)"]  # as the final line: 4 decimals
     # The sends the schedule asked for and those skipped, and the intended rate beside the
     # achieved one, whenever a send was missed.
-    assert totals["messages sent"] == ["98765 of 100000 due (achieved 0.988; 1235 slots "
+    assert totals["messages sent"] == ["98765 of 100000 due (achieved 0.9876; 1235 slots "
                                        "skipped, each late by a whole interval)"]
     assert totals["steady rate"] == ["3290.1 messages/s (intended 3400.0)"]
     assert table_rows(text, "gates") == {
@@ -146,12 +147,14 @@ def test_table_numbers_equal_the_summary_json(tmp_path, target, capsys):
                                       f"{summary['participants_planned']} planned"]
     assert totals["chats"] == [str(summary["chats_count"])]
     assert totals["messages sent"] == [str(summary["messages_sent"])]
+    # The ratio as the final line gives it (verdict/words.py): four decimals.
     assert totals["delivered"] == [f"{summary['messages_delivered']} "
-                                   f"(ratio {summary['delivered_ratio']})"]
+                                   f"(ratio {summary['delivered_ratio']:.4f})"]
     assert totals["steady rate"] == [f"{summary['steady_rate']:.1f} messages/s"]
     gate = summary["gates"][0]
     assert table_rows(text, "gates") == {
-        "max_p99_ms": ["pass", f"measured {gate['measured']}, limit {gate['limit']}"]}
+        "max_p99_ms": ["pass", f"measured {gate['measured']}, limit {gate['limit']} "
+                       f"({gate['words']})"]}
     # -q: the final line alone on stderr; the export is the summary, byte for byte.
     assert captured.err.startswith("esmeperf: ended by duration: 3 participants")
     assert len(captured.err.splitlines()) == 1
