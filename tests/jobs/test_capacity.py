@@ -12,7 +12,14 @@ import pytest
 
 from esmeperf.cli.main import main
 from esmeperf.config import Settings
-from esmeperf.jobs.capacity import START_CHATS, Search, Step, judge, step_settings
+from esmeperf.jobs.capacity import (
+    START_CHATS,
+    Search,
+    Step,
+    find_capacity,
+    judge,
+    step_settings,
+)
 
 
 def target_with_knee(knee: int, generator_limit: int | None = None):
@@ -144,3 +151,22 @@ def test_sigterm_during_a_real_step_names_no_knee(tmp_path):
     assert capacity["knee_chats"] is None and capacity["limited_by"] == "none"
     assert [s["verdict"] for s in capacity["steps"]] == ["pass", "interrupted"]
     assert "limited by none" in out.splitlines()[0] and "target" not in out.splitlines()[0]
+
+
+def test_the_search_ends_with_a_final_line_in_the_verdicts_words(tmp_path, capsys):
+    """A capacity search ends as a run does: one line on stderr, the words its table's first
+    line and its page give (verdict/decide.py), and its own exit status in its summary."""
+    status = find_capacity(Settings(smi=100, out_dir=tmp_path, plot=False, html_report=False),
+                           target_with_knee(40))
+    captured = capsys.readouterr()
+    assert status == 0
+    final = captured.err.strip().splitlines()[-1]
+    head = captured.out.splitlines()[0]
+    assert head.startswith("capacity: knee ")
+    assert final.startswith("esmeperf: capacity search ended after ")
+    assert final.endswith(head.removeprefix("capacity: "))
+    (path,) = tmp_path.glob("*_performance_test_summary.json")
+    summary = json.loads(path.read_text())
+    assert summary["exit_status"] == 0 and summary["verdict"]["ended"] == \
+        "the capacity search ended"
+    assert summary["verdict"]["limited_by"] == "target"
