@@ -223,8 +223,24 @@ class Gates(Mapping[str, Any]):
 
 
 @dataclass(frozen=True)
+class Output:
+    """What a run writes and shows, apart from what it does (Settings): the engine never reads
+    it. A sweep's runs and a capacity search's steps each have their own."""
+
+    out_dir: Path = Path(".")
+    summary_export: Path | None = None  # a fixed path for the summary JSON, besides out_dir's
+    quiet: bool = False  # no progress line a second
+    # The summary table (stdout) and the final line (stderr) at the end of the run; the
+    # capacity search's steps print one line each instead (capacity.py).
+    report: bool = True
+    plot: bool = True
+    html_report: bool = True  # each run's, sweep's and search's HTML report (--no-report: none)
+
+
+@dataclass(frozen=True)
 class Settings:
-    """How the run behaves; intervals in milliseconds, other times in seconds."""
+    """How the run behaves (what it writes is Output's); intervals in milliseconds, other
+    times in seconds."""
 
     sci: float = 1000
     cpi: float = 1000
@@ -233,8 +249,6 @@ class Settings:
     duration: float | None = None
     duration_source: str | None = None  # "--duration", or "--stages": their total
     max_participants: int | None = None
-    out_dir: Path = Path(".")
-    summary_export: Path | None = None  # a fixed path for the summary JSON, besides out_dir's
     http_timeout: float = 10.0
     handshake_timeout: float = 45.0
     chat_timeout: float = 30.0
@@ -253,13 +267,6 @@ class Settings:
     # WebSocket is opened (a target without a messenger: ESME's REST APIs alone)
     rest_only: bool = False
     gates: Gates = Gates()
-    quiet: bool = False
-    # The summary table (stdout) and the final line (stderr) at the end of the run; the
-    # capacity search's steps print one line each instead (capacity.py).
-    report: bool = True
-    debug: bool = False
-    plot: bool = True
-    html_report: bool = True  # each run's, sweep's and search's HTML report (--no-report: none)
 
     def public(self) -> dict[str, Any]:
         """The settings as written into the summary."""

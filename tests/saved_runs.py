@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from esmeperf.cli.main import main
-from esmeperf.config import Settings
+from esmeperf.config import Output, Settings
 from esmeperf.jobs.capacity import Step, find_capacity
 
 # A short staged run with a surge: 60 participants over 4 s, a message each 250 ms.
@@ -76,7 +76,7 @@ def capacity_search(folder: Path, run: SavedRun, knee: int = 40) -> None:
     that keeps up with `knee` chats and no more (as tests/jobs/test_capacity.py does), each
     step's files a real run's, copied."""
 
-    def run_step(settings: Settings, step: Step) -> int:
+    def run_step(settings: Settings, output: Output, step: Step) -> int:
         keeps_up = step.chats <= knee
         step.achieved_rate = step.intended_rate * (1.0 if keeps_up else 0.85)
         step.due = round(step.intended_rate * 10)
@@ -85,10 +85,10 @@ def capacity_search(folder: Path, run: SavedRun, knee: int = 40) -> None:
         step.p99_ms = 4.0 if keeps_up else 1800.0
         for path in run.folder.iterdir():
             if path.is_file() and not path.name.endswith(".html"):
-                shutil.copy2(path, settings.out_dir / path.name)
+                shutil.copy2(path, output.out_dir / path.name)
         return 0
 
-    assert find_capacity(Settings(smi=100, out_dir=folder, duration=10_000), run_step,
+    assert find_capacity(Settings(smi=100, duration=10_000), Output(out_dir=folder), run_step,
                          start_chats=16) == 0
 
 

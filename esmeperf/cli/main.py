@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import __version__
-from ..config import Gates, Settings, load_target, timespan
+from ..config import Gates, Output, Settings, load_target, timespan
 from ..engine.signals import Lifecycle
 from ..errors import ConfigError
 from ..jobs.job import Dask, Job, run_job
@@ -289,10 +289,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                           + f" or {GATES[-1].flag}")
     return Settings(
         sci=args.sci[0], cpi=args.cpi[0], smi=args.smi[0], log_ws=args.log_ws,
-        duration=args.duration, max_participants=args.max_participants, out_dir=args.out,
+        duration=args.duration, max_participants=args.max_participants,
         duration_source=getattr(args, "duration_source", None)
         or ("--duration" if args.duration is not None else None),
-        summary_export=args.summary_export,
         http_timeout=args.http_timeout, handshake_timeout=args.handshake_timeout,
         chat_timeout=args.chat_timeout, echo_timeout=args.echo_timeout,
         join_timeout=args.join_timeout, stall_timeout=args.stall_timeout,
@@ -300,8 +299,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         organizers=args.organizers,
         processes=args.processes, reply=args.reply, rest_only=args.rest_only,
         gates=limits,
-        quiet=args.quiet, debug=args.debug, plot=args.plot, html_report=args.html_report,
     )
+
+
+def output_from_args(args: argparse.Namespace) -> Output:
+    return Output(out_dir=args.out, summary_export=args.summary_export, quiet=args.quiet,
+                  plot=args.plot, html_report=args.html_report)
 
 
 def check_out_dir(path: Path) -> None:
@@ -425,7 +428,8 @@ def main(argv: Sequence[str] | None = None, draw_last: bool = False) -> int:
             return ExitStatus.INTERRUPTED
 
 
-def _find_capacity(args: argparse.Namespace, settings: Settings, job: Job, runs: int) -> int:
+def _find_capacity(args: argparse.Namespace, settings: Settings, output: Output, job: Job,
+                   runs: int) -> int:
     """--find-capacity: the search chooses the arrivals and -sci itself (capacity.py)."""
     clash = [flag for flag, given in (("-cpi", args.cpi != [1000.0] or runs > 1),
                                       ("--stages", args.stages), ("--surge", args.surge),
@@ -437,19 +441,20 @@ def _find_capacity(args: argparse.Namespace, settings: Settings, job: Job, runs:
         return ExitStatus.USAGE
     from ..jobs.capacity import START_CHATS, find_capacity, measured_by
 
-    return find_capacity(settings, measured_by(lambda step, on_result: run_job(
-        step, job, on_result)), start_chats=args.start_chats or START_CHATS)
+    return find_capacity(settings, output, measured_by(
+        lambda step, step_output, on_result: run_job(step, step_output, job, on_result),
+        debug=job.debug), start_chats=args.start_chats or START_CHATS)
 
 
 def _job(args: argparse.Namespace, lifecycle: Lifecycle, draw_last: bool = False) -> int:
     """Check the flags and the config, then run the job (a sweep when intervals are lists)."""
     try:
         resolve_arrivals(args)
-        settings = settings_from_args(args)
-        check_out_dir(settings.out_dir)
+        settings, output = settings_from_args(args), output_from_args(args)
+        check_out_dir(output.out_dir)
         runs = len(args.sci) * len(args.cpi) * len(args.smi) * args.repeat
-        if settings.summary_export is not None:
-            check_summary_export(settings.summary_export, runs)
+        if output.summary_export is not None:
+            check_summary_export(output.summary_export, runs)
         config_path = args.config
         if config_path is None and os.path.exists(DEFAULT_CONFIG):
             config_path = Path(DEFAULT_CONFIG)
@@ -500,17 +505,17 @@ def _job(args: argparse.Namespace, lifecycle: Lifecycle, draw_last: bool = False
     job = Job(target, tuple(target_args), args.debug, lifecycle, dask, live)
     try:
         if args.find_capacity:
-            return _find_capacity(args, settings, job, runs)
+            return _find_capacity(args, settings, output, job, runs)
         if runs > 1:
             from ..jobs.sweep import matrix, run_sweep
 
-            plan = matrix(settings, args.sci, args.cpi, args.smi, args.repeat)
-            return run_sweep(plan, lambda s: run_job(s, job), settings.out_dir)
+            plan = matrix(settings, output, args.sci, args.cpi, args.smi, args.repeat)
+            return run_sweep(plan, lambda s, o: run_job(s, o, job), output.out_dir)
         if draw_last:
             from ..plot import child
 
             child.defer()
-        return run_job(settings, job)
+        return run_job(settings, output, job)
     finally:
         if live is not None:
             live.close()

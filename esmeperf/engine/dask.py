@@ -192,7 +192,7 @@ def _log_to_worker(spec: ShardSpec) -> None:
     handler.esmeperf_shard = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter(f"%(asctime)s shard-{spec.index}: %(message)s"))
     log.addHandler(handler)
-    log.setLevel(logging.DEBUG if spec.settings.debug else logging.INFO)
+    log.setLevel(spec.log_level)
     log.propagate = False
 
 

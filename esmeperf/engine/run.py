@@ -1,8 +1,8 @@
 """One run's engine: it owns the run's life from the first sign-in to the last thread joined.
 
-    engine = Engine(target, settings, lifecycle=..., launcher=...)
-    outcome = engine.run()       # always returns, whatever ended the run
-    outcome.seal()               # the shards' final reports, final from here on
+    engine = Engine(target, settings, lifecycle=..., launcher=..., progress=sys.stderr)
+    outcome = engine.run()       # always returns, whatever ended the run: finished (the
+                                 # target's part, the shards' final reports), edited by no one
 
 The life (life.py) moves STARTING -> LOADING -> STOPPING -> DRAINING -> CLOSING -> FINISHED;
 every end goes through one `stop(reason)`: the duration, the first error (a worker's, a
@@ -13,13 +13,12 @@ bottom in `_shutdown`.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from ..config import Settings, Target
 from ..measure.cpu import CpuMeter, cpu_seconds
@@ -117,7 +116,8 @@ class Engine:
     def __init__(self, target: Target, settings: Settings, *,
                  lifecycle: Lifecycle | None = None, tokens: dict[str, str] | None = None,
                  launcher: ShardLauncher | None = None,
-                 embedded: EmbeddedTarget | None = None) -> None:
+                 embedded: EmbeddedTarget | None = None,
+                 progress: TextIO | None = None) -> None:
         self.target, self.settings = target, settings
         self.run_id = uuid.uuid4().hex[:12]
         self.life = Life()
@@ -133,6 +133,7 @@ class Engine:
         self._cpu = CpuMeter(self.metrics, embedded.pid if embedded else None, interval=1.0,
                              recent=self.workers.load)
         self._progress = Progress(self.metrics, settings)
+        self._progress_to = progress  # where the progress line goes each second; None: nowhere
         self._shards: ShardGroup | None = None
         self._gate_breaches: list[dict[str, Any]] = []  # --abort-on-fail's, for the summary
 
@@ -235,7 +236,8 @@ class Engine:
         specs = [ShardSpec(index=index, count=count, target=self.target,
                            settings=self.settings, stamp=self.ctx.stamp,
                            start_wall=started_ns / 1e9,
-                           email_tag=f"{self.run_id}s{index}" if launcher.distributed else "")
+                           email_tag=f"{self.run_id}s{index}" if launcher.distributed else "",
+                           log_level=log.getEffectiveLevel())
                  for index in range(count)]
         self._shards = launcher(specs, ReportSink(self.life, self.metrics, count))
         log.info("participants spread over %d shards", count)
@@ -270,9 +272,9 @@ class Engine:
             self._progress.warn_if_behind()
             if settings.abort_on_fail:
                 self._check_gates(time.monotonic() - start)
-            if not settings.quiet:
+            if self._progress_to is not None:
                 self._progress.print(time.monotonic() - start, samples[max(samples)], oldest,
-                                     file=sys.stderr)
+                                     file=self._progress_to)
             code = self._embedded.returncode if self._embedded is not None else None
             if code is not None:
                 self.workers.record_error("main", RuntimeError(

@@ -136,6 +136,7 @@ class ShardSpec:
     stamp: int  # the run's Unix second: part of every participant email
     start_wall: float  # Unix time of the arrival grid's origin
     email_tag: str = ""  # extra email part keeping identities unique across machines
+    log_level: int = logging.INFO  # the run's own (--debug, -q), for the shard's log lines
 
 
 class ShardRunner:
@@ -436,7 +437,7 @@ def _process_main(conn: Connection, spec: ShardSpec) -> None:
     # platform_support says so: --portable reaches here through the inherited environment).
     platform_support.active().leave_process_group()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    log.setLevel(logging.DEBUG if spec.settings.debug else logging.INFO)
+    log.setLevel(spec.log_level)
     log.propagate = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"%(asctime)s shard-{spec.index}: %(message)s",

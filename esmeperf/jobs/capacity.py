@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import Settings
+from ..config import Output, Settings
 from ..measure import attribution, health
 from ..results.rundata import STEPS_DIR
 from ..results.summary import write_summary
@@ -115,15 +115,22 @@ class Step:
                 "failed": list(self.failed), "folder": self.folder}
 
 
-def step_settings(base: Settings, chats: int, out_dir: Path) -> Settings:
+def step_settings(base: Settings, chats: int) -> Settings:
     """The settings of the step holding `chats` active chats."""
     ramp_s = chats * STEP_CPI_MS / 1000
     warmup_s = max(WARMUP_S, 3 * base.smi / 1000)
     measure_s = max(MEASURE_S, 5 * base.smi / 1000)
     return replace(base, sci=STEP_CPI_MS / 2, cpi=STEP_CPI_MS, stages=(), surge=None,
                    max_participants=chats, duration=ramp_s + warmup_s + measure_s,
-                   out_dir=out_dir, summary_export=out_dir / "summary.json", plot=False,
-                   abort_on_fail=False, quiet=True, report=False)
+                   duration_source="--find-capacity", abort_on_fail=False)
+
+
+def step_output(base: Output, out_dir: Path) -> Output:
+    """What a step writes: its files in its own directory, its summary also under a fixed
+    name the search reads back, its HTML report (unless --no-report); no PNG, no progress line,
+    no table (the search logs a line a step)."""
+    return Output(out_dir=out_dir, summary_export=out_dir / "summary.json", quiet=True,
+                  report=False, plot=False, html_report=base.html_report)
 
 
 def measure_window(settings: Settings) -> float:
@@ -163,16 +170,19 @@ def _step_logs(debug: bool) -> Iterator[None]:
         log.setLevel(previous)
 
 
-StepRunner = Callable[[Settings, Step], int]  # runs a step, fills its figures, gives its status
-# job.run_job(settings, job, on_result) for one job: a step's settings and what sees its outcome
-JobRunner = Callable[[Settings, Callable[["Outcome"], None]], int]
+# Runs a step, fills its figures, gives its status.
+StepRunner = Callable[[Settings, Output, Step], int]
+# job.run_job(settings, output, job, on_result) for one job: a step's settings, what it
+# writes, and what sees its outcome.
+JobRunner = Callable[[Settings, Output, Callable[["Outcome"], None]], int]
 
 
-def measured_by(run_job: JobRunner) -> StepRunner:
+def measured_by(run_job: JobRunner, debug: bool = False) -> StepRunner:
     """A StepRunner that runs the step as a whole job and reads its figures: the rate and p99
-    of its measured window from the run's result, the rest from the summary it wrote."""
+    of its measured window from the run's result, the rest from the summary it wrote. A
+    step's own logs show only with `debug` (_step_logs)."""
 
-    def run_step(settings: Settings, step: Step) -> int:
+    def run_step(settings: Settings, output: Output, step: Step) -> int:
         window = measure_window(settings)
 
         def on_result(result: Outcome) -> None:
@@ -194,15 +204,15 @@ def measured_by(run_job: JobRunner) -> StepRunner:
             if error is not None and error.message.startswith(openfiles.OUT_OF_FILES_TEXT):
                 step.interrupted = "the generator ran out of open files"
 
-        with _step_logs(settings.debug):
+        with _step_logs(debug):
             try:
-                status = run_job(settings, on_result)
+                status = run_job(settings, output, on_result)
             except KeyboardInterrupt:  # a signal while the step's target was starting
                 step.interrupted = "a signal"
                 return ExitStatus.INTERRUPTED
         try:
-            assert settings.summary_export is not None
-            summary = json.loads(settings.summary_export.read_text(encoding="utf-8"))
+            assert output.summary_export is not None
+            summary = json.loads(output.summary_export.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             summary = {}
         step.delivered_ratio = summary.get("delivered_ratio")
@@ -219,9 +229,10 @@ def measured_by(run_job: JobRunner) -> StepRunner:
 class Search:
     """The doubling-then-bisecting search; `run_step` runs one step and fills its figures."""
 
-    def __init__(self, base: Settings, run_step: StepRunner, budget_s: float,
+    def __init__(self, base: Settings, output: Output, run_step: StepRunner, budget_s: float,
                  max_chats: int | None, start_chats: int = START_CHATS) -> None:
         self.base = base
+        self.output = output
         self.run_step = run_step
         self.budget_s = budget_s
         self.max_chats = max_chats
@@ -268,19 +279,19 @@ class Search:
                 chats *= 2
 
     def _fits(self, chats: int) -> bool:
-        needed = step_settings(self.base, chats, Path()).duration or 0.0
+        needed = step_settings(self.base, chats).duration or 0.0
         spent = time.monotonic() - self.started
         return spent + needed + 10 <= self.budget_s  # 10 s for a target's start and the files
 
     def _step(self, chats: int) -> Step:
         folder = f"{len(self.steps) + 1:02d}_chats{chats}"
-        out_dir = self.base.out_dir / STEPS_DIR / folder
+        out_dir = self.output.out_dir / STEPS_DIR / folder
         out_dir.mkdir(parents=True, exist_ok=True)
-        settings = step_settings(self.base, chats, out_dir)
+        settings = step_settings(self.base, chats)
         step = Step(chats=chats, intended_rate=chats * 1000 / settings.smi, folder=folder)
         log.info("capacity step %d: %d chats (%.0f messages/s intended), %.0f s",
                  len(self.steps) + 1, chats, step.intended_rate, settings.duration or 0)
-        status = self.run_step(settings, step)
+        status = self.run_step(settings, step_output(self.output, out_dir), step)
         step.exit_status = int(status)
         judge(step, self.max_p99_ms)
         self.steps.append(step)
@@ -338,38 +349,40 @@ class Search:
         }
 
 
-def find_capacity(base: Settings, run_step: StepRunner, start_chats: int = START_CHATS) -> int:
+def find_capacity(base: Settings, output: Output, run_step: StepRunner,
+                  start_chats: int = START_CHATS) -> int:
     """Search, then write the summary (the knee step's, with `capacity`), the PNG and (unless
-    `base.html_report` is off) the HTML report, each step linked to its own."""
+    `output.html_report` is off) the HTML report, each step linked to its own."""
     budget = base.duration or DEFAULT_BUDGET_S
     limits = openfiles.limits()
     bounds = [n for n in (base.max_participants,
                           openfiles.participants_within(limits[0])
                           if limits and limits[0] > 0 else None) if n is not None]
     max_chats = min(bounds) if bounds else None  # --max-participants, or what files allow
-    search = Search(base, run_step, budget, max_chats, start_chats)
+    search = Search(base, output, run_step, budget, max_chats, start_chats)
     log.info("capacity search: doubling from %d chats, -smi %g ms, within %.0f s", start_chats,
              base.smi, budget)
     search.run()
     capacity = search.result()
-    summary = _base_summary(base.out_dir, capacity)
+    summary = _base_summary(output.out_dir, capacity)
     summary["capacity"] = capacity
     # The search's own verdict, not its knee step's (verdict/decide.py).
     verdict = decide.decide_search(capacity)
     summary["exit_status"] = verdict.status
     summary["verdict"] = verdict.as_dict()
     stamp = int(time.time())
-    path = base.out_dir / f"{stamp}_performance_test_summary.json"
+    path = output.out_dir / f"{stamp}_performance_test_summary.json"
     write_summary(summary, path)  # atomic, with the umask, as every run's summary
     paths = {"summary": path}
-    if base.plot and search.steps:
+    if output.plot and search.steps:
         from ..plot.figures import plot_capacity
 
         try:
-            paths["plot"] = plot_capacity(capacity, base.out_dir / f"{stamp}{CAPACITY_PLOT_SUFFIX}")
+            paths["plot"] = plot_capacity(capacity,
+                                          output.out_dir / f"{stamp}{CAPACITY_PLOT_SUFFIX}")
         except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the result
             log.error("could not draw the capacity plot: %s", exc)
-    if base.html_report and search.steps:
+    if output.html_report and search.steps:
         from ..plot.html import write_capacity_report
 
         try:

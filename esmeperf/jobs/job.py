@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import Settings, Target
+from ..config import Output, Settings, Target
 from ..engine.signals import Lifecycle
 from ..errors import ConfigError, EsmePerfError, TargetStartError
 from ..status import ExitStatus
@@ -47,7 +47,7 @@ class Job:
     live: Endpoint | None = None  # the --metrics-port endpoint (measure/live.py)
 
 
-def run_job(settings: Settings, job: Job,
+def run_job(settings: Settings, output: Output, job: Job,
             on_result: Callable[[Outcome], None] | None = None) -> int:
     """One run, its files and its last line; an error before it started (the embedded target,
     the Dask cluster) is one line, exit 1 (2 for a configuration error). `on_result` sees the
@@ -58,14 +58,14 @@ def run_job(settings: Settings, job: Job,
             from ..engine.shards import ProcessLauncher  # the run-time dependencies, now
 
             launcher = ProcessLauncher() if settings.processes > 1 else None
-            return _run(settings, job, launcher, on_result)
+            return _run(settings, output, job, launcher, on_result)
         from ..engine.dask import DaskCluster
 
         with DaskCluster(scheduler=job.dask.scheduler,
                          local_workers=job.dask.local_workers) as cluster:
             log.info("Dask cluster: %d workers", len(cluster.workers))
             settings = replace(settings, processes=len(cluster.workers))
-            return _run(settings, job, cluster.launcher(), on_result)
+            return _run(settings, output, job, cluster.launcher(), on_result)
     except EsmePerfError as exc:
         if job.debug:
             log.exception("failed")
@@ -73,7 +73,7 @@ def run_job(settings: Settings, job: Job,
         return ExitStatus.USAGE if isinstance(exc, ConfigError) else ExitStatus.ERROR
 
 
-def _run(settings: Settings, job: Job, launcher: ShardLauncher | None,
+def _run(settings: Settings, output: Output, job: Job, launcher: ShardLauncher | None,
          on_result: Callable[[Outcome], None] | None) -> int:
     # Imported late: --help, bad input and the man page build need no run-time dependency.
     from ..engine import preflight
@@ -87,14 +87,15 @@ def _run(settings: Settings, job: Job, launcher: ShardLauncher | None,
     try:
         tokens = preflight.check(target, settings)
         engine = Engine(target, settings, lifecycle=job.lifecycle, tokens=tokens,
-                        launcher=launcher, embedded=embedded)
+                        launcher=launcher, embedded=embedded,
+                        progress=None if output.quiet else sys.stderr)
         if job.live is not None:  # scrapes read this run's measurements from now on
             job.live.attach(engine.run_id, engine.metrics, settings, engine.life.stopped)
         result = engine.run()  # finished: the target's part and the shards' reports in it
         if on_result is not None:
             on_result(result)
         # The lifecycle holds any signal from the end of the run to here (FINISHING).
-        return _report(result, job)
+        return _report(result, output, job)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -116,7 +117,7 @@ def _start_embedded(settings: Settings, target_args: list[str]) -> TargetProcess
     return process
 
 
-def _report(result: Outcome, job: Job) -> int:
+def _report(result: Outcome, output: Output, job: Job) -> int:
     """Write the run's files, show its table and final line; return its exit status. The
     verdict (verdict/decide.py) is the summary's: a signal held while the files were written
     is in it, and the summary is written again if one came after it was first written."""
@@ -134,23 +135,23 @@ def _report(result: Outcome, job: Job) -> int:
     if job.live is not None:  # the verdicts, served until the job ends
         job.live.finish(summary)
     stamp = int(time.time())
-    out_dir = result.settings.out_dir
+    out_dir = output.out_dir
     log.info("writing the results")
     try:
         paths = write_results(result, summary, out_dir, stamp)
     except OSError as exc:
         # Results survive: fall back to the temp directory rather than lose them.
         out_dir = Path(tempfile.mkdtemp(prefix="esmeperf-results-"))
-        log.error("cannot write results to %s (%s); writing them to %s", result.settings.out_dir,
+        log.error("cannot write results to %s (%s); writing them to %s", output.out_dir,
                   exc, out_dir)
         paths = write_results(result, summary, out_dir, stamp)
     # The PNG and the HTML report, from the files just written, by a child process: matplotlib
     # never loads into this one, which measured (plot/child.py).
     paths.update(draw(paths["summary"], out_dir / f"{stamp}{PLOT_SUFFIX}"
-                      if result.settings.plot else None, result.settings.html_report))
+                      if output.plot else None, output.html_report))
     if _held(job) != summary["verdict"]["held_signal"]:  # a signal while they were written
         write_summary(with_verdict(summary, _held(job)), paths["summary"])
-    export = result.settings.summary_export
+    export = output.summary_export
     if export is not None:
         try:
             paths["summary_export"] = write_summary(summary, export)
@@ -160,10 +161,10 @@ def _report(result: Outcome, job: Job) -> int:
     if verdict.held:
         log.warning("stopped by %s after writing the results", verdict.held)
     # The table (stdout) lists the files; the logs (stderr) end with the final line.
-    if result.settings.report:
+    if output.report:
         report.show(summary, paths)
         print(final_line(summary, verdict), file=sys.stderr)
-    if result.first_error is not None and result.settings.debug:
+    if result.first_error is not None and job.debug:
         print(result.first_error.traceback, file=sys.stderr, end="")
     return verdict.status
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import Settings
+from ..config import Output, Settings
 from ..errors import ConfigError
 from ..plot.command import title_of
 from ..plot.figures import plot_overlay, plot_run, plot_scatter
@@ -27,14 +27,18 @@ SCATTER = "scatter.png"
 
 
 
-def matrix(settings: Settings, scis: Sequence[float], cpis: Sequence[float],
-           smis: Sequence[float], repeat: int) -> list[Settings]:
-    """One Settings per run, each with its own output directory under settings.out_dir."""
+Run = tuple[Settings, Output]  # what one run of a sweep does, and what it writes
+
+
+def matrix(settings: Settings, output: Output, scis: Sequence[float], cpis: Sequence[float],
+           smis: Sequence[float], repeat: int) -> list[Run]:
+    """One run per combination, each with its own output directory under output.out_dir."""
     runs = []
     for index, (sci, cpi, smi, k) in enumerate(
             itertools.product(scis, cpis, smis, range(1, repeat + 1)), 1):
         name = f"{index:02d}_sci{sci:g}_cpi{cpi:g}_smi{smi:g}_r{k}"
-        runs.append(replace(settings, sci=sci, cpi=cpi, smi=smi, out_dir=settings.out_dir / name))
+        runs.append((replace(settings, sci=sci, cpi=cpi, smi=smi),
+                     replace(output, out_dir=output.out_dir / name)))
     return runs
 
 
@@ -53,9 +57,9 @@ def check_out(out_dir: Path) -> None:
                           "directory, or move that one away")
 
 
-def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
+def run_sweep(runs: Sequence[Run], run_one: Callable[[Settings, Output], int],
               out_dir: Path) -> int:
-    """Run each Settings with `run_one`; stop early only on a signal; then write the report
+    """Run each with `run_one`; stop early only on a signal; then write the report
     (report.md, and report.html unless the runs' html_report is off: --no-report).
 
     An --out that already holds a sweep is refused first: exit 2, one line, nothing run.
@@ -66,13 +70,13 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
         print(f"esmeperf: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
     statuses: list[int] = []
-    started: list[Settings] = []
-    for number, settings in enumerate(runs, 1):
+    started: list[Output] = []
+    for number, (settings, output) in enumerate(runs, 1):
         log.info("=== run %d of %d: sci %g cpi %g smi %g ms -> %s", number, len(runs),
-                 settings.sci, settings.cpi, settings.smi, settings.out_dir)
+                 settings.sci, settings.cpi, settings.smi, output.out_dir)
         try:
-            status = run_one(settings)
-            started.append(settings)
+            status = run_one(settings, output)
+            started.append(output)
         except KeyboardInterrupt:  # a signal before this run started (or between two runs)
             status = ExitStatus.INTERRUPTED
         statuses.append(status)
@@ -84,12 +88,12 @@ def run_sweep(runs: Sequence[Settings], run_one: Callable[[Settings], int],
                       number, len(runs))
             break
     loaded = []
-    for settings in started:
+    for output in started:
         try:
-            loaded.append(load_run(settings.out_dir))
+            loaded.append(load_run(output.out_dir))
         except RunFileError as exc:
-            log.error("run in %s left no readable results: %s", settings.out_dir, exc)
-    for path in write_report(loaded, out_dir, html=all(s.html_report for s in runs)):
+            log.error("run in %s left no readable results: %s", output.out_dir, exc)
+    for path in write_report(loaded, out_dir, html=all(o.html_report for _, o in runs)):
         log.info("report: %s", path)
     return decide.worst(statuses)  # the most serious of its runs' statuses
 

@@ -13,8 +13,9 @@ working in the `during` phase?
 
 The window comes from `--surge FROM-TO`, or else from `--stages`: the stages that reach the
 plan's peak rate and hold it, from the start of the step or ramp into the peak to the end of
-the last stage at the peak (`0s:5,60s:5,0s:100,20s:100,0s:5,60s:5`: 60-80 s). A plan that starts with its peak has
-nothing open before it, so it has no surge. Times are offsets from the arrival grid's origin.
+the last stage at the peak (`0s:5,60s:5,0s:100,20s:100,0s:5,60s:5`: 60-80 s). A plan that
+starts with its peak has nothing open before it, so it has no surge. Times are offsets from the
+arrival grid's origin.
 """
 
 from __future__ import annotations

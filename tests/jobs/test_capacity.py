@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from esmeperf.cli.main import main
-from esmeperf.config import Settings
+from esmeperf.config import Output, Settings
 from esmeperf.jobs.capacity import (
     START_CHATS,
     Search,
@@ -26,7 +26,7 @@ def target_with_knee(knee: int, generator_limit: int | None = None):
     """A step runner standing in for a target that keeps up with `knee` chats and no more
     (and a generator that runs out at `generator_limit`): the search's logic on its own."""
 
-    def run_step(settings: Settings, step: Step) -> int:
+    def run_step(settings: Settings, output: Output, step: Step) -> int:
         step.generator_limited = generator_limit is not None and step.chats >= generator_limit
         keeps_up = step.chats <= knee and not step.generator_limited
         step.achieved_rate = step.intended_rate * (1.0 if keeps_up else 0.9)
@@ -40,7 +40,7 @@ def target_with_knee(knee: int, generator_limit: int | None = None):
 
 
 def search(tmp_path: Path, run_step, budget: float = 10_000.0, max_chats: int | None = None):
-    found = Search(Settings(smi=100, out_dir=tmp_path), run_step, budget, max_chats)
+    found = Search(Settings(smi=100), Output(out_dir=tmp_path), run_step, budget, max_chats)
     found.run()
     return found, found.result()
 
@@ -80,7 +80,7 @@ def test_a_target_that_fails_the_first_step_is_searched_downwards(tmp_path):
 
 
 def test_step_settings_hold_the_chats_and_measure_ten_seconds(tmp_path):
-    settings = step_settings(Settings(smi=100), 256, tmp_path)
+    settings = step_settings(Settings(smi=100), 256)
     assert settings.max_participants == 256 and settings.sci < settings.cpi
     assert settings.duration == pytest.approx(256 * settings.cpi / 1000 + 3 + 10)
 
@@ -94,11 +94,11 @@ def test_find_capacity_refuses_arrival_flags(tmp_path, capsys):
 def test_a_step_cut_short_is_interrupted_not_the_targets_failure(tmp_path):
     """A signal in the second step: no knee, nothing blamed on the target, a lower bound."""
 
-    def run_step(settings: Settings, step: Step) -> int:
+    def run_step(settings: Settings, output: Output, step: Step) -> int:
         if step.chats > START_CHATS:
             step.interrupted = "a signal"
             return 130
-        return target_with_knee(1000)(settings, step)
+        return target_with_knee(1000)(settings, output, step)
 
     found, result = search(tmp_path, run_step)
     assert [s.verdict for s in found.steps] == ["pass", "interrupted"]
@@ -120,8 +120,8 @@ def test_a_step_is_judged_by_its_schedule_not_by_a_rounded_rate(tmp_path):
 
 
 def test_start_chats_begins_the_search_there(tmp_path):
-    found = Search(Settings(smi=100, out_dir=tmp_path), target_with_knee(1000), 10_000.0, None,
-                   start_chats=128)
+    found = Search(Settings(smi=100), Output(out_dir=tmp_path), target_with_knee(1000),
+                   10_000.0, None, start_chats=128)
     found.run()
     assert [s.chats for s in found.steps][:3] == [128, 256, 512]
     assert found.result()["start_chats"] == 128
@@ -156,7 +156,8 @@ def test_sigterm_during_a_real_step_names_no_knee(tmp_path):
 def test_the_search_ends_with_a_final_line_in_the_verdicts_words(tmp_path, capsys):
     """A capacity search ends as a run does: one line on stderr, the words its table's first
     line and its page give (verdict/decide.py), and its own exit status in its summary."""
-    status = find_capacity(Settings(smi=100, out_dir=tmp_path, plot=False, html_report=False),
+    status = find_capacity(Settings(smi=100),
+                           Output(out_dir=tmp_path, plot=False, html_report=False),
                            target_with_knee(40))
     captured = capsys.readouterr()
     assert status == 0

@@ -10,7 +10,7 @@ import pytest
 from page_reader import Parsed
 from saved_runs import SavedRun, capacity_search, surge_run
 
-from esmeperf.config import Settings
+from esmeperf.config import Output, Settings
 from esmeperf.jobs.capacity import Step, find_capacity
 from esmeperf.plot.command import main as plot_main
 
@@ -52,12 +52,13 @@ def test_the_search_writes_its_report_and_plot_html_writes_every_steps(tmp_path,
 
 
 def test_no_report_for_a_search_with_report_off(tmp_path, surge, capsys):
-    def run_step(settings: Settings, step: Step) -> int:
+    def run_step(settings: Settings, output: Output, step: Step) -> int:
         step.achieved_rate, step.due, step.made = step.intended_rate, 10, 10
         step.delivered_ratio, step.p99_ms = 1.0, 2.0
         return 0
 
-    assert find_capacity(Settings(smi=100, out_dir=tmp_path, duration=40, max_participants=32,
-                                  html_report=False), run_step, start_chats=16) == 0
+    assert find_capacity(Settings(smi=100, duration=40, max_participants=32),
+                         Output(out_dir=tmp_path, html_report=False), run_step,
+                         start_chats=16) == 0
     assert not list(tmp_path.glob("*.html"))
     assert "  report  " not in capsys.readouterr().out

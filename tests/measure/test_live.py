@@ -22,7 +22,13 @@ from conftest import skip_unless_required
 from helpers import child_targets, load_results, run_main, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
-from esmeperf.cli.main import get_parser, main, resolve_arrivals, settings_from_args
+from esmeperf.cli.main import (
+    get_parser,
+    main,
+    output_from_args,
+    resolve_arrivals,
+    settings_from_args,
+)
 from esmeperf.config import load_target
 from esmeperf.jobs.job import Job, run_job
 from esmeperf.measure.live import BOUNDS_S, Endpoint
@@ -68,7 +74,8 @@ def test_the_last_scrape_agrees_with_the_summary(tmp_path, target):
     resolve_arrivals(args)
     with Endpoint("127.0.0.1", 0) as live:
         assert scrape(live.url) == {}  # nothing to say before a run is attached
-        status = run_job(settings_from_args(args), Job(load_target(config), live=live))
+        status = run_job(settings_from_args(args), output_from_args(args),
+                         Job(load_target(config), live=live))
         samples = scrape(live.url)
     assert status == 0
     summary, _ = load_results(tmp_path / "out")
