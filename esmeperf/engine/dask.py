@@ -35,9 +35,18 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..measure import health
+from .directlink import BEAT, ClientEnd, ShardEnd, client_address
 from .life import FirstError
 from .preflight import unreachable
-from .shards import Command, ReportSink, ShardMessage, ShardReport, ShardRunner, ShardSpec
+from .shards import (
+    Alive,
+    Command,
+    ReportSink,
+    ShardMessage,
+    ShardReport,
+    ShardRunner,
+    ShardSpec,
+)
 
 log = logging.getLogger("esmeperf")
 
@@ -239,8 +248,11 @@ def _pause_worker_profiler() -> Callable[[], None]:
     return lambda: worker.loop.add_callback(start)
 
 
-def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT) -> ShardReport:
-    """The Dask task: run one shard on this worker until the client says CLOSE."""
+def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT,
+               direct: tuple[tuple[str, int], bytes] | None = None) -> ShardReport:
+    """The Dask task: run one shard on this worker until the client says CLOSE. Its messages
+    go by its direct link to the client (`direct`: the client's address and the run's key;
+    directlink.py), or by the scheduler's queue where that link is down."""
     import distributed
 
     queue = distributed.Queue(f"{name}-reports")
@@ -251,7 +263,11 @@ def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT) -> Sh
 
     _log_to_worker(spec)
 
+    link: list[ShardEnd] = []  # the direct link, once up
+
     def send(message: ShardMessage) -> None:
+        if link and link[0].send(message):
+            return
         # Pickled here: the scheduler stores bytes as they are, where a dataclass would make it
         # log "falling back to pickle" twice a second per shard.
         started = time.monotonic()
@@ -304,13 +320,31 @@ def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT) -> Sh
             except Exception:  # noqa: BLE001 - as above
                 runner.closing.wait(0.5)
 
+    def beat() -> None:
+        beat_seen[0] = time.monotonic()
+
+    def alive() -> None:
+        # A beat a second apart from the deltas: a shard whose deltas lag is slow, not lost.
+        while not runner.closing.wait(1.0):
+            try:
+                send(Alive(spec.index))
+            except Exception as exc:  # noqa: BLE001 - the lease decides, not this thread
+                log.debug("shard %d: beat not sent: %s", spec.index, exc)
+
+    if direct is not None:
+        end = ShardEnd(direct[0], direct[1], spec.index, on_beat=beat, on_command=runner.command)
+        if end.up:
+            link.append(end)
     threading.Thread(target=watch, name=f"shard-{spec.index}-watch", daemon=True).start()
     threading.Thread(target=guard, name=f"shard-{spec.index}-lease", daemon=True).start()
+    threading.Thread(target=alive, name=f"shard-{spec.index}-alive", daemon=True).start()
     restart_profiler = _pause_worker_profiler()
     try:
         return runner.run()
     finally:
         restart_profiler()
+        for end in link:
+            end.close()
 
 
 class DaskShards:
@@ -333,15 +367,19 @@ class DaskShards:
         self._lease = distributed.Variable(f"{self.name}-lease", client=client)
         self._lease.set(0)
         self.sink = sink
+        self._addresses = dict(zip(range(len(specs)), cluster.workers, strict=False))
+        # Each shard's own link to this client, apart from the scheduler (directlink.py).
+        self._direct = ClientEnd(client_address(self._scheduler), sink,
+                                 lambda index: f"@{self._host(index)}")
+        direct = (self._direct.address, self._direct.key)
         # One shard per worker, pinned, so no shard waits behind another long-running one. Each
         # gets the grid's origin on its own clock: a worker whose clock is ahead would otherwise
         # start every arrival late by its skew (its counts stay keyed by its own clock).
         self._futures = [
             client.submit(_run_shard, replace(spec, start_wall=spec.start_wall + self._skew.get(
-                address, {}).get("clock_skew_s", 0.0)), self.name, self._lease_s, pure=False,
-                workers=[address], key=f"{self.name}-shard-{spec.index}")
+                address, {}).get("clock_skew_s", 0.0)), self.name, self._lease_s, direct,
+                pure=False, workers=[address], key=f"{self.name}-shard-{spec.index}")
             for spec, address in zip(specs, cluster.workers, strict=False)]
-        self._addresses = dict(zip(range(len(specs)), cluster.workers, strict=False))
         self._listener = threading.Thread(target=self._listen, name="dask-listener",
                                           daemon=True)
         self._listener.start()
@@ -359,6 +397,7 @@ class DaskShards:
                     raise ConnectionError(f"the Dask client is {self._client.status}")
                 if time.monotonic() >= next_beat:
                     beats, next_beat = beats + 1, time.monotonic() + 1.0
+                    self._direct.send(BEAT)  # first: the scheduler's copy may be slow
                     self._lease.set(beats, callback_timeout=LINK_TIMEOUT)
                 messages = self._queue.get(batch=True, callback_timeout=LINK_TIMEOUT)
                 if time.monotonic() >= next_check and not self._closing.is_set():
@@ -369,7 +408,8 @@ class DaskShards:
                 if not self._closing.is_set() and not self._sealed.is_set():
                     self._lost_scheduler(exc)
                 for index in range(len(self._futures)):
-                    self.sink.give_up(index, self._host(index))  # none can come now
+                    if not self._direct.linked(index):  # nothing more can come from it
+                        self.sink.give_up(index, self._host(index))
                 return
             for data in messages:
                 message = pickle.loads(data)
@@ -419,8 +459,9 @@ class DaskShards:
         return self.sink.drained()
 
     def send(self, command: Command) -> None:
+        self._direct.command(command)  # the shards with a direct link hear it at once
         if self._unlinked.is_set():
-            return  # no scheduler to carry it: the shards stop on their lease
+            return  # no scheduler to carry it: the others stop on their lease
         self._events[command].set()
 
     def wait(self, timeout: float) -> None:
@@ -429,8 +470,9 @@ class DaskShards:
         deadline = time.monotonic() + timeout
         self._closing.set()  # from here on the client closes: a broken link is expected
         while not self.sink.reported_all() and time.monotonic() < deadline \
-                and self._listener.is_alive():
-            self._check_lost()
+                and (self._listener.is_alive() or self._direct.any_linked()):
+            if self._listener.is_alive():  # the futures' states come from the scheduler
+                self._check_lost()
             self._sealed.wait(0.1)
         for index in range(len(self._futures)):
             if self.sink.give_up(index, self._host(index)):
@@ -445,12 +487,16 @@ class DaskShards:
                 self.sink.give_up(index, self._host(index))
 
     def seal(self) -> list[ShardReport]:
-        """The final reports, with each worker's address and clock skew; no more merging."""
+        """The final reports, with each worker's address, clock skew and link; no more
+        merging."""
         self._sealed.set()
         out = []
         for report in self.sink.seal():
             address = self._addresses.get(report.shard, "")
             skew = self._skew.get(address, {})
             out.append(replace(report, worker=address, clock_skew_s=skew.get("clock_skew_s"),
-                               uncertainty_s=skew.get("uncertainty_s")))
+                               uncertainty_s=skew.get("uncertainty_s"),
+                               link="direct" if self._direct.greeted(report.shard)
+                               else "scheduler"))
+        self._direct.close()
         return out

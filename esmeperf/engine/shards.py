@@ -80,15 +80,18 @@ class ShardReport:
     worker: str = ""  # on Dask: the worker's address
     clock_skew_s: float | None = None  # on Dask: the worker's clock against the client's
     uncertainty_s: float | None = None
+    # The longest wait between two of its deltas as the parent received them (seconds).
+    delta_gap_max_s: float | None = None
+    link: str = ""  # on Dask: "direct" (its own TCP link to the client) or "scheduler"
 
     def as_dict(self) -> dict[str, Any]:
         """The summary's `shards` entry (None where unknown)."""
         out = {k: v for k, v in vars(self).items() if k not in ("worker", "clock_skew_s",
-                                                                "uncertainty_s")}
+                                                                "uncertainty_s", "link")}
         out["timeline"] = {step: round(at, 3) for step, at in self.timeline.items()}
         if self.worker:
             out.update(worker=self.worker, clock_skew_s=self.clock_skew_s,
-                       uncertainty_s=self.uncertainty_s)
+                       uncertainty_s=self.uncertainty_s, link=self.link)
         if self.lost:
             out["missing"] = (f"shard {self.shard}'s final report never came: its last delta "
                               "(the echoes of its last half second and its shutdown) and its "
@@ -122,7 +125,15 @@ class Done:
     report: ShardReport
 
 
-ShardMessage = Delta | Failed | Drained | Done
+@dataclass(frozen=True)
+class Alive:
+    """A shard's beat, a second apart, apart from its deltas (on Dask): a shard whose beat
+    comes is alive, however late its deltas (a saturated process is slow, not lost)."""
+
+    index: int
+
+
+ShardMessage = Delta | Failed | Drained | Done | Alive
 
 
 @dataclass(frozen=True)
@@ -306,22 +317,33 @@ class ReportSink:
         self._sent: dict[int, int] = {}  # shard -> messages sent, from its deltas
         self._last_second: dict[int, int] = {}  # shard -> newest second its deltas counted in
         self._heard: dict[int, float] = {}  # shard -> monotonic time of its last message
+        self._last_delta: dict[int, float] = {}  # shard -> monotonic time of its last delta
+        self._delta_gap: dict[int, float] = {}  # shard -> the longest wait between deltas
         self._sealed = False
 
     def accept(self, message: ShardMessage, where: str = "") -> None:
         """Merge one message; anything else on the link is a bug of the run, and its error."""
-        if not isinstance(message, Delta | Failed | Drained | Done):
+        if not isinstance(message, Delta | Failed | Drained | Done | Alive):
             self._life.stop(EndReason.ERROR, error=FirstError.from_exception("shards", TypeError(
                 f"unknown shard message {type(message).__name__}: {message!r:.200}")))
             return
+        now = time.monotonic()
         with self._lock:
-            self._heard[message.index] = time.monotonic()
+            self._heard[message.index] = now
         match message:
             case Delta(index=index, metrics=delta):
+                with self._lock:  # while loading: a shutdown's close takes its time
+                    if index in self._last_delta and not self._life.stopped.is_set():
+                        gap = now - self._last_delta[index]
+                        self._delta_gap[index] = max(gap, self._delta_gap.get(index, 0.0))
+                    self._last_delta[index] = now
                 self._metrics.merge(delta)
                 newest = delta.newest_second()
                 with self._lock:
                     self._sent[index] = self._sent.get(index, 0) + delta.total("sent")
+                    given_up = self._reports.get(index)
+                    if given_up is not None and given_up.lost:  # still adds up with the run
+                        given_up.sent = self._sent[index]
                     if newest is not None:
                         self._last_second[index] = max(newest, self._last_second.get(index, 0))
             case Failed(index=index, error=error, reason=reason):
@@ -332,6 +354,8 @@ class ReportSink:
                     self._drained.add(index)
             case Done(index=index, report=report):
                 self._finish(index, report)
+            case Alive():
+                pass  # heard: alive
 
     def _finish(self, index: int, report: ShardReport) -> None:
         report.timeline["received"] = time.time()
@@ -391,9 +415,13 @@ class ReportSink:
             return len(self._drained | set(self._reports)) >= self.count
 
     def seal(self) -> list[ShardReport]:
-        """The reports, in shard order, final from now on (the results are being written)."""
+        """The reports, in shard order, final from now on (the results are being written),
+        each with the longest wait between its deltas."""
         with self._lock:
             self._sealed = True
+            for index, report in self._reports.items():
+                if index in self._delta_gap:
+                    report.delta_gap_max_s = round(self._delta_gap[index], 3)
             return [self._reports[i] for i in sorted(self._reports)]
 
     def reports(self) -> list[ShardReport]:

@@ -30,6 +30,9 @@ ARRIVAL_LATE_INTERVALS = 5  # ... and at least this many -cpi intervals
 # above Node's usual event-loop alarm (70 ms). Healthy runs here: p99 1-5 ms alone, 25-60 ms
 # beside a Dask scheduler and two workers on the same two cores; a frozen GIL: the freeze.
 LAG_LIMIT_MS = 100.0
+# A shard's deltas, due every half second, this many seconds apart while the load ran: its
+# process (or its link to the client) was held up, and its figures with it.
+DELTA_GAP_LIMIT_S = 5.0
 
 
 # A Dask worker's clock this far off the client's moves its per-second counts into the wrong
@@ -77,6 +80,7 @@ class Figures:
     cpi_ms: float
     threads_alive_max: int
     generator_lag_p99_ms: float | None = None  # lag.py's probe, every process merged
+    shard_delta_gap_s: float | None = None  # the longest wait between a shard's deltas
 
 
 def _busy_share(cpu_ms: Mapping[int, int], seconds: Iterable[int], capacity_ms: float) -> float:
@@ -100,6 +104,10 @@ def assess(f: Figures) -> dict[str, Any]:
     send_share = (f.send_lateness_p99_ms / f.smi_ms) if f.send_lateness_p99_ms else 0.0
     if send_share >= SEND_LATE_SHARE:
         reasons.append(f"send lateness p99 = {send_share:.0%} of the interval")
+    gap = f.shard_delta_gap_s or 0.0
+    if gap >= DELTA_GAP_LIMIT_S:
+        reasons.append(f"a shard's deltas came {gap:.1f} s apart (due every 0.5 s): its "
+                       "process or its link was held up")
     late_limit_ms = arrival_limit_ms(f.cpi_ms)
     late_ms = f.arrival_lateness_p99_ms or 0.0
     if late_ms >= late_limit_ms:
@@ -128,7 +136,9 @@ def assess(f: Figures) -> dict[str, Any]:
         "thresholds": {"busy": BUSY, "busy_share": BUSY_SHARE,
                        "generator_lag_ms": LAG_LIMIT_MS,
                        "send_late_share": SEND_LATE_SHARE,
-                       "arrival_late_ms": late_limit_ms},
+                       "arrival_late_ms": late_limit_ms,
+                       "shard_delta_gap_s": DELTA_GAP_LIMIT_S},
+        "shard_delta_gap_s": f.shard_delta_gap_s,
     }
 
 

@@ -186,7 +186,9 @@ def generator_health(result: Outcome, latency: dict[str, Any]) -> dict[str, Any]
         smi_ms=s.smi,
         arrival_lateness_p99_ms=latency["arrival_lateness"].get("p99_ms"),
         cpi_ms=shortest_interval_ms(s),
-        threads_alive_max=max((x.threads for x in result.samples.values()), default=0)))
+        threads_alive_max=max((x.threads for x in result.samples.values()), default=0),
+        shard_delta_gap_s=max((shard["delta_gap_max_s"] for shard in result.shards
+                               if shard.get("delta_gap_max_s") is not None), default=None)))
 
 
 def _pacing(rates: dict[int, int], missed: dict[int, int]) -> dict[str, Any]:

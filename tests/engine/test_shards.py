@@ -38,6 +38,9 @@ def test_totals_are_the_sums_of_the_shards(tmp_path, target, transport):
     if transport[0] == "--cluster":
         assert len({s["worker"] for s in shards}) == 2
         assert all(abs(s["clock_skew_s"]) <= 0.5 and s["uncertainty_s"] >= 0 for s in shards)
+        # Each shard's messages came by its own link to the client, not the scheduler's queue.
+        assert [s["link"] for s in shards] == ["direct", "direct"]
+    assert all(s["delta_gap_max_s"] < 5 for s in shards)  # every half second, near enough
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
