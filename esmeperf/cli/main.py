@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..jobs.job import Dask, Job, run_job
 from ..status import EXIT_STATUS_HELP, ExitStatus
 from ..system import openfiles, platform_support
-from ..usage import Parser
+from ..usage import Parser, positive_float
 from ..verdict.gates import GATES
 
 log = logging.getLogger("esmeperf")
@@ -93,20 +93,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
-
-
 def _non_negative_float(text: str) -> float:
     if text.strip() in ("0", "0.0"):
         return 0.0
-    return _positive_float(text)
+    return positive_float(text)
 
 
 def _port(text: str) -> int:
@@ -220,16 +210,16 @@ def get_parser() -> argparse.ArgumentParser:
                      help="extra arguments for the embedded target, quoted as one, e.g. "
                      "--target-args '--stats-delay 1' (see esmeperf-target --help)")
     timeouts = parser.add_argument_group("timeouts (seconds)")
-    timeouts.add_argument("--http-timeout", type=_positive_float, default=10.0, metavar="S",
+    timeouts.add_argument("--http-timeout", type=positive_float, default=10.0, metavar="S",
                           help="connect and read timeout of every REST call (default 10)")
-    timeouts.add_argument("--handshake-timeout", type=_positive_float, default=45.0,
+    timeouts.add_argument("--handshake-timeout", type=positive_float, default=45.0,
                           metavar="S", help="WebSocket handshake (default 45, as gorilla)")
-    timeouts.add_argument("--chat-timeout", type=_positive_float, default=30.0, metavar="S",
+    timeouts.add_argument("--chat-timeout", type=positive_float, default=30.0, metavar="S",
                           help="wait for a participant's chat to start (default 30)")
-    timeouts.add_argument("--echo-timeout", type=_positive_float, default=5.0, metavar="S",
+    timeouts.add_argument("--echo-timeout", type=positive_float, default=5.0, metavar="S",
                           help="after the stop, wait this long for outstanding echoes "
                           "(default 5)")
-    timeouts.add_argument("--join-timeout", type=_positive_float, default=10.0, metavar="S",
+    timeouts.add_argument("--join-timeout", type=positive_float, default=10.0, metavar="S",
                           help="wait this long for threads to end at shutdown (default 10)")
     timeouts.add_argument("--stall-timeout", type=_non_negative_float, default=10.0,
                           metavar="S", help="a message or start_chat unanswered this long "

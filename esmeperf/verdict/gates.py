@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..measure import attribution, health
+from ..usage import positive_float
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -71,18 +72,8 @@ class Gate:
         return self.setting or self.key
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
-
-
 def _ratio(text: str) -> float:
-    value = _positive(text)
+    value = positive_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
     return value
@@ -115,7 +106,7 @@ GATES: list[Gate] = [
     Gate("max_p99_ms", "--max-p99", "message round-trip p99 must be at most MS",
          "round-trip p99, ms",
          over_run=lambda s: s["latency"]["message_rtt"].get("p99_ms"),
-         over_window=_window_p99, passes=_at_most, metavar="MS", parse=_positive),
+         over_window=_window_p99, passes=_at_most, metavar="MS", parse=positive_float),
     Gate("min_delivered_ratio", "--min-delivered-ratio",
          "delivered/sent must be at least R (e.g. 0.99)", "delivered / sent",
          over_run=lambda s: s.get("delivered_ratio"), over_window=_window_delivered,
@@ -125,7 +116,7 @@ GATES: list[Gate] = [
          "messages sent per second",
          over_run=lambda s: s.get("steady_rate"),
          over_window=lambda w: round(w.total(w.metrics.sent) / WINDOW_S, 3),
-         passes=_at_least, metavar="N", parse=_positive),
+         passes=_at_least, metavar="N", parse=positive_float),
     Gate(attribution.GENERATOR_GATE, "--fail-on-suspect",
          "a run whose generator was suspect (generator_health: its CPU, lag, send or arrival "
          "lateness) fails: its latencies describe the generator as much as the target",
