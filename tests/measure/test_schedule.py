@@ -74,3 +74,17 @@ def test_a_staged_run_creates_its_schedule_and_ends_after_it(tmp_path, target):
     assert summary["settings"]["stages"] == [[2.0, 10.0], [2.0, 10.0], [2.0, 0.0]]
     # Arrivals are judged against the stages' fastest rate (10/s: 5 x 100 ms < the 1 s floor).
     assert summary["generator_health"]["thresholds"]["arrival_late_ms"] == 1000
+
+
+def test_a_0s_stage_is_a_sudden_step():
+    """`0s:10,10s:10`: 10 arrivals a second from the first instant, not a ramp from 0; and a
+    step in the middle changes the rate at once (issue 39)."""
+    step = Schedule(stages=parse_stages("0s:10,10s:10"))
+    offsets = list(step.offsets())
+    assert len(offsets) == 100 == total(parse_stages("0s:10,10s:10"))
+    assert offsets[:3] == pytest.approx([0.1, 0.2, 0.3])
+    ramp = list(Schedule(stages=parse_stages("10s:10")).offsets())
+    assert len(ramp) == 50 and ramp[0] == pytest.approx(2 ** 0.5)  # a ramp starts slowly
+    middle = Schedule(stages=parse_stages("0s:1,5s:1,0s:20,1s:20"))
+    assert middle.arrivals_by(5.0) == 5 and middle.arrivals_by(6.0) == 25
+    assert Schedule(stages=parse_stages("0s:1,5s:1,0s:20,1s:20")).length == 6.0
