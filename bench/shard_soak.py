@@ -54,7 +54,9 @@ def main() -> int:
         shards = summary["shards"]
         by_shards = sum(s["sent"] for s in shards)
         lost = [s["shard"] for s in shards if s.get("lost")]
-        own = [w for w in summary["warnings"] if "the generator was SUSPECT" not in w]
+        # The generator's own warnings (SUSPECT, send slots it skipped) are verdicts on it.
+        own = [w for w in summary["warnings"] if "the generator was SUSPECT" not in w
+               and not w.startswith("participants skipped")]
         ok = (summary["end_reason"] == "duration" and check.get("difference") == 0
               and by_shards == summary["messages_sent"] and not lost and not own)
         health = summary["generator_health"]
