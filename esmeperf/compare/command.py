@@ -263,7 +263,7 @@ def side_lines(base: list[RunData], new: list[RunData]) -> list[str]:
             rate = run.summary.get("steady_rate")
             cells.append(f"{run.folder or run.stem}: generator {state}, steady rate "
                          + (f"{rate:.1f} msg/s" if isinstance(rate, int | float) else "n/a"))
-        lines.append(f"{what}: " + "; ".join(cells))
+        lines.append(f"{what:<5} " + "; ".join(cells))
     return lines
 
 

@@ -56,9 +56,9 @@ def test_compare_html_puts_the_verdict_first_and_every_row(surge, tmp_path, caps
     rate = f"steady rate {surge.summary['steady_rate']:.1f} msg/s"
     assert page.text("answer") == (
         "Verdict: no regression Exit status 0: nothing regressed. "
-        f"base: {surge.folder.name}: generator {health}, {rate} "
-        f"new: again: generator {health}, {rate}")
-    assert f"base: {surge.folder.name}: generator {health}, {rate}" in out.splitlines()
+        f"base {surge.folder.name}: generator {health}, {rate} "
+        f"new again: generator {health}, {rate}")
+    assert f"base  {surge.folder.name}: generator {health}, {rate}" in out.splitlines()
     rows = page.tables["set0"]
     assert rows[0][:4] == ["figure", "base", "new", "change"]
     p99 = surge.summary["latency"]["message_rtt"]["p99_ms"]
