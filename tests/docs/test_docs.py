@@ -268,13 +268,13 @@ def _summary(folder: Path) -> dict:
 @pytest.mark.slow
 def test_surge_command(tmp_path):
     """The surge examples do what their text says (issue 39): most arrivals fall in the surge
-    window. The 140 s example's schedule is counted; its 15 s version is run, as written."""
+    window. The 140 s example's schedule is counted; its 10 s version is run, as written."""
     from esmeperf.measure.schedule import Schedule, parse_stages
     from esmeperf.scenario.surge import COHORTS, window_from_stages
 
     full, short = [c for c in doc_commands()
                    if c.startswith("python3 -m esmeperf -sci 5 -smi 1000 --stages")]
-    for cmd, during in ((full, 2000), (short, 200)):
+    for cmd, during in ((full, 2000), (short, 160)):
         stages = parse_stages(cmd.split("--stages ")[1].split()[0])
         window = window_from_stages(stages)
         assert window is not None
@@ -286,11 +286,11 @@ def test_surge_command(tmp_path):
     sh(short, tmp_path)
     summary = _summary(tmp_path)
     surge = summary["surge"]
-    assert surge["window_s"] == [5.0, 10.0]
+    assert surge["window_s"] == [3.0, 7.0]
     arrived = {cohort: figures["participants"] for cohort, figures in surge["cohorts"].items()}
-    # Arrival 240 is due the instant the stages end, and may race the stop.
-    assert arrived["before"] == 19 and arrived["during"] == 200 and arrived["after"] in (20, 21)
-    assert summary["created_participants_count"] in (239, 240)
+    # Arrival 184 is due the instant the stages end, and may race the stop.
+    assert arrived["before"] == 11 and arrived["during"] == 160 and arrived["after"] in (12, 13)
+    assert summary["created_participants_count"] in (183, 184)
     assert summary["settings"]["duration_source"] == "--stages"
     assert summary["settings"]["cpi_ms"] is None  # --stages replaced -cpi's grid
     assert summary["exit_status"] == 0, summary["first_error"]
