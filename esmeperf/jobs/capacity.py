@@ -43,7 +43,7 @@ from ..results.rundata import STEPS_DIR
 from ..results.summary import write_summary
 from ..status import ExitStatus
 from ..system import openfiles
-from ..verdict import decide, gates
+from ..verdict import decide, gates, words
 
 if TYPE_CHECKING:
     from ..engine.run import Outcome
@@ -428,7 +428,7 @@ def render(capacity: dict[str, Any], paths: dict[str, Path]) -> str:
         made = f"{step['sends_made']}/{step['sends_due']}"
         lines.append(f"  {step['folder']:<22}{step['chats']:>7}{step['intended_rate']:>12.1f}"
                      f"{step['achieved_rate']:>12.1f}{made:>14}"
-                     f"{'-' if ratio is None else f'{ratio:.4f}':>11}"
+                     f"{words.ratio(ratio):>11}"
                      f"{'-' if p99 is None else f'{p99:.1f}ms':>10}  {verdict}")
     lines += ["", "files", *(f"  {kind:<20}{path}" for kind, path in paths.items())]
     return "\n".join(lines)

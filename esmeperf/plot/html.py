@@ -190,7 +190,7 @@ def _headline(s: Mapping[str, Any]) -> list[tuple[str, str]]:
              ("messages sent", number(s.get("messages_sent")))]
     if "messages_delivered" in s:
         items += [("delivered", number(s.get("messages_delivered"))),
-                  ("delivered ratio", number(s.get("delivered_ratio")))]
+                  ("delivered ratio", words.ratio(s.get("delivered_ratio")))]
     if s.get("messages_missed"):
         items.append(("send slots skipped", number(s.get("messages_missed"))))
     if "steady_rate" in s:
@@ -328,7 +328,7 @@ def _surge_table(surge: Mapping[str, Any]) -> str:
                 else [Cell("no messages", title="nothing sent in this phase"), num(""),
                       num("")])
             rows.append(first + [text(phase), num(sent), num(number(cell.get("delivered"))),
-                                 num(number(cell.get("delivered_ratio")))] + rest)
+                                 num(words.ratio(cell.get("delivered_ratio")))] + rest)
     window = surge.get("window_s") or ["?", "?"]
     return (f"<p>Window {esc(number(window[0]))}&ndash;{esc(number(window[1]))} s from the "
             f"first arrival's origin ({esc(surge.get('source'))}). Each participant by when "
@@ -440,7 +440,7 @@ def sweep_page(runs: Sequence[RunData], out_dir: Path) -> Page:
                      num(number(s.get("created_participants_count"))
                          + ("" if planned is None else f" ({planned})")),
                      num(number(s.get("chats_count"))), num(rate),
-                     num(number(s.get("delivered_ratio"))), num(number(p99)),
+                     num(words.ratio(s.get("delivered_ratio"))), num(number(p99)),
                      text(s.get("end_reason", "")), num(number(s.get("exit_status"))),
                      text(verdict)])
     head: list[str | Cell] = ["run", *(Cell(f"{k} ms", num=True) for k in ("sci", "cpi", "smi")),
@@ -543,7 +543,7 @@ def capacity_page(summary: Mapping[str, Any], folder: Path, target: Path) -> Pag
         rows.append([cell, num(step.get("chats")), num(number(step.get("intended_rate"))),
                      num(number(step.get("achieved_rate"))),
                      num(f"{step.get('sends_made')}/{step.get('sends_due')}"),
-                     num(number(step.get("delivered_ratio"))),
+                     num(words.ratio(step.get("delivered_ratio"))),
                      num(number(step.get("rtt_p99_ms"))),
                      Cell(f'<span class="{klass}">{esc(verdict)}</span>'), text(extra)])
     page.section("steps", "Steps", table(

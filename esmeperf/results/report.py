@@ -235,7 +235,7 @@ def surge_table(surge: Mapping[str, Any]) -> list[str]:
             ratio = cell["delivered_ratio"]
             lines.append(
                 f"    {'sent ' + phase:<16}{cell['sent']:>8}"
-                f"{'-' if ratio is None else f'{ratio:.4f}':>11}"
+                f"{words.ratio(ratio):>11}"
                 f"{_ms(cell['rtt'].get('p50_ms')):>10}{_ms(cell['rtt'].get('p99_ms')):>10}"
                 f"{_ms(cell['send_lateness'].get('p99_ms')):>10}")
     return lines

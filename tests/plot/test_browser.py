@@ -25,6 +25,7 @@ from saved_runs import SavedRun, capacity_search, copy_run, surge_run
 from esmeperf.compare.command import main as compare
 from esmeperf.plot.command import main as plot_main
 from esmeperf.plot.html import number
+from esmeperf.verdict import words
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.slow
@@ -204,7 +205,7 @@ def expected_text(kind: str, surge: SavedRun) -> list[str]:
                 "Exit status 0", *latencies]
     if kind == "sweep":
         return ["01_sci10_cpi1000_smi250_r1", "02_sci10_cpi1000_smi250_r2",
-                number(s["delivered_ratio"]), number(rtt["p99_ms"])]
+                words.ratio(s["delivered_ratio"]), number(rtt["p99_ms"])]
     if kind == "capacity":
         return ["Knee 40 chats, 400 messages/s; limited by the target", "01_chats16",
                 "rtt p99 1800.0 ms > 1000 ms"]

@@ -21,6 +21,7 @@ from esmeperf.measure.names import LATENCIES, WITH_UNCONFIRMED
 from esmeperf.plot.command import main as plot_main
 from esmeperf.plot.html import number, write_run_report
 from esmeperf.results.series import SERIES_COLUMNS, csv_text
+from esmeperf.verdict import words
 
 MAX_BYTES = 1_500_000  # a 10-minute run's report
 
@@ -100,7 +101,7 @@ def test_the_surge_cohorts_and_their_phases(surge, page):
         for i, (phase, cell) in enumerate(figures["phases"].items()):
             row = rows[index][3:] if i == 0 else rows[index]  # the cohort's cells span
             assert row[:4] == [phase, str(cell["sent"]), number(cell["delivered"]),
-                               number(cell["delivered_ratio"])], (cohort, phase)
+                               words.ratio(cell["delivered_ratio"])], (cohort, phase)
             if not cell["sent"]:
                 assert row[4] == "no messages"
             index += 1
