@@ -14,7 +14,7 @@ def test_the_engine_finishes_its_outcome_and_shows_progress_only_where_told(targ
     assert {f.name for f in dataclasses.fields(Settings)}.isdisjoint(
         f.name for f in dataclasses.fields(Output))
     config = Target.from_mapping(target.config, "the test's target", embedded=True)
-    settings = Settings(sci=10, cpi=50, smi=100, duration=2.0, max_participants=4)
+    settings = Settings(sci=10, cpi=50, smi=100, duration=1.0, max_participants=4)
     shown = io.StringIO()
     outcome = Engine(config, settings, embedded=target, progress=shown).run()
     assert outcome.end_reason == "duration" and outcome.first_error is None

@@ -119,7 +119,7 @@ def test_a_gate_defined_here_works_end_to_end(tmp_path, target, capsys):
     config = write_config(tmp_path, target.config)
     with gates.added(MAX_P50):
         status = run_main(tmp_path, config, "-sci", "10", "-cpi", "50", "-smi", "100",
-                          "--duration", "2s", "--max-p50", "0.000001", "--no-report")
+                          "--duration", "1s", "--max-p50", "0.000001", "--no-report")
     captured = capsys.readouterr()
     summary, _ = load_results(tmp_path / "out")
     assert status == ExitStatus.THRESHOLD == summary["exit_status"], summary["first_error"]
@@ -142,7 +142,7 @@ def test_the_page_says_what_the_table_says(tmp_path, target, capsys):
     """The HTML report, drawn apart by a child process, gives the verdict's words too."""
     config = write_config(tmp_path, target.config)
     status = run_main(tmp_path, config, "-sci", "10", "-cpi", "50", "-smi", "100",
-                      "--duration", "2s", "--max-p99", "0.000001", "--no-plot")
+                      "--duration", "1s", "--max-p99", "0.000001", "--no-plot")
     capsys.readouterr()
     summary, _ = load_results(tmp_path / "out")
     assert status == summary["exit_status"] == ExitStatus.THRESHOLD
