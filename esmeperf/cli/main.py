@@ -140,8 +140,9 @@ def get_parser() -> argparse.ArgumentParser:
     scenario.add_argument("--stages", type=_stages, default=None, metavar="D:R[,D:R...]",
                           help="instead of -cpi: arrivals per second R, ramping linearly over "
                           "each stage's duration D from the previous stage's end rate (0 before "
-                          "the first), e.g. 5s:10,10s:10,5s:0 (150 participants); the run ends "
-                          "after the last stage unless --duration says otherwise")
+                          "the first), e.g. 5s:10,10s:10,5s:0 (150 participants); a 0s stage "
+                          "is a sudden step (0s:10,30s:10: 10 a second from the start); the run "
+                          "ends after the last stage unless --duration says otherwise")
     scenario.add_argument("--surge", type=_surge, default=None, metavar="FROM-TO",
                           help="the surge of help requests, e.g. 60s-80s from the first "
                           "arrival's origin: participants are told apart by cohort (arrived "
