@@ -72,22 +72,22 @@ class Organizer:
             run_paced(ctx, conn, interval, start_chat,
                       lambda frame: self._handle(conn, frame),
                       lambda n, _: ctx.metrics.count(Count.START_CHAT_MISSED, n),
-                      offset=self._offset(interval, ctx.settings.organizers))
+                      start=self._start(interval, ctx.settings.organizers))
         finally:
             ctx.stalls.discard(self)
             self.conn = None
 
-    def _offset(self, interval: float, organizers: int) -> float:
-        """Where this organizer's grid starts, from now. N organizers' grids are staggered by
-        sci/N on one grid, the process's monotonic clock cut into intervals: together they ask
-        every sci/N, and each is next in line as often as the others. Staggered from each one's
-        own start instead, the stagger was only as good as their starts were apart: two that
-        connected a whole interval apart asked together, and one of them started every chat
-        (seen with --portable, whose receive deadlines the kernel rounds to one tick)."""
+    def _start(self, interval: float, organizers: int) -> float | None:
+        """Where this organizer's grid starts (time.monotonic(); None: now). N organizers'
+        grids are staggered by sci/N on one grid, the process's monotonic clock cut into
+        intervals: together they ask every sci/N, and each is next in line as often as the
+        others. Staggered from each one's own start instead, the stagger was only as good as
+        their starts were apart: two that connected a whole interval apart asked together, and
+        one of them started every chat (seen with --portable, whose receive deadlines the
+        kernel rounds to one tick)."""
         if organizers == 1:
-            return 0.0  # as the Go test: the first start_chat one interval after connecting
-        now = time.monotonic()
-        return (math.ceil(now / interval) * interval - now
+            return None  # as the Go test: the first start_chat one interval after connecting
+        return (math.ceil(time.monotonic() / interval) * interval
                 + interval * (self.index - 1) / organizers)
 
     def oldest_unanswered(self) -> tuple[int, str] | None:

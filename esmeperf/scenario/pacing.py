@@ -11,9 +11,9 @@ from .context import Context
 
 def run_paced(ctx: Context, conn: Connection, interval: float,
               on_due: Callable[[float, float], None], on_frame: Callable[[str], None],
-              on_skip: Callable[[int, float], None], offset: float = 0.0) -> None:
-    """Call on_due(now, lateness) at start + offset + k x interval, on_frame(frame) for
-    every frame.
+              on_skip: Callable[[int, float], None], start: float | None = None) -> None:
+    """Call on_due(now, lateness) at start + k x interval (k from 1; `start`: a
+    time.monotonic() value, now by default), on_frame(frame) for every frame.
 
     The grid is absolute, so sends never drift. Slots missed by a whole interval or more are
     skipped and reported with on_skip(count, lateness of the oldest of them) instead of being
@@ -26,7 +26,7 @@ def run_paced(ctx: Context, conn: Connection, interval: float,
     The wait for the next slot ends at the slot itself (Connection.recv_until: ppoll()
     where the platform has one), not at a receive timeout the kernel rounds up.
     """
-    start = time.monotonic() + offset
+    start = time.monotonic() if start is None else start
     slot = 1
     stopped = False
     while True:

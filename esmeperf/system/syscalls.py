@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 # struct timespec as Linux lays it out (and macOS, on little-endian 64-bit): a kernel receive
@@ -46,23 +46,30 @@ class _Libc(NamedTuple):
     get_errno: Callable[[], int]  # errno as the last of these calls in this thread left it
 
 
+def libc_function(name: str, argtypes: tuple[Any, ...], restype: Any, *,
+                  keep_gil: bool = True) -> Any:
+    """A function of the C library with its types set, called with the GIL held (`keep_gil`,
+    for calls that never block) or released; None where there is no such library or symbol
+    (Windows' CDLL(None) raises TypeError)."""
+    try:
+        loader = ctypes.PyDLL if keep_gil else ctypes.CDLL
+        function = getattr(loader(None, use_errno=True), name)
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.argtypes, function.restype = argtypes, restype
+    return function
+
+
 def _libc() -> _Libc | None:
     """setsockopt(), send() and shutdown() from the C library, called with the GIL held; None
     if there is no such library."""
-    try:
-        import ctypes
-
-        libc = ctypes.PyDLL(None, use_errno=True)
-        setsockopt, send, shutdown = libc.setsockopt, libc.send, libc.shutdown
-    except (ImportError, OSError, AttributeError, TypeError):  # no ctypes, libc or symbol
+    setsockopt = libc_function("setsockopt", (ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                              ctypes.c_char_p, ctypes.c_uint), ctypes.c_int)
+    send = libc_function("send", (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t,
+                                  ctypes.c_int), ctypes.c_ssize_t)
+    shutdown = libc_function("shutdown", (ctypes.c_int, ctypes.c_int), ctypes.c_int)
+    if setsockopt is None or send is None or shutdown is None:
         return None
-    setsockopt.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
-                           ctypes.c_uint)
-    setsockopt.restype = ctypes.c_int
-    send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
-    send.restype = ctypes.c_ssize_t
-    shutdown.argtypes = (ctypes.c_int, ctypes.c_int)
-    shutdown.restype = ctypes.c_int
     return _Libc(setsockopt, send, shutdown, ctypes.get_errno)
 
 
@@ -129,14 +136,9 @@ class _Timespec(ctypes.Structure):
 def _ppoll() -> Callable[..., int] | None:
     """ppoll() from the C library, called with the GIL released (it blocks); None where it
     does not exist."""
-    try:
-        ppoll = ctypes.CDLL(None, use_errno=True).ppoll
-    except (OSError, AttributeError):
-        return None
-    ppoll.argtypes = (ctypes.POINTER(_PollFd), ctypes.c_ulong, ctypes.POINTER(_Timespec),
-                      ctypes.c_void_p)
-    ppoll.restype = ctypes.c_int
-    return ppoll
+    return libc_function("ppoll", (ctypes.POINTER(_PollFd), ctypes.c_ulong,
+                                   ctypes.POINTER(_Timespec), ctypes.c_void_p), ctypes.c_int,
+                         keep_gil=False)
 
 
 _PPOLL = _ppoll()
@@ -216,7 +218,6 @@ class _MsgHdr(ctypes.Structure):  # struct msghdr as glibc lays it out
 
 _CONTROL_SPACE = 32  # one control message: a struct timespec behind its header (CMSG_SPACE)
 _CMSG_HEADER = struct.Struct("@Qii")  # cmsg_len (size_t), cmsg_level, cmsg_type
-_TIMESPEC = TIMESPEC
 
 
 def _recvmsg() -> Callable[..., int] | None:
@@ -224,13 +225,8 @@ def _recvmsg() -> Callable[..., int] | None:
     never blocks); None where it is missing, or not on Linux (msghdr's layout is glibc's)."""
     if not sys.platform.startswith("linux") or struct.calcsize("P") != 8:
         return None
-    try:
-        recvmsg = ctypes.PyDLL(None, use_errno=True).recvmsg
-    except (OSError, AttributeError):
-        return None
-    recvmsg.argtypes = (ctypes.c_int, ctypes.POINTER(_MsgHdr), ctypes.c_int)
-    recvmsg.restype = ctypes.c_ssize_t
-    return recvmsg
+    return libc_function("recvmsg", (ctypes.c_int, ctypes.POINTER(_MsgHdr), ctypes.c_int),
+                         ctypes.c_ssize_t)
 
 
 _RECVMSG = _recvmsg()
@@ -241,40 +237,63 @@ def read_now_available() -> bool:
     return _RECVMSG is not None
 
 
-def read_now(sock: socket.socket, size: int, timestamp_option: int = 0
-             ) -> tuple[bytes, int] | None:
-    """What the socket holds, up to `size` bytes, without waiting and without letting the GIL
+class NowReader:
+    """What one socket holds, up to `size` bytes, without waiting and without letting the GIL
     go: (the bytes; the kernel's receive time of the last of them in Unix ns, or 0 without
     `timestamp_option`, SO_TIMESTAMPNS as platform_support found it, or when the kernel did
     not stamp them). None when there is nothing yet; b'' at the peer's FIN; OSError otherwise.
 
     socket.recv() with MSG_DONTWAIT lets the GIL go around a call that cannot block: with
     hundreds of threads waiting for the GIL, one takes it and this thread waits to get it
-    back, a context switch or two per message for nothing. The buffers are the call's own:
-    the GIL may pass to another thread between any two lines here, so nothing is shared.
-    """
-    recvmsg = _RECVMSG
-    if recvmsg is None:
-        return _read_now_portable(sock, size, timestamp_option)
-    data = ctypes.create_string_buffer(size)
-    control = ctypes.create_string_buffer(_CONTROL_SPACE) if timestamp_option else None
-    iov = _IoVec(ctypes.addressof(data), size)
-    msg = _MsgHdr(None, 0, ctypes.pointer(iov), 1,
-                  None if control is None else ctypes.addressof(control),
-                  _CONTROL_SPACE if control is not None else 0, 0)
-    got = recvmsg(sock.fileno(), ctypes.byref(msg), _DONTWAIT)
-    if got < 0:
-        code = ctypes.get_errno()
-        if code in _WOULD_BLOCK:
-            return None
-        raise OSError(code, os.strerror(code))
-    stamp = 0
-    if control is not None and msg.msg_controllen >= _CONTROL_SPACE:
-        length, level, kind = _CMSG_HEADER.unpack_from(control)
-        if level == socket.SOL_SOCKET and kind == timestamp_option and length >= 32:
-            seconds, nanos = _TIMESPEC.unpack_from(control, _CMSG_HEADER.size)
-            stamp = seconds * 1_000_000_000 + nanos
-    return ctypes.string_at(data, got), stamp
+    back, a context switch or two per message for nothing. The msghdr, its iovec and the
+    control buffer are built once, for the one thread that reads this socket (a connection's
+    own worker); the data buffer is each read's own, so nothing of `size` stays held between
+    reads (thousands of connections wait between theirs). Without libc's recvmsg, the socket
+    module's, with MSG_DONTWAIT."""
+
+    __slots__ = ("_sock", "_control", "_iov", "_msg", "_msg_ref")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        if _RECVMSG is None:
+            return
+        self._control = ctypes.create_string_buffer(_CONTROL_SPACE)
+        self._iov = _IoVec(None, 0)
+        self._msg = _MsgHdr(None, 0, ctypes.pointer(self._iov), 1, None, 0, 0)
+        self._msg_ref = ctypes.byref(self._msg)
+
+    def read(self, size: int, timestamp_option: int = 0) -> tuple[bytes, int] | None:
+        recvmsg = _RECVMSG
+        if recvmsg is None:
+            return _read_now_portable(self._sock, size, timestamp_option)
+        data = ctypes.create_string_buffer(size)
+        iov, msg = self._iov, self._msg
+        iov.iov_base, iov.iov_len = ctypes.addressof(data), size
+        if timestamp_option:  # the kernel writes back how much it used: set it each time
+            msg.msg_control = ctypes.addressof(self._control)
+            msg.msg_controllen = _CONTROL_SPACE
+        else:
+            msg.msg_control, msg.msg_controllen = None, 0
+        got = recvmsg(self._sock.fileno(), self._msg_ref, _DONTWAIT)
+        if got < 0:
+            code = ctypes.get_errno()
+            if code in _WOULD_BLOCK:
+                return None
+            raise OSError(code, os.strerror(code))
+        stamp = 0
+        if timestamp_option and msg.msg_controllen >= _CONTROL_SPACE:
+            control = self._control
+            length, level, kind = _CMSG_HEADER.unpack_from(control)
+            if level == socket.SOL_SOCKET and kind == timestamp_option and length >= 32:
+                seconds, nanos = TIMESPEC.unpack_from(control, _CMSG_HEADER.size)
+                stamp = seconds * 1_000_000_000 + nanos
+        return ctypes.string_at(data, got), stamp
+
+
+def read_now(sock: socket.socket, size: int, timestamp_option: int = 0
+             ) -> tuple[bytes, int] | None:
+    """One NowReader read of `sock` (a connection reads through its own NowReader)."""
+    return NowReader(sock).read(size, timestamp_option)
 
 
 def _read_now_portable(sock: socket.socket, size: int, timestamp_option: int
@@ -282,7 +301,7 @@ def _read_now_portable(sock: socket.socket, size: int, timestamp_option: int
     try:
         if not timestamp_option:
             return sock.recv(size, _DONTWAIT), 0
-        data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(_TIMESPEC.size), _DONTWAIT)
+        data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(TIMESPEC.size), _DONTWAIT)
     except BlockingIOError:
         return None
     return data, kernel_stamp(ancillary, timestamp_option)

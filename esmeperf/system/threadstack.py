@@ -16,8 +16,8 @@ frame object's pointer to its interpreter frame (which must point back at the fr
 its code), and the root chunk's header (no previous chunk, a size of whole pages, the outermost
 frame just past the header on the chunk's first page). Any other interpreter, version or layout,
 or no Linux libc, and nothing is done. The C stack needs no such care: a thread's calls from
-the conversation reach as deep as the arrival's did (the probe in bounds()/resident_bytes()
-measures it: three pages either way).
+the conversation reach as deep as the arrival's did (three pages either way, measured with
+pthread_getattr_np and mincore when this was written).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import mmap
 import sys
 from types import FrameType
 from typing import Any, NamedTuple
+
+from .syscalls import libc_function
 
 #: Bytes kept past the interpreter frame that calls shed(): that frame itself (a few hundred
 #: bytes); the ctypes calls it makes push no Python frame.
@@ -40,15 +42,10 @@ _F_FRAME, _F_CODE, _FRAME_OBJ = 24, 32, 40
 _CHUNK_SIZE = 16 * 1024
 _ROOT_OFFSET = 32
 _MADV_DONTNEED = 4  # <sys/mman.h>, the same on every Linux architecture
-_ATTR_SIZE = 128  # bytes, more than any architecture's pthread_attr_t (56 on x86-64)
 
 
 class _Libc(NamedTuple):
-    self_: Any  # pthread_self (ctypes' function pointers have no public type)
-    getattr_np: Any
-    getstack: Any
-    destroy: Any
-    madvise: Any
+    madvise: Any  # ctypes' function pointers have no public type
     mincore: Any
 
 
@@ -56,46 +53,12 @@ class _Libc(NamedTuple):
 def _libc() -> _Libc | None:
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.PyDLL(None, use_errno=True)  # none of these blocks: the GIL stays held
-        funcs = _Libc(libc.pthread_self, libc.pthread_getattr_np, libc.pthread_attr_getstack,
-                      libc.pthread_attr_destroy, libc.madvise, libc.mincore)
-    except (OSError, AttributeError):
-        return None
-    funcs.self_.restype = ctypes.c_ulong
-    funcs.getattr_np.argtypes = (ctypes.c_ulong, ctypes.c_void_p)
-    funcs.getstack.argtypes = (ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
-                               ctypes.POINTER(ctypes.c_size_t))
-    funcs.destroy.argtypes = (ctypes.c_void_p,)
-    funcs.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    funcs.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
-    return funcs
-
-
-def bounds() -> tuple[int, int] | None:
-    """This thread's stack mapping, (lowest address, highest), as glibc allocated it (its
-    thread descriptor and TLS at the top); None where it cannot be told."""
-    libc = _libc()
-    if libc is None:
-        return None
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
-    if libc.getattr_np(libc.self_(), attr) != 0:
-        return None
-    try:
-        low, size = ctypes.c_void_p(), ctypes.c_size_t()
-        if libc.getstack(attr, ctypes.byref(low), ctypes.byref(size)) != 0 or not low.value:
-            return None
-        return low.value, low.value + size.value
-    finally:
-        libc.destroy(attr)
-
-
-def resident_bytes() -> int | None:
-    """How much of this thread's stack mapping is resident (mincore)."""
-    libc, span = _libc(), bounds()
-    if libc is None or span is None:
-        return None
-    return _resident(libc, *span)
+    # Neither blocks: the GIL stays held.
+    madvise = libc_function("madvise", (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int),
+                            ctypes.c_int)
+    mincore = libc_function("mincore", (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p),
+                            ctypes.c_int)
+    return None if madvise is None or mincore is None else _Libc(madvise, mincore)
 
 
 def _resident(libc: _Libc, low: int, high: int) -> int | None:

@@ -80,6 +80,7 @@ class FrameReader:
         # receive timestamps reads collect, once the connection turned it on; 0: none.
         self.timestamps = 0
         self.reads = 0  # fill() calls that brought data
+        self._now = syscalls.NowReader(sock)  # fill_now's reads, through libc
         self.rx_ns = 0  # kernel receive time of the last data read, Unix ns (0: unknown)
 
     def fill(self, flags: int = 0) -> None:
@@ -95,8 +96,8 @@ class FrameReader:
 
     def fill_now(self) -> bool:
         """Read what the socket has without waiting (below SO_RCVLOWAT too) and without letting
-        the GIL go (syscalls.read_now); False when it had nothing yet."""
-        got = syscalls.read_now(self._sock, self.recv_size, self.timestamps)
+        the GIL go (syscalls.NowReader); False when it had nothing yet."""
+        got = self._now.read(self.recv_size, self.timestamps)
         if got is None:
             return False
         data, self.rx_ns = got  # 0 for a read the kernel did not stamp: the caller's clock
