@@ -28,7 +28,6 @@ from .rules import (
     Threshold,
     Thresholds,
     compare,
-    suspect,
     suspect_runs,
 )
 
@@ -257,9 +256,14 @@ def side_lines(base: list[RunData], new: list[RunData]) -> list[str]:
     for what, runs in (("base", base), ("new", new)):
         cells = []
         for run in runs:
+            # As the run's table said it: its health, and the round trip's tail where the
+            # run itself gave that to the generator (compare counts both as suspect).
             health = run.summary.get("generator_health")
             state = ("n/a" if not isinstance(health, dict) else
-                     words.suspect_words(suspect(run.summary)))
+                     words.suspect_words(bool(health.get("suspect"))))
+            who = run.summary.get("attribution") or {}
+            if who.get("source") == "latency" and who.get("limited_by") == "generator":
+                state += ", rtt limited by the generator"
             rate = run.summary.get("steady_rate")
             cells.append(f"{run.folder or run.stem}: generator {state}, steady rate "
                          + (f"{rate:.1f} msg/s" if isinstance(rate, int | float) else "n/a"))

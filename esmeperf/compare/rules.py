@@ -268,11 +268,10 @@ def _values(figure: Figure, runs: Sequence[RunData]) -> list[float]:
 def suspect_runs(runs: Sequence[RunData]) -> int:
     """How many runs the generator's health rules marked suspect, or whose round-trip tail
     the run itself gave to the generator (attribution source `latency`, issue 37)."""
-    return sum(suspect(r.summary) for r in runs)
+    return sum(_suspect(r.summary) for r in runs)
 
 
-def suspect(summary: dict) -> bool:
-    """Whether one run's generator was suspect, or its round-trip tail its own."""
+def _suspect(summary: dict) -> bool:
     if (summary.get("generator_health") or {}).get("suspect"):
         return True
     who = summary.get("attribution") or {}

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..measure import health
-from .directlink import BEAT, ClientEnd, ShardEnd, client_address
+from .directlink import ClientEnd, ShardEnd, client_address, use_direct
 from .life import FirstError
 from .preflight import unreachable
 from .shards import (
@@ -263,10 +263,10 @@ def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT,
 
     _log_to_worker(spec)
 
-    link: list[ShardEnd] = []  # the direct link, once up
+    link: ShardEnd | None = None  # the direct link (sending once it is up)
 
     def send(message: ShardMessage) -> None:
-        if link and link[0].send(message):
+        if link is not None and link.send(message):
             return
         # Pickled here: the scheduler stores bytes as they are, where a dataclass would make it
         # log "falling back to pickle" twice a second per shard.
@@ -323,28 +323,27 @@ def _run_shard(spec: ShardSpec, name: str, lease_s: float = LEASE_TIMEOUT,
     def beat() -> None:
         beat_seen[0] = time.monotonic()
 
-    def alive() -> None:
-        # A beat a second apart from the deltas: a shard whose deltas lag is slow, not lost.
+    def alive(end: ShardEnd) -> None:
+        # A beat a second apart from the deltas, on the direct link only (through the
+        # scheduler it would load what is slow already): a shard whose deltas lag is slow,
+        # not lost.
         while not runner.closing.wait(1.0):
-            try:
-                send(Alive(spec.index))
-            except Exception as exc:  # noqa: BLE001 - the lease decides, not this thread
-                log.debug("shard %d: beat not sent: %s", spec.index, exc)
+            end.send(Alive(spec.index))
 
     if direct is not None:
-        end = ShardEnd(direct[0], direct[1], spec.index, on_beat=beat, on_command=runner.command)
-        if end.up:
-            link.append(end)
+        link = ShardEnd(direct[0], direct[1], spec.index, on_beat=beat,
+                        on_command=runner.command)
+        threading.Thread(target=alive, args=(link,), name=f"shard-{spec.index}-alive",
+                         daemon=True).start()
     threading.Thread(target=watch, name=f"shard-{spec.index}-watch", daemon=True).start()
     threading.Thread(target=guard, name=f"shard-{spec.index}-lease", daemon=True).start()
-    threading.Thread(target=alive, name=f"shard-{spec.index}-alive", daemon=True).start()
     restart_profiler = _pause_worker_profiler()
     try:
         return runner.run()
     finally:
         restart_profiler()
-        for end in link:
-            end.close()
+        if link is not None:
+            link.close()
 
 
 class DaskShards:
@@ -370,8 +369,9 @@ class DaskShards:
         self._addresses = dict(zip(range(len(specs)), cluster.workers, strict=False))
         # Each shard's own link to this client, apart from the scheduler (directlink.py).
         self._direct = ClientEnd(client_address(self._scheduler), sink,
-                                 lambda index: f"@{self._host(index)}")
-        direct = (self._direct.address, self._direct.key)
+                                 lambda index: f"@{self._host(index)}", silent_s=self._lease_s
+                                 ) if use_direct(self._scheduler) else None
+        direct = None if self._direct is None else (self._direct.address, self._direct.key)
         # One shard per worker, pinned, so no shard waits behind another long-running one. Each
         # gets the grid's origin on its own clock: a worker whose clock is ahead would otherwise
         # start every arrival late by its skew (its counts stay keyed by its own clock).
@@ -397,7 +397,6 @@ class DaskShards:
                     raise ConnectionError(f"the Dask client is {self._client.status}")
                 if time.monotonic() >= next_beat:
                     beats, next_beat = beats + 1, time.monotonic() + 1.0
-                    self._direct.send(BEAT)  # first: the scheduler's copy may be slow
                     self._lease.set(beats, callback_timeout=LINK_TIMEOUT)
                 messages = self._queue.get(batch=True, callback_timeout=LINK_TIMEOUT)
                 if time.monotonic() >= next_check and not self._closing.is_set():
@@ -408,17 +407,24 @@ class DaskShards:
                 if not self._closing.is_set() and not self._sealed.is_set():
                     self._lost_scheduler(exc)
                 for index in range(len(self._futures)):
-                    if not self._direct.linked(index):  # nothing more can come from it
+                    if not self._linked(index):  # nothing more can come from it
                         self.sink.give_up(index, self._host(index))
                 return
             for data in messages:
                 message = pickle.loads(data)
-                self.sink.accept(message, where=f"@{self._addresses.get(message.index, '?')}")
+                self.sink.accept(message, where=f"@{self._host(message.index)}")
             if not messages:
                 idle.wait(0.1)
 
     def _host(self, index: int) -> str:
         return str(self._addresses.get(index, "?"))
+
+    def _linked(self, index: int | None = None) -> bool:
+        """Whether shard `index` (None: any shard) has its direct link up."""
+        direct = self._direct
+        if direct is None:
+            return False
+        return direct.any_linked() if index is None else direct.linked(index)
 
     def _lost_scheduler(self, exc: BaseException) -> None:
         self.sink.fail(FirstError(
@@ -459,7 +465,8 @@ class DaskShards:
         return self.sink.drained()
 
     def send(self, command: Command) -> None:
-        self._direct.command(command)  # the shards with a direct link hear it at once
+        if self._direct is not None:  # the shards with a direct link hear it at once
+            self._direct.command(command)
         if self._unlinked.is_set():
             return  # no scheduler to carry it: the others stop on their lease
         self._events[command].set()
@@ -470,7 +477,7 @@ class DaskShards:
         deadline = time.monotonic() + timeout
         self._closing.set()  # from here on the client closes: a broken link is expected
         while not self.sink.reported_all() and time.monotonic() < deadline \
-                and (self._listener.is_alive() or self._direct.any_linked()):
+                and (self._listener.is_alive() or self._linked()):
             if self._listener.is_alive():  # the futures' states come from the scheduler
                 self._check_lost()
             self._sealed.wait(0.1)
@@ -490,13 +497,14 @@ class DaskShards:
         """The final reports, with each worker's address, clock skew and link; no more
         merging."""
         self._sealed.set()
+        if self._direct is not None:  # before the seal: nothing merged while files are written
+            self._direct.close()
         out = []
         for report in self.sink.seal():
             address = self._addresses.get(report.shard, "")
             skew = self._skew.get(address, {})
             out.append(replace(report, worker=address, clock_skew_s=skew.get("clock_skew_s"),
                                uncertainty_s=skew.get("uncertainty_s"),
-                               link="direct" if self._direct.greeted(report.shard)
-                               else "scheduler"))
-        self._direct.close()
+                               link="direct" if self._direct is not None
+                               and self._direct.greeted(report.shard) else "scheduler"))
         return out

@@ -12,7 +12,8 @@ The wire, both ways after the greeting: frames of a 4-byte big-endian length and
 (shard -> client), single bytes (client -> shard: BEAT, or a command). The greeting proves the
 shard holds the run's key: the client sends a nonce, the shard its HMAC-SHA256 under the key
 (given to it in its task, through Dask) and its index. Nothing is unpickled before that. Every
-blocking call has a timeout.
+blocking call has a timeout. The HMAC covers the greeting only: against a scheduler reached
+over TLS (`tls://`), where the path is not trusted, there is no direct link (use_direct).
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ import secrets
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from .shards import Command, ReportSink, ShardMessage
 
 log = logging.getLogger("esmeperf")
 
-LINK_TIMEOUT = 5.0  # seconds a connect, a greeting, a frame or a send may take
+DIRECT_TIMEOUT = 5.0  # seconds a connect, a greeting, a frame or a send may take
 POLL_S = 0.5  # how often a reader looks at whether its link is closing
+BEAT_S = 1.0  # the client's beat on every link, from its own thread
 MAX_FRAME = 256 << 20  # bytes: a frame longer than this is a broken link, not a message
 NONCE = 16
 BEAT = b"\x00"  # the client's beat: it is alive (the shard's lease)
@@ -73,11 +76,14 @@ def client_address(scheduler: str) -> str:
 
 class ClientEnd:
     """The client's side: it listens, greets each shard, merges what they send into the sink,
-    and sends them its beat and its commands."""
+    sends them its beat (BEAT_S, from its own thread: a slow scheduler holds up no beat) and
+    its commands. A link that brought nothing for `silent_s` (a shard sends a beat a second)
+    is dropped, as a host gone without a word leaves it."""
 
-    def __init__(self, host: str, sink: ReportSink, where: Callable[[int], str]) -> None:
+    def __init__(self, host: str, sink: ReportSink, where: Callable[[int], str],
+                 silent_s: float) -> None:
         self.key = secrets.token_bytes(32)
-        self._sink, self._where = sink, where
+        self._sink, self._where, self._silent_s = sink, where, silent_s
         self._server = socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host
                                             else socket.AF_INET)
         self._server.settimeout(POLL_S)
@@ -103,7 +109,11 @@ class ClientEnd:
             return index in self._greeted
 
     def _accept(self) -> None:
+        next_beat = time.monotonic() + BEAT_S
         while not self._closed.is_set():
+            if time.monotonic() >= next_beat:
+                next_beat += BEAT_S
+                self.send(BEAT)
             try:
                 sock, _ = self._server.accept()
             except TimeoutError:
@@ -115,7 +125,7 @@ class ClientEnd:
 
     def _serve(self, sock: socket.socket) -> None:
         with sock:
-            sock.settimeout(LINK_TIMEOUT)
+            sock.settimeout(DIRECT_TIMEOUT)
             try:
                 nonce = secrets.token_bytes(NONCE)
                 sock.sendall(nonce)
@@ -134,23 +144,32 @@ class ClientEnd:
             log.debug("shard %d: direct link up", index)
             try:
                 self._read(sock, index)
-            except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a broken link; the scheduler's path stays
                 if not self._closed.is_set():
                     log.warning("shard %d: its direct link broke (%s); its messages go by the "
                                 "scheduler", index, exc)
             finally:
                 with self._lock:
-                    self._shards.pop(index, None)
+                    if self._shards.get(index) is sock:  # not a newer link of the same shard
+                        del self._shards[index]
 
     def _read(self, sock: socket.socket, index: int) -> None:
-        while not self._closed.is_set():
+        heard = time.monotonic()
+        while True:
             ready, _, _ = select.select([sock], [], [], POLL_S)
+            if self._closed.is_set():
+                return  # sealed: nothing more is merged
             if not ready:
+                if time.monotonic() - heard > self._silent_s:
+                    raise TimeoutError(f"nothing for {self._silent_s:g} s")
                 continue
             size = int.from_bytes(_recv_exactly(sock, 4), "big")
             if size > MAX_FRAME:
                 raise ValueError(f"a frame of {size} bytes")
             message = pickle.loads(_recv_exactly(sock, size))
+            heard = time.monotonic()
+            if self._closed.is_set():
+                return
             self._sink.accept(message, where=self._where(index))
 
     def send(self, code: bytes) -> None:
@@ -168,36 +187,25 @@ class ClientEnd:
         self.send(COMMANDS[command])
 
     def close(self) -> None:
+        """No more merging from here on (the caller seals the results after this)."""
         self._closed.set()
         self._server.close()
 
 
 class ShardEnd:
-    """A shard's side: it connects and greets; `send` frames a message (False when the link
-    is down: the caller sends by the scheduler); what the client sends comes to `on_beat` and
-    `on_command` from a reader thread."""
+    """A shard's side: it connects and greets in a thread of its own (a firewall that drops
+    the packets must not hold up the shard's start); until then, and once the link breaks,
+    `send` returns False and the caller sends by the scheduler. What the client sends comes to
+    `on_beat` and `on_command` from the same thread."""
 
     def __init__(self, address: tuple[str, int], key: bytes, index: int,
                  on_beat: Callable[[], None], on_command: Callable[[Command], None]) -> None:
         self.index = index
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
-        try:
-            sock = socket.create_connection(address, timeout=LINK_TIMEOUT)
-        except OSError as exc:
-            log.warning("shard %d: no direct link to the client at %s:%s (%s): its messages go "
-                        "by the scheduler", index, *address, exc)
-            return
-        try:
-            nonce = _recv_exactly(sock, NONCE)
-            sock.sendall(_proof(key, nonce) + index.to_bytes(4, "big"))
-        except OSError as exc:
-            sock.close()
-            log.warning("shard %d: the direct link's greeting failed (%s): its messages go by "
-                        "the scheduler", index, exc)
-            return
-        self._sock = sock
-        threading.Thread(target=self._read, args=(sock, on_beat, on_command),
+        self._closed = False
+        self.tried = threading.Event()  # the connect and greeting are over, either way
+        threading.Thread(target=self._run, args=(address, key, on_beat, on_command),
                          name=f"shard-{index}-direct", daemon=True).start()
 
     @property
@@ -205,6 +213,8 @@ class ShardEnd:
         return self._sock is not None
 
     def send(self, message: ShardMessage) -> bool:
+        if self._sock is None:  # not up (yet, or any more): no pickling for nothing
+            return False
         data = pickle.dumps(message)
         with self._lock:
             if self._sock is None:
@@ -217,6 +227,44 @@ class ShardEnd:
                             "scheduler from now on", self.index, exc)
                 self._drop()
                 return False
+
+    def _run(self, address: tuple[str, int], key: bytes, on_beat: Callable[[], None],
+             on_command: Callable[[Command], None]) -> None:
+        try:
+            sock = self._connect(address, key)
+        finally:
+            self.tried.set()
+        if sock is None:
+            return
+        try:
+            self._read(sock, on_beat, on_command)
+        finally:
+            with self._lock:
+                if self._sock is sock:  # the client closed it, or it broke: nothing goes there
+                    self._drop()
+
+    def _connect(self, address: tuple[str, int], key: bytes) -> socket.socket | None:
+        """The greeted link, now this shard's; None if it cannot be had."""
+        try:
+            sock = socket.create_connection(address, timeout=DIRECT_TIMEOUT)
+        except OSError as exc:
+            log.warning("shard %d: no direct link to the client at %s:%s (%s): its messages go "
+                        "by the scheduler", self.index, *address, exc)
+            return None
+        try:
+            nonce = _recv_exactly(sock, NONCE)
+            sock.sendall(_proof(key, nonce) + self.index.to_bytes(4, "big"))
+        except OSError as exc:
+            sock.close()
+            log.warning("shard %d: the direct link's greeting failed (%s): its messages go by "
+                        "the scheduler", self.index, exc)
+            return None
+        with self._lock:
+            if self._closed:
+                sock.close()
+                return None
+            self._sock = sock
+        return sock
 
     def _read(self, sock: socket.socket, on_beat: Callable[[], None],
               on_command: Callable[[Command], None]) -> None:
@@ -241,4 +289,11 @@ class ShardEnd:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._drop()
+
+
+def use_direct(scheduler: str) -> bool:
+    """Whether shards get a direct link: not against a scheduler reached over TLS, whose
+    network the run does not trust (the link is plain TCP; its HMAC covers only the greeting)."""
+    return not scheduler.startswith("tls://")

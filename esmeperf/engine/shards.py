@@ -332,14 +332,14 @@ class ReportSink:
             self._heard[message.index] = now
         match message:
             case Delta(index=index, metrics=delta):
-                with self._lock:  # while loading: a shutdown's close takes its time
-                    if index in self._last_delta and not self._life.stopped.is_set():
+                self._metrics.merge(delta)
+                newest, loading = delta.newest_second(), not self._life.stopped.is_set()
+                with self._lock:
+                    # The gap while loading only: a shutdown's close takes its time.
+                    if index in self._last_delta and loading:
                         gap = now - self._last_delta[index]
                         self._delta_gap[index] = max(gap, self._delta_gap.get(index, 0.0))
                     self._last_delta[index] = now
-                self._metrics.merge(delta)
-                newest = delta.newest_second()
-                with self._lock:
                     self._sent[index] = self._sent.get(index, 0) + delta.total("sent")
                     given_up = self._reports.get(index)
                     if given_up is not None and given_up.lost:  # still adds up with the run

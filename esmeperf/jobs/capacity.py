@@ -198,8 +198,7 @@ def measured_by(run_job: JobRunner, debug: bool = False) -> StepRunner:
             # The generator's health over the same window as the verdict (not the whole run).
             verdict = health.window(metrics, first, last, result.settings)
             step.generator_limited = bool(verdict["suspect"])
-            step.generator_reasons = tuple(r for r in verdict["reasons"]
-                                           if not r.startswith("target-bound"))
+            step.generator_reasons = tuple(health.own_reasons(verdict))
             error = result.first_error
             if error is not None and error.message.startswith(openfiles.OUT_OF_FILES_TEXT):
                 step.interrupted = "the generator ran out of open files"

@@ -145,12 +145,16 @@ def _report(result: Outcome, output: Output, job: Job) -> int:
         log.error("cannot write results to %s (%s); writing them to %s", output.out_dir,
                   exc, out_dir)
         paths = write_results(result, summary, out_dir, stamp)
+    def mark_held() -> None:  # a signal while the files were written: the summary says so
+        if _held(job) != summary["verdict"]["held_signal"]:
+            write_summary(with_verdict(summary, _held(job)), paths["summary"])
+
+    mark_held()  # before the drawing, which reads the summary file
     # The PNG and the HTML report, from the files just written, by a child process: matplotlib
     # never loads into this one, which measured (plot/child.py).
     paths.update(draw(paths["summary"], out_dir / f"{stamp}{PLOT_SUFFIX}"
                       if output.plot else None, output.html_report))
-    if _held(job) != summary["verdict"]["held_signal"]:  # a signal while they were written
-        write_summary(with_verdict(summary, _held(job)), paths["summary"])
+    mark_held()
     export = output.summary_export
     if export is not None:
         try:

@@ -17,7 +17,7 @@ from ..plot.html import SWEEP_REPORT, write_sweep_report
 from ..results.rundata import SWEEP_RUN_DIR, RunData, RunFileError, go_duration_ms, load_run
 from ..results.summary import PLOT_SUFFIX
 from ..status import ExitStatus
-from ..verdict import decide
+from ..verdict import decide, words
 
 log = logging.getLogger("esmeperf")
 
@@ -175,7 +175,7 @@ def markdown_table(runs: Sequence[RunData]) -> str:
             f"| {s.get('created_participants_count', '')}"
             + (f" ({planned})" if planned is not None else "")
             + f" | {s.get('chats_count', '')} | {rate} "
-            f"| {'' if ratio is None else f'{ratio:.4f}'} | {'' if p99 is None else p99} "
+            f"| {'' if ratio is None else words.ratio(ratio)} | {'' if p99 is None else p99} "
             f"| {s.get('end_reason', '')} | {verdict} |")
     if notes:
         lines += ["", "Generator health (esmeperf's own limits, not the target's):", *notes]

@@ -142,6 +142,12 @@ def assess(f: Figures) -> dict[str, Any]:
     }
 
 
+def own_reasons(verdict: Mapping[str, Any]) -> list[str]:
+    """The reasons of an assess() verdict that are the generator's own (its findings on the
+    embedded target, "target-bound", left out)."""
+    return [r for r in verdict.get("reasons") or () if not r.startswith("target-bound")]
+
+
 def window(metrics: Metrics, first: int, last: int, settings: Settings) -> dict[str, Any]:
     """assess() over the seconds first..last alone (their histograms merged exactly): the
     generator's health in the window a verdict is about (a gate's, a capacity step's)."""

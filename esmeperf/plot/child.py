@@ -34,7 +34,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..results.summary import REPORT_SUFFIX, SUMMARY_SUFFIX
+from ..results.summary import report_beside
 from ..status import ExitStatus
 
 log = logging.getLogger("esmeperf")
@@ -92,9 +92,8 @@ def draw(summary: Path, png: Path | None, html: bool,
         return {}
     if _pending is not None:
         _pending.append(_argv(summary, png, html))
-        stem = summary.name[: -len(SUMMARY_SUFFIX)]
         return {**({"plot": png} if png is not None else {}),
-                **({"report": summary.parent / f"{stem}{REPORT_SUFFIX}"} if html else {})}
+                **({"report": report_beside(summary)} if html else {})}
     argv = [sys.executable, "-m", "esmeperf.plot.child", *_argv(summary, png, html)]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=_env(),

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..measure.names import LATENCIES, WITH_UNCONFIRMED
-from ..results.report import LATENCY_LABELS, number, pacing_line, run_label, share_text
+from ..results.report import (
+    LATENCY_LABELS,
+    WHOSE,
+    number,
+    pacing_line,
+    run_label,
+)
 from ..results.rundata import (
     CAPACITY_STEP_DIR,
     STEPS_DIR,
@@ -28,7 +34,7 @@ from ..results.rundata import (
     load_run,
     run_name,
 )
-from ..results.summary import REPORT_SUFFIX, SUMMARY_SUFFIX
+from ..results.summary import REPORT_SUFFIX, SUMMARY_SUFFIX, report_beside
 from ..verdict import words
 from ..verdict.decide import decide, search_words
 from .page import (
@@ -53,11 +59,6 @@ PERCENTILES = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"),
                ("p99.9_ms", "p99.9"), ("max_ms", "max"))
 HELP = {latency.key: f"{latency.help}. Whose time: {latency.whose}."
         for latency in (*LATENCIES, WITH_UNCONFIRMED)}
-WHOSE = {latency.key: latency.whose for latency in (*LATENCIES, WITH_UNCONFIRMED)}
-
-
-def _ms(value: Any) -> str:
-    return "-" if value is None else f"{value:g} ms"
 
 
 def report_path(run: RunData, folder: Path) -> Path:
@@ -113,7 +114,10 @@ def run_page(run: RunData, folder: Path, target: Path) -> Page:
 def _answer(s: Mapping[str, Any], esmeperf: bool) -> str:
     """The verdict before anything else: how the run ended, whether the generator can be
     trusted, who limited the run, the gates, the surge."""
-    status = s.get("exit_status")
+    # A run's summary: its one verdict (verdict/decide.py), for the tone as for the words; a
+    # capacity search's, or an older version's, as its file says.
+    verdict = decide(s) if esmeperf and "latency" in s and "generator_health" in s else None
+    status = verdict.status if verdict is not None else s.get("exit_status")
     health = s.get("generator_health") if isinstance(s.get("generator_health"), Mapping) \
         else None
     suspect = bool(health and health.get("suspect"))
@@ -127,10 +131,9 @@ def _answer(s: Mapping[str, Any], esmeperf: bool) -> str:
     if esmeperf:
         said = words.status_words(status if isinstance(status, int) else None)
         reason = str(s.get("end_reason") or "")
-        if "latency" in s and "generator_health" in s:  # a run's summary: its one verdict
-            verdict = decide(s)
-            status, said, why = verdict.status, verdict.words, verdict.ended
-        else:  # a capacity search's, or a summary of an older version
+        if verdict is not None:
+            said, why = verdict.words, verdict.ended
+        else:
             why = (s.get("verdict") or {}).get("ended") or words.ended_words(
                 reason, s.get("settings"))
         but = "; but the generator was SUSPECT (below)" if suspect else ""
@@ -162,10 +165,10 @@ def _answer(s: Mapping[str, Any], esmeperf: bool) -> str:
             parts.append(f"<p><b>The target's share</b>: its own handling p99 "
                          f"{esc(number(who.get('target_handling_p99_ms')))} ms of a round-trip "
                          f"p99 of {esc(number(who.get('message_rtt_p99_ms')))} ms "
-                         f"({esc(share_text(share))})</p>")
+                         f"({esc(words.share(share))})</p>")
     if gates:
-        rows = [[text(g.get("gate")), num(number(g.get("limit"))),
-                 num(number(g.get("measured"))),
+        rows = [[text(g.get("gate")), num(words.measured(g.get("limit"))),
+                 num(words.measured(g.get("measured"))),
                  Cell('<span class="ok-text">pass</span>' if g.get("passed")
                       else '<span class="bad-text">FAIL</span>'),
                  text(g.get("attribution") or "")] for g in gates]
@@ -319,12 +322,13 @@ def _surge_table(surge: Mapping[str, Any]) -> str:
             first: list[Cell | None] = (
                 [Cell(esc(cohort), span=len(phases)),
                  Cell(esc(number(figures_.get("participants"))), num=True, span=len(phases)),
-                 Cell(esc(_ms(chat)), num=True, span=len(phases))] if i == 0
+                 Cell(esc(words.ms(chat)), num=True, span=len(phases))] if i == 0
                 else [None, None, None])
             sent = cell.get("sent") or 0
             rest: list[Cell | None] = (
-                [num(_ms(cell["rtt"].get("p50_ms"))), num(_ms(cell["rtt"].get("p99_ms"))),
-                 num(_ms(cell["send_lateness"].get("p99_ms")))] if sent
+                [num(words.ms(cell["rtt"].get("p50_ms"))),
+                 num(words.ms(cell["rtt"].get("p99_ms"))),
+                 num(words.ms(cell["send_lateness"].get("p99_ms")))] if sent
                 else [Cell("no messages", title="nothing sent in this phase"), num(""),
                       num("")])
             rows.append(first + [text(phase), num(sent), num(number(cell.get("delivered"))),
@@ -577,7 +581,7 @@ def write_capacity_report(path: Path, out: Path | None = None) -> Path:
         raise RunFileError(f"{path}: no capacity search's summary here")
     file, summary = found
     folder = file.parent
-    target = out or folder / file.name.replace(SUMMARY_SUFFIX, REPORT_SUFFIX)
+    target = out or report_beside(folder / file.name)
     return capacity_page(summary, folder, target).write(target, footer=_footer())
 
 

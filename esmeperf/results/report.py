@@ -133,14 +133,8 @@ def _health(health: Mapping[str, Any], who: Mapping[str, Any] | None) -> list[st
     if who and share is not None:
         lines.append(_line("target's share", f"its own handling p99 "
                            f"{number(who['target_handling_p99_ms'])} ms of a round-trip p99 of "
-                           f"{number(who['message_rtt_p99_ms'])} ms ({share_text(share)})"))
+                           f"{number(who['message_rtt_p99_ms'])} ms ({words.share(share)})"))
     return lines
-
-
-def share_text(share: float) -> str:
-    """A share as a percentage with the digits it needs: 42.0 %, 1.7 %, 0.015 %."""
-    pct = share * 100
-    return f"{pct:.1f} %" if pct >= 1 else f"{pct:.2g} %"
 
 
 def _interval(value: Any) -> str:

@@ -31,6 +31,11 @@ HLOG_SUFFIX = "_performance_test_latency.hlog"
 REPORT_SUFFIX = "_performance_test_report.html"
 
 
+def report_beside(summary_path: Path) -> Path:
+    """The HTML report's path beside a run's summary file."""
+    return summary_path.with_name(summary_path.name.replace(SUMMARY_SUFFIX, REPORT_SUFFIX))
+
+
 def steady_rate(rates: dict[int, int]) -> float:
     """Mean messages/s over the second half of the run's whole seconds (the ramp excluded)."""
     if len(rates) < 3:
@@ -72,7 +77,7 @@ def honesty_warnings(summary: dict[str, Any]) -> list[str]:
     out = []
     health_ = summary["generator_health"]
     if health_["suspect"]:
-        reasons = [r for r in health_["reasons"] if not r.startswith("target-bound")]
+        reasons = health.own_reasons(health_)
         out.append(f"the generator was SUSPECT ({'; '.join(reasons)}): its latencies describe "
                    f"it as much as the target; {attribution.REMEDY}")
     ratio = summary.get("achieved_ratio")

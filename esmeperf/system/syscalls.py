@@ -217,6 +217,12 @@ class _MsgHdr(ctypes.Structure):  # struct msghdr as glibc lays it out
 
 
 _CONTROL_SPACE = 32  # one control message: a struct timespec behind its header (CMSG_SPACE)
+# NowReader's block: a msghdr, then its one iovec, then the control buffer.
+_IOV_AT = ctypes.sizeof(_MsgHdr)
+_CONTROL_AT = _IOV_AT + ctypes.sizeof(_IoVec)
+_BLOCK_SIZE = _CONTROL_AT + _CONTROL_SPACE
+_POINTER_AND_SIZE = struct.Struct("@PN")  # a pointer and a size_t: iov_base/iov_len, ...
+_SIZE = struct.Struct("@N")
 _CMSG_HEADER = struct.Struct("@Qii")  # cmsg_len (size_t), cmsg_level, cmsg_type
 
 
@@ -225,8 +231,8 @@ def _recvmsg() -> Callable[..., int] | None:
     never blocks); None where it is missing, or not on Linux (msghdr's layout is glibc's)."""
     if not sys.platform.startswith("linux") or struct.calcsize("P") != 8:
         return None
-    return libc_function("recvmsg", (ctypes.c_int, ctypes.POINTER(_MsgHdr), ctypes.c_int),
-                         ctypes.c_ssize_t)
+    return libc_function("recvmsg", (ctypes.c_int, ctypes.c_void_p, ctypes.c_int),
+                         ctypes.c_ssize_t)  # the msghdr's address: NowReader's block
 
 
 _RECVMSG = _recvmsg()
@@ -246,46 +252,45 @@ class NowReader:
     socket.recv() with MSG_DONTWAIT lets the GIL go around a call that cannot block: with
     hundreds of threads waiting for the GIL, one takes it and this thread waits to get it
     back, a context switch or two per message for nothing. The msghdr, its iovec and the
-    control buffer are built once, for the one thread that reads this socket (a connection's
-    own worker); the data buffer is each read's own, so nothing of `size` stays held between
-    reads (thousands of connections wait between theirs). Without libc's recvmsg, the socket
-    module's, with MSG_DONTWAIT."""
+    control buffer live in one block of this socket's own (one thread reads a socket: a
+    connection's worker), written with struct, not as ctypes objects (about 250 bytes a
+    connection, where the objects took a kilobyte); the data buffer is each read's own, so
+    nothing of `size` stays held between reads while thousands of connections wait. Without
+    libc's recvmsg, the socket module's, with MSG_DONTWAIT."""
 
-    __slots__ = ("_sock", "_control", "_iov", "_msg", "_msg_ref")
+    __slots__ = ("_sock", "_block", "_at")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         if _RECVMSG is None:
             return
-        self._control = ctypes.create_string_buffer(_CONTROL_SPACE)
-        self._iov = _IoVec(None, 0)
-        self._msg = _MsgHdr(None, 0, ctypes.pointer(self._iov), 1, None, 0, 0)
-        self._msg_ref = ctypes.byref(self._msg)
+        self._block = block = ctypes.create_string_buffer(_BLOCK_SIZE)
+        self._at = at = ctypes.addressof(block)
+        _POINTER_AND_SIZE.pack_into(block, _MsgHdr.msg_iov.offset, at + _IOV_AT, 1)  # one iovec
 
     def read(self, size: int, timestamp_option: int = 0) -> tuple[bytes, int] | None:
         recvmsg = _RECVMSG
         if recvmsg is None:
             return _read_now_portable(self._sock, size, timestamp_option)
         data = ctypes.create_string_buffer(size)
-        iov, msg = self._iov, self._msg
-        iov.iov_base, iov.iov_len = ctypes.addressof(data), size
-        if timestamp_option:  # the kernel writes back how much it used: set it each time
-            msg.msg_control = ctypes.addressof(self._control)
-            msg.msg_controllen = _CONTROL_SPACE
-        else:
-            msg.msg_control, msg.msg_controllen = None, 0
-        got = recvmsg(self._sock.fileno(), self._msg_ref, _DONTWAIT)
+        block, at = self._block, self._at
+        _POINTER_AND_SIZE.pack_into(block, _IOV_AT, ctypes.addressof(data), size)
+        # The kernel writes back how much control space it used: set it each time.
+        _POINTER_AND_SIZE.pack_into(block, _MsgHdr.msg_control.offset,
+                                    at + _CONTROL_AT if timestamp_option else 0,
+                                    _CONTROL_SPACE if timestamp_option else 0)
+        got = recvmsg(self._sock.fileno(), at, _DONTWAIT)
         if got < 0:
             code = ctypes.get_errno()
             if code in _WOULD_BLOCK:
                 return None
             raise OSError(code, os.strerror(code))
         stamp = 0
-        if timestamp_option and msg.msg_controllen >= _CONTROL_SPACE:
-            control = self._control
-            length, level, kind = _CMSG_HEADER.unpack_from(control)
+        if timestamp_option and _SIZE.unpack_from(block, _MsgHdr.msg_controllen.offset)[0] \
+                >= _CONTROL_SPACE:
+            length, level, kind = _CMSG_HEADER.unpack_from(block, _CONTROL_AT)
             if level == socket.SOL_SOCKET and kind == timestamp_option and length >= 32:
-                seconds, nanos = TIMESPEC.unpack_from(control, _CMSG_HEADER.size)
+                seconds, nanos = TIMESPEC.unpack_from(block, _CONTROL_AT + _CMSG_HEADER.size)
                 stamp = seconds * 1_000_000_000 + nanos
         return ctypes.string_at(data, got), stamp
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import Any
 
 # Linear 1 µs buckets up to this bound; slower samples land in the last bucket (max is exact).
 _BUCKETS = 100_000
@@ -31,16 +33,22 @@ class Histogram:
         """Smallest bucket value with at least pct % of samples at or below it; 0 if empty."""
         if not self.total:
             return 0
-        rank = max(1, -(-self.total * pct // 100))
-        seen = 0
-        for value, count in enumerate(self._counts):
-            seen += count
-            if seen >= rank:
-                return min(value, self.max)
-        return self.max
+        value = _at_rank(enumerate(self._counts), self.total, pct)
+        return self.max if value is None else min(value, self.max)
 
     def summary(self) -> dict[str, int]:
         return {"p50": int(self.percentile(50)), "p99": int(self.percentile(99)), "max": self.max}
+
+
+def _at_rank(counted: Iterable[tuple[Any, int]], total: int, pct: float) -> Any:
+    """The first value of `counted` ((value, count) in ascending order) at which the running
+    count reaches pct % of `total` (the nearest-rank percentile); None if it never does."""
+    rank, seen = max(1, -(-total * pct // 100)), 0
+    for value, count in counted:
+        seen += count
+        if seen >= rank:
+            return value
+    return None
 
 
 def _log_bucket(us: int) -> int:
@@ -86,12 +94,8 @@ class PerSecond:
             counts, total = self._seconds[second], sum(self._seconds[second])
             figures = {"count": total}
             for name, pct in (("p50_us", 50), ("p99_us", 99)):
-                rank, seen = max(1, -(-total * pct // 100)), 0
-                for index, count in enumerate(counts):
-                    seen += count
-                    if seen >= rank:
-                        figures[name] = min(_log_bucket_top(index), self._max[second])
-                        break
+                index = _at_rank(enumerate(counts), total, pct)
+                figures[name] = min(_log_bucket_top(index), self._max[second])
             figures["max_us"] = self._max[second]
             out[str(second)] = figures
         return out
@@ -127,12 +131,7 @@ class Intervals:
                         for key, n in self._counts.items())
         out: dict[str, float | int] = {"count": self.total}
         for name, pct in (("p50", 50), ("p99", 99)):
-            rank, seen = max(1, -(-self.total * pct // 100)), 0
-            for error, n in errors:
-                seen += n
-                if seen >= rank:
-                    out[name] = round(error)
-                    break
+            out[name] = round(_at_rank(errors, self.total, pct))
         out["max"] = round(errors[-1][0])
         return out
 

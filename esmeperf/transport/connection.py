@@ -208,7 +208,7 @@ class Connection:
         """recv_until with exact waits (syscalls.ExactWait): one wake-up at `due`, or one per
         frame (when not batching), and a close from the server wakes the thread at once (FIN
         is readable whatever SO_RCVLOWAT says). Every read is MSG_DONTWAIT, with the GIL kept
-        (syscalls.read_now): the waiting is ppoll()'s, the one hand-off of the GIL."""
+        (syscalls.NowReader): the waiting is ppoll()'s, the one hand-off of the GIL."""
         waiter = self._waiter
         if waiter is None:
             waiter = self._waiter = syscalls.ExactWait(self.sock)

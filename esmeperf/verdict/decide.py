@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..measure import attribution
+from ..measure.health import own_reasons
 from ..status import ExitStatus
 from . import gates, words
 
@@ -120,17 +121,16 @@ def attribute(summary: Mapping[str, Any]) -> dict[str, Any]:
                f"limit {words.measured(gate['limit'])})")
     elif health["suspect"]:
         source, limited_by = "health", attribution.judge_suspect(True, share)
-        why = "the generator was suspect: " + "; ".join(r for r in health["reasons"]
-                                                        if not r.startswith("target-bound"))
-    elif (latency := attribution.judge_latency(_tail(summary), handling)) is not None:
+        why = "the generator was suspect: " + "; ".join(own_reasons(health))
+    elif (latency := attribution.judge_latency(gates.rtt_tail(summary), handling)) is not None:
         source, limited_by, why = "latency", latency.who, latency.text
     else:
         source, limited_by = "none", "none"
         why = "the generator was healthy and no verdict named the target"
     if limited_by == attribution.GENERATOR and share is not None and not error \
             and source != "latency":
-        why += (f"; the target's own handling p99 was {share * 100:.2g} % of the round trip's, "
-                "the rest was the generator's queueing")
+        why += (f"; the target's own handling p99 was {words.share(share)} of the round "
+                "trip's, the rest was the generator's queueing")
     return {
         "limited_by": limited_by,
         "source": source,  # what the verdict comes from: error, gate, health, latency or none
@@ -141,14 +141,6 @@ def attribute(summary: Mapping[str, Any]) -> dict[str, Any]:
         "target_handling_p99_ms": handling,
         "target_share_of_rtt_p99": share,
     }
-
-
-def _tail(summary: Mapping[str, Any]) -> attribution.Tail | None:
-    tail = summary.get("rtt_tail")
-    if not tail:
-        return None
-    return attribution.Tail(tail["rtt_p99_ms"], tail["samples"], tail["in_lagged_seconds"],
-                            tail["lag_threshold_ms"])
 
 
 # -- the final lines ----------------------------------------------------------------------------

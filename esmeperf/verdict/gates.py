@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..measure import attribution, health
 from ..usage import positive_float
+from . import words
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -62,6 +63,9 @@ class Gate:
     parse: Callable[[str], float] = float  # the limit from its flag's text (not a switch)
     names_generator: bool = False  # a failure is the generator's own (--fail-on-suspect)
     setting: str = ""  # the key of its limit in Settings.gates, where it is not `key`
+    # It reads the round trip: over the run, a failure is judged as the round trip's tail is
+    # (attribution.judge_latency) before it may name the target.
+    reads_rtt: bool = False
 
     @property
     def switch(self) -> bool:
@@ -99,14 +103,15 @@ def _window_delivered(w: Window) -> Measured:
 
 
 def _run_suspect(summary: Mapping[str, Any]) -> Measured:
-    return "SUSPECT" if (summary.get("generator_health") or {}).get("suspect") else "ok"
+    return words.suspect_words(bool((summary.get("generator_health") or {}).get("suspect")))
 
 
 GATES: list[Gate] = [
     Gate("max_p99_ms", "--max-p99", "message round-trip p99 must be at most MS",
          "round-trip p99, ms",
          over_run=lambda s: s["latency"]["message_rtt"].get("p99_ms"),
-         over_window=_window_p99, passes=_at_most, metavar="MS", parse=positive_float),
+         over_window=_window_p99, passes=_at_most, metavar="MS", parse=positive_float,
+         reads_rtt=True),
     Gate("min_delivered_ratio", "--min-delivered-ratio",
          "delivered/sent must be at least R (e.g. 0.99)", "delivered / sent",
          over_run=lambda s: s.get("delivered_ratio"), over_window=_window_delivered,
@@ -122,7 +127,7 @@ GATES: list[Gate] = [
          "lateness) fails: its latencies describe the generator as much as the target",
          "the generator's health",
          over_run=_run_suspect,
-         over_window=lambda w: "SUSPECT" if w.health()["suspect"] else "ok",
+         over_window=lambda w: words.suspect_words(bool(w.health()["suspect"])),
          passes=lambda measured, _: measured == "ok", names_generator=True,
          setting="fail_on_suspect"),
 ]
@@ -157,12 +162,19 @@ def judge_run(limits: Mapping[str, Any], summary: Mapping[str, Any]) -> list[dic
     """Each gate the run set, judged over the whole run: its limit, its figure, whether it
     passed; a failed one also with who it names (measure/attribution.py), judged against the
     generator's health over the run."""
-    out = [_entry(gate, limit, gate.over_run(summary)) for gate, limit in configured(limits)]
+    gates = configured(limits)
+    out = [_entry(gate, limit, gate.over_run(summary)) for gate, limit in gates]
     suspect = bool((summary.get("generator_health") or {}).get("suspect"))
     who = attribution.judge_suspect(suspect, target_share(summary))
-    for gate, entry in zip([g for g, _ in configured(limits)], out, strict=True):
-        if not entry["passed"]:
-            entry["attribution"] = attribution.GENERATOR if gate.names_generator else who
+    # With a healthy generator, a round trip whose tail was the generator's (or outside the
+    # target's handling) is that, gate or no gate.
+    latency = None if suspect else attribution.judge_latency(rtt_tail(summary),
+                                                             target_handling_p99_ms(summary))
+    for (gate, _), entry in zip(gates, out, strict=True):
+        if entry["passed"]:
+            continue
+        entry["attribution"] = (attribution.GENERATOR if gate.names_generator else
+                                latency.who if gate.reads_rtt and latency is not None else who)
     return out
 
 
@@ -177,7 +189,7 @@ def judge_window(window: Window) -> dict[str, Any] | None:
         failed = _entry(gate, limit, measured)
         failed.update({"window": f"{WINDOW_S} s", "window_seconds": [window.first, window.last]})
         verdict = window.health()
-        reasons = [r for r in verdict["reasons"] if not r.startswith("target-bound")]
+        reasons = health.own_reasons(verdict)
         failed["attribution"] = (attribution.GENERATOR if gate.names_generator else
                                  attribution.judge_suspect(verdict["suspect"], None))
         if reasons:
@@ -190,6 +202,15 @@ def target_handling_p99_ms(summary: Mapping[str, Any]) -> float | None:
     """The embedded target's own frame handling p99 over the run (its /stats), in ms."""
     handling = (summary.get("target_stats") or {}).get("handling_us") or {}
     return handling["p99"] / 1000 if isinstance(handling.get("p99"), int | float) else None
+
+
+def rtt_tail(summary: Mapping[str, Any]) -> attribution.Tail | None:
+    """The summary's `rtt_tail` as attribution.judge_latency takes it."""
+    tail = summary.get("rtt_tail")
+    if not tail:
+        return None
+    return attribution.Tail(tail["rtt_p99_ms"], tail["samples"], tail["in_lagged_seconds"],
+                            tail["lag_threshold_ms"])
 
 
 def target_share(summary: Mapping[str, Any]) -> float | None:

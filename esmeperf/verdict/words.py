@@ -78,6 +78,12 @@ def rate(value: Any) -> str:
     return f"{round(value, 1):g}"
 
 
+def share(fraction: float) -> str:
+    """A share as a percentage with the digits it needs: 42.0 %, 1.7 %, 0.015 %."""
+    pct = fraction * 100
+    return f"{pct:.1f} %" if pct >= 1 else f"{pct:.2g} %"
+
+
 def measured(value: Any) -> str:
     """A gate's limit or measured figure as the summary JSON writes it (`3.75`, `10.0`), a
     word (`SUSPECT`) as it is; `-` when missing."""

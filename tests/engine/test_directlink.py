@@ -28,11 +28,12 @@ def _until(condition, what: str) -> None:
 def test_messages_and_commands_go_both_ways():
     metrics = Metrics()
     sink = ReportSink(Life(), metrics, count=1)
-    client = ClientEnd("127.0.0.1", sink, lambda index: f"@worker-{index}")
+    client = ClientEnd("127.0.0.1", sink, lambda index: f"@worker-{index}", silent_s=BOUND_S)
     beats, commands = [], []
     shard = ShardEnd(client.address, client.key, 0, on_beat=lambda: beats.append(1),
                      on_command=commands.append)
     try:
+        _until(shard.tried.is_set, "the shard connected")  # in a thread of its own
         assert shard.up
         _until(lambda: client.linked(0), "the shard greeted")
         shard_metrics = Metrics()
@@ -51,7 +52,7 @@ def test_messages_and_commands_go_both_ways():
 
 def test_a_connection_without_the_runs_key_is_refused():
     sink = ReportSink(Life(), Metrics(), count=1)
-    client = ClientEnd("127.0.0.1", sink, str)
+    client = ClientEnd("127.0.0.1", sink, str, silent_s=BOUND_S)
     try:
         stranger = ShardEnd(client.address, b"not the key" * 3, 0, on_beat=lambda: None,
                             on_command=lambda _: None)
@@ -72,6 +73,7 @@ def test_no_link_is_not_fatal():
         free.bind(("127.0.0.1", 0))
         address = free.getsockname()  # nothing listens there
     shard = ShardEnd(address, b"k" * 32, 0, on_beat=lambda: None, on_command=lambda _: None)
+    _until(shard.tried.is_set, "the connect refused")
     assert not shard.up and shard.send(Alive(0)) is False  # the caller uses the scheduler
 
 

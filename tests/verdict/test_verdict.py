@@ -155,3 +155,17 @@ def test_the_page_says_what_the_table_says(tmp_path, target, capsys):
     edited["gates"][0]["passed"] = True
     edited.pop("verdict")
     assert decide.decide(edited).status == ExitStatus.OK
+
+
+def test_a_failed_round_trip_gate_is_judged_as_the_round_trip_is():
+    """A --max-p99 failure whose tail came mostly in seconds the generator lagged names the
+    generator, as the run's own latency verdict does, not the target (review of issue 39)."""
+    tail = {"rtt_p99_ms": 40.0, "samples": 100, "in_lagged_seconds": 90, "lag_threshold_ms": 8.0}
+    summary = _summary(latency={"message_rtt": {"count": 10_000, "p99_ms": 40.0}},
+                       rtt_tail=tail, target_stats={"handling_us": {"p99": 3_000}})
+    (gate,) = gates.judge_run(Gates(max_p99_ms=10.0), summary)
+    assert not gate["passed"] and gate["attribution"] == "generator"
+    # The same failure with the tail in seconds the generator kept up: the target's.
+    summary["rtt_tail"] = dict(tail, in_lagged_seconds=0)
+    (gate,) = gates.judge_run(Gates(max_p99_ms=10.0), summary)
+    assert gate["attribution"] == "target"
